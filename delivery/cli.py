@@ -1,0 +1,150 @@
+"""The `delivery` command: serve, migrate, load the demo, import, plan, solve, tokens, backups."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from delivery.settings import Settings, from_env
+
+
+class CommandError(Exception):
+    """A command that cannot run as asked; the message says what to fix (exit code 2)."""
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="delivery", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the web app")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+
+    demo = sub.add_parser("demo", help="demo data")
+    demo.add_argument("action", choices=["load"])
+
+    imp = sub.add_parser("import", help="bulk intake")
+    imp.add_argument("what", choices=["referrals"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--clinic", help="the referring clinic's name or id (or a 'clinic' column)")
+
+    geo = sub.add_parser("geocode", help="geocode addresses still waiting for a point")
+    geo.add_argument("--limit", type=int, default=None)
+
+    token = sub.add_parser("token", help="API tokens")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("--user", required=True, metavar="EMAIL")
+
+    backup = sub.add_parser("backup", help="online backup of the database")
+    backup.add_argument("path", type=Path)
+
+    solve = sub.add_parser("solve", help="solve a routing problem file, print the solution JSON")
+    solve.add_argument("file")
+    solve.add_argument("--format", choices=["solomon", "json"])
+    solve.add_argument("--time-limit", type=float, default=10.0)
+
+    plan = sub.add_parser("plan", help="plan a delivery day from the database")
+    plan.add_argument("date", type=_date)
+    plan.add_argument("--time-limit", type=float, default=30.0)
+
+    link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
+    link.add_argument("--driver", required=True, metavar="EMAIL")
+    link.add_argument("--date", required=True, type=_date)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = from_env()
+    try:
+        return run(args, settings)
+    except CommandError as exc:
+        print(f"delivery {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one branch per command
+    if args.command == "solve":
+        from delivery.routing.cli import solve_command
+
+        return solve_command(args.file, args.format, args.time_limit)
+
+    from delivery.db import Database, upgrade
+
+    if args.command == "db":
+        upgrade(settings.database_url)
+        print("database is up to date")
+        return 0
+    if args.command == "serve":
+        import uvicorn
+
+        from delivery.web.app import create_app
+
+        uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
+                    log_level="info")
+        return 0
+
+    database = Database(settings.database_url)
+    try:
+        if args.command == "demo":
+            from delivery import demo
+
+            print(demo.load(database, settings))
+            return 0
+        if args.command == "import":
+            from delivery import csv_import
+
+            report = csv_import.import_file(database, args.file, clinic=args.clinic)
+            print(report.text())
+            return 0 if report.ok else 1
+        if args.command == "geocode":
+            from delivery import geocoding
+
+            print(geocoding.geocode_pending(database, settings, limit=args.limit))
+            return 0
+        if args.command == "token":
+            from delivery import auth
+
+            with database.writer() as db:
+                try:
+                    raw = auth.create_api_token(db, args.user)
+                except auth.AccountError as exc:
+                    raise CommandError(str(exc)) from None
+                db.commit()
+            print(raw)
+            return 0
+        if args.command == "backup":
+            from delivery.backup import BackupError, backup
+
+            try:
+                print(backup(settings.database_url, args.path))
+            except BackupError as exc:
+                raise CommandError(str(exc)) from None
+            return 0
+        if args.command == "plan":
+            from delivery import planning
+
+            return planning.plan_command(database, settings, args.date, args.time_limit)
+        if args.command == "route-link":
+            from delivery import publishing
+
+            return publishing.route_link_command(database, settings, args.driver, args.date)
+    finally:
+        database.dispose()
+    raise CommandError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Program capacity and the waitlist: who is served now, who waits, and who moves up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from delivery import capacity, timeline
+from delivery.models import (
+    Order,
+    OrderStatus,
+    Organization,
+    Outcome,
+    Referral,
+    ReferralStatus,
+    utcnow,
+)
+from delivery.scheduling import Recurrence, next_weekday
+
+
+def recurrence(order: Order) -> Recurrence:
+    return Recurrence(cadence=order.cadence, weekday=order.weekday, start_date=order.start_date,
+                      end_date=order.end_date, paused_until=order.paused_until)
+
+
+def _committed(db: Session, food_bank_id: int, start: dt.date) -> capacity.Counter[dt.date]:
+    rows = db.execute(
+        select(Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until,
+               Order.boxes)
+        .where(Order.food_bank_id == food_bank_id,
+               Order.status.in_([OrderStatus.active, OrderStatus.paused]),
+               or_(Order.end_date.is_(None), Order.end_date >= start))
+    ).all()
+    orders = [(Recurrence(r.cadence, r.weekday, r.start_date, r.end_date, r.paused_until), r.boxes)
+              for r in rows]
+    return capacity.committed_boxes(orders, start, start + capacity.HORIZON)
+
+
+def order_fits(db: Session, food_bank: Organization, order: Order, today: dt.date) -> bool:
+    start = max(today, order.start_date)
+    load = _committed(db, food_bank.id, start)
+    return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start)
+
+
+def _waiting(db: Session, food_bank_id: int) -> list[Order]:
+    """Waitlisted orders in the order they will be served: priority first, then referral date."""
+    return list(db.scalars(
+        select(Order).join(Referral, Referral.id == Order.referral_id)
+        .where(Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted)
+        .order_by(Order.priority.desc(), Referral.created_at, Order.id)
+    ))
+
+
+def position(db: Session, order: Order) -> int | None:
+    """1-based place on the waitlist, or None when the order is not waiting."""
+    if order.status != OrderStatus.waitlisted:
+        return None
+    ids = [o.id for o in _waiting(db, order.food_bank_id)]
+    return ids.index(order.id) + 1
+
+
+def promote(db: Session, food_bank: Organization, today: dt.date,
+            actor_id: int | None = None) -> list[Order]:
+    """Move waiting orders onto the program, in waitlist order, while capacity allows.
+
+    Strictly in order: a later, smaller request does not jump a waiting one that does not fit yet.
+    Called in the same transaction as whatever freed capacity (an order ended or paused).
+    """
+    moved = []
+    for order in _waiting(db, food_bank.id):
+        order.start_date = max(order.start_date, today)
+        if not order_fits(db, food_bank, order, today):
+            break
+        order.status = OrderStatus.active
+        referral = db.get(Referral, order.referral_id)
+        assert referral is not None
+        referral.status = ReferralStatus.active
+        referral.outcome = Outcome.home_delivery
+        referral.reason = "Moved off the waitlist: home delivery."
+        first = next_weekday(order.weekday, order.start_date)
+        timeline.record(db, referral, "waitlist_promoted",
+                        f"Capacity freed: moved off the waitlist; first delivery {first:%a %d %b %Y}.",
+                        actor_id)
+        db.flush()
+        moved.append(order)
+    return moved
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    """What clinic staff see before they refer: is there room, and how long is the wait?"""
+
+    food_bank_id: int
+    food_bank_name: str
+    boxes_per_delivery_day: int | None
+    next_delivery_day: dt.date | None
+    boxes_free_next_day: int | None
+    waiting: int
+    expected_wait_weeks: int | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.waiting == 0 and (self.boxes_free_next_day is None or self.boxes_free_next_day > 0)
+
+
+def program_status(db: Session, food_bank: Organization, today: dt.date) -> ProgramStatus:
+    waiting = _waiting(db, food_bank.id)
+    next_day = (next_weekday(food_bank.delivery_weekday, today)
+                if food_bank.delivery_weekday is not None else None)
+    free = None
+    if food_bank.boxes_per_delivery_day is not None and next_day is not None:
+        free = food_bank.boxes_per_delivery_day - _committed(db, food_bank.id, today)[next_day]
+    # The rate capacity frees up: boxes of orders that ended in the last twelve weeks.
+    since = utcnow() - dt.timedelta(weeks=12)
+    freed = db.scalar(select(func.coalesce(func.sum(Order.boxes), 0)).where(
+        Order.food_bank_id == food_bank.id, Order.ended_at >= since)) or 0
+    wait = capacity.expected_wait_weeks(sum(o.boxes for o in waiting), freed / 12) if waiting else 0
+    return ProgramStatus(food_bank.id, food_bank.name, food_bank.boxes_per_delivery_day, next_day,
+                         free, len(waiting), wait)

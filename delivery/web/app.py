@@ -1,0 +1,75 @@
+"""The Litestar app factory: settings in, app out; every plugin and controller is wired here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Litestar
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from delivery.db import Database
+from delivery.settings import ROOT, Settings, from_env
+from delivery.web import account, api, clinic, coordinator
+from delivery.web.render import provide_db, provide_settings
+from delivery.web.workers import start_workers, stop_workers
+from delivery.web.security import (
+    AuthMiddleware,
+    SecurityHeadersMiddleware,
+    policy_guard,
+    redirect_to_login,
+)
+
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
+MAX_BODY_BYTES = 2 * 1024 * 1024  # a CSV of several thousand referrals; JSON bodies are far smaller
+
+
+def template_engine(directory: Path = TEMPLATES) -> JinjaTemplateEngine:
+    env = Environment(loader=FileSystemLoader(directory), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return JinjaTemplateEngine.from_environment(env)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> Litestar:
+    """Build the app. Tests pass their own settings (and database) instead of patching globals."""
+    settings = settings or from_env()
+    database = database or Database(settings.database_url)
+    app = Litestar(
+        route_handlers=[
+            account.AccountController,
+            clinic.ClinicController,
+            coordinator.CoordinatorController,
+            api.ReferralApi,
+            create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
+                                       include_in_schema=False),
+        ],
+        dependencies={"db": Provide(provide_db, sync_to_thread=False),
+                      "settings": Provide(provide_settings, sync_to_thread=False)},
+        guards=[policy_guard],
+        middleware=[SecurityHeadersMiddleware(settings), AuthMiddleware(settings, database)],
+        exception_handlers={NotAuthorizedException: redirect_to_login},
+        template_config=TemplateConfig(instance=template_engine()),
+        plugins=[HTMXPlugin()],
+        openapi_config=OpenAPIConfig(title="Produce-box delivery API", version="1",
+                                     path="/schema", render_plugins=[SwaggerRenderPlugin()],
+                                     create_examples=False),
+        request_max_body_size=MAX_BODY_BYTES,
+        response_cache_config=ResponseCacheConfig(),
+        logging_config=LoggingConfig(log_exceptions="always"),
+        on_startup=[start_workers],
+        on_shutdown=[stop_workers, lambda: database.dispose()],
+        debug=False,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    return app

@@ -1,0 +1,143 @@
+"""Clinic staff's pages: refer a patient, see their referrals and where each one stands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery import intake, waitlist
+from delivery.models import (
+    Cadence,
+    HungerAnswer,
+    Order,
+    OrderStatus,
+    Organization,
+    Referral,
+    ReferralEvent,
+    Role,
+    Source,
+)
+from delivery.schemas import BoxType, Dietary, ReferralIn
+from delivery.web.api import visible_referral
+from delivery.web.forms import convert
+from delivery.web.render import DB, page, principal
+from delivery.web.workers import wake_geocoder
+
+STAFF = (Role.clinic_staff,)
+FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+LIST_FIELDS = {"patient.dietary"}
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+LANGUAGES = [("en", "English"), ("es", "Spanish"), ("yue", "Cantonese"), ("zh", "Mandarin"),
+             ("vi", "Vietnamese"), ("tl", "Tagalog"), ("ar", "Arabic"), ("mam", "Mam")]
+
+
+def nest(form: dict[str, Any]) -> dict[str, Any]:
+    """Dotted form names (`patient.address.city`) into the nested body the API takes.
+    Blank inputs are left out, so defaults apply and required fields say they are required."""
+    body: dict[str, Any] = {}
+    for name, raw in form.items():
+        if name == "csrf_token":
+            continue
+        value = raw if name in LIST_FIELDS else (raw[-1] if isinstance(raw, list) else raw)
+        if name in LIST_FIELDS and not isinstance(value, list):
+            value = [value]
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                continue
+        *parents, leaf = name.split(".")
+        target = body
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return body
+
+
+def staff_clinic(db: Session, request: Request) -> Organization:
+    clinic_id = principal(request).organizations_with(Role.clinic_staff)[0]
+    clinic = db.get(Organization, clinic_id)
+    assert clinic is not None
+    return clinic
+
+
+def form_context(db: Session, clinic: Organization) -> dict[str, Any]:
+    food_bank = db.get(Organization, clinic.food_bank_id) if clinic.food_bank_id else None
+    return {
+        "clinic": clinic,
+        "program": waitlist.program_status(db, food_bank, dt.date.today()) if food_bank else None,
+        "hunger_answers": [(HungerAnswer.often, "Often true"), (HungerAnswer.sometimes, "Sometimes true"),
+                           (HungerAnswer.never, "Never true")],
+        "dietary_options": [d.value for d in Dietary], "box_types": [b.value for b in BoxType],
+        "cadences": [(Cadence.weekly, "Every week"), (Cadence.biweekly, "Every two weeks"),
+                     (Cadence.once, "Once")],
+        "weekdays": list(enumerate(WEEKDAYS)), "languages": LANGUAGES,
+        "default_weekday": food_bank.delivery_weekday if food_bank else None,
+    }
+
+
+class ClinicController(Controller):
+    path = "/clinic"
+
+    @get("/", opt={"roles": STAFF}, sync_to_thread=True)
+    def referrals(self, request: Request, db: DB) -> Template:
+        """The clinic's referrals, newest first, with the program's capacity."""
+        clinic = staff_clinic(db, request)
+        rows = db.execute(
+            select(Referral, Order).outerjoin(Order, (Order.referral_id == Referral.id)
+                                              & (Order.status != OrderStatus.ended))
+            .where(Referral.clinic_id == clinic.id).order_by(Referral.id.desc()).limit(200)
+        ).all()
+        return page(request, "clinic/referrals.html", rows=rows, **form_context(db, clinic))
+
+    @get("/referrals/new", opt={"roles": STAFF}, sync_to_thread=True)
+    def new_referral(self, request: Request, db: DB) -> Template:
+        clinic = staff_clinic(db, request)
+        return page(request, "clinic/referral_new.html", values={}, errors={}, **form_context(db, clinic))
+
+    @post("/referrals", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
+    def refer_patient(self, request: Request, db: DB, data: FormData) -> Response | Template:
+        """Validate every field, then refer through the same service as the API and the CSV import."""
+        clinic = staff_clinic(db, request)
+        body = nest(data)
+        body.setdefault("patient", {})["consent_to_share"] = "patient.consent_to_share" in data
+        referral_in, errors = convert(ReferralIn, body)
+        if not body["patient"]["consent_to_share"]:
+            referral_in = None
+            errors["patient.consent_to_share"] = ("Ask the patient first: home delivery shares their name, "
+                                                  "address and phone with the food bank and its drivers.")
+        if referral_in is not None:
+            try:
+                result = intake.refer(db, referral_in, clinic_id=clinic.id,
+                                      actor_id=principal(request).user_id, source=Source.web)
+            except intake.IntakeError as exc:
+                errors = {exc.field or "": str(exc)}
+            else:
+                db.commit()
+                wake_geocoder(request.app)
+                target = f"/clinic/referrals/{result.referral.id}"
+                if not result.created:
+                    target += "?already=1"
+                return ClientRedirect(target) if request.headers.get("hx-request") else Redirect(target)
+        return page(request, "clinic/referral_new.html", block="referral_form" if request.headers.get(
+                    "hx-request") else None, status_code=422, values=data, errors=errors,
+                    **form_context(db, clinic))
+
+    @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
+    def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int],
+                        already: bool = False) -> Template:
+        referral = visible_referral(db, principal(request), referral_id)
+        order = db.scalar(select(Order).where(Order.referral_id == referral.id)
+                          .order_by(Order.id.desc()))
+        events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
+                            .order_by(ReferralEvent.id)).all()
+        return page(request, "clinic/referral.html", referral=referral, order=order, events=events,
+                    position=waitlist.position(db, order) if order else None, already=already,
+                    weekdays=WEEKDAYS)

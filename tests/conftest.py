@@ -1,0 +1,99 @@
+"""Fixtures shared by the suite: real migrated databases (SQLite always, PostgreSQL when
+DELIVERY_TEST_POSTGRES_URL is set), an app built with its own settings, and a small program."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from delivery.db import Database, upgrade
+from delivery.models import Base
+from delivery.settings import Settings
+from delivery.web.app import create_app
+from tests.builders import Program, make_program
+
+POSTGRES_URL = os.environ.get("DELIVERY_TEST_POSTGRES_URL", "")
+BASE_URL = "https://testserver.local"  # https, so the Secure __Host- cookies are sent back
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (migrating per test would be slow)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL database for this pytest run, migrated once and dropped at the end,
+    so two runs on one server never step on each other."""
+    if not POSTGRES_URL:
+        pytest.skip("DELIVERY_TEST_POSTGRES_URL is not set")
+    base = make_url(POSTGRES_URL)
+    name = f"delivery_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # every test starts from empty tables
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, secret_key="test-secret", base_url=BASE_URL,
+                    geocoder="none", secure_cookies=True)
+
+
+@pytest.fixture
+def program(database: Database) -> Program:
+    """A food bank with two clinics, a coordinator and staff for each clinic."""
+    with database.writer() as db:
+        built = make_program(db)
+        db.commit()
+    return built
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database):  # type: ignore[no-untyped-def]
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app=app, base_url=BASE_URL) as test_client:
+        yield test_client

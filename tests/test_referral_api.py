@@ -1,0 +1,138 @@
+"""A clinic's system refers patients over the JSON API with a bearer token."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from sqlalchemy import func, select
+
+from delivery.db import Database
+from delivery.models import Order, Organization, Patient, ReviewItem
+from tests.builders import Program, api_token, referral_body
+
+
+@pytest.fixture
+def clinic1_headers(database: Database, program: Program) -> dict[str, str]:
+    with database.writer() as db:
+        headers = api_token(db, program.clinic1)
+        db.commit()
+    return headers
+
+
+def test_design_example_becomes_a_home_delivery_order(client, clinic1_headers) -> None:
+    """The DESIGN.md body gives 201, outcome home_delivery, an Order, and a timeline."""
+    response = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["outcome"] == "home_delivery" and body["status"] == "active"
+    assert isinstance(body["order_id"], int) and body["geocode_status"] == "given"
+    assert "no reliable transportation" in body["reason"]
+
+    fetched = client.get(f"/api/v1/referrals/{body['id']}", headers=clinic1_headers).json()
+    kinds = [event["kind"] for event in fetched["timeline"]]
+    assert kinds == ["referred", "order_created", "outcome"]
+    assert all(event["at"] for event in fetched["timeline"])
+
+
+def test_food_insecure_without_barrier_is_told_the_nearest_depot(client, clinic1_headers) -> None:
+    """No barrier -> pick-up referral, no Order, the nearest depot and its hours in the reason."""
+    body = referral_body(screening__transportation_barrier=False)
+    answer = client.post("/api/v1/referrals", json=body, headers=clinic1_headers).json()
+    assert answer["outcome"] == "pickup" and answer["order_id"] is None
+    assert "Eastside warehouse" in answer["reason"] and "Mon-Fri 9am-5pm" in answer["reason"]
+
+
+def test_not_food_insecure_is_not_eligible_with_reason(client, clinic1_headers) -> None:
+    """A negative Hunger Vital Sign is declined with the reason."""
+    body = referral_body(screening__hunger_worried="never", screening__hunger_ran_out="never")
+    answer = client.post("/api/v1/referrals", json=body, headers=clinic1_headers).json()
+    assert answer["outcome"] == "not_eligible" and answer["order_id"] is None
+    assert "negative" in answer["reason"]
+
+
+@pytest.mark.req("R4.2")
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"patient__address__postal_code": "ABCDE"}, "patient.address.postal_code"),
+        ({"patient__nickname": "Rosie"}, "patient.nickname"),
+        ({"screening__hunger_worried": "always"}, "screening.hunger_worried"),
+        ({"patient__floor": 5000}, "patient.floor"),
+        ({"patient__given_name": "x" * 101}, "patient.given_name"),
+    ],
+)
+def test_bad_input_names_the_field_and_writes_nothing(client, clinic1_headers, database, change,
+                                                      field) -> None:
+    """A malformed body is refused with a message naming the field, and nothing is stored."""
+    response = client.post("/api/v1/referrals", json=referral_body(**change), headers=clinic1_headers)
+    assert response.status_code == 400
+    assert field in response.text
+    with database.reader() as db:
+        assert db.scalar(select(func.count(Patient.id))) == 0
+
+
+def test_missing_point_goes_to_geocoding_not_lost(client, clinic1_headers, database) -> None:
+    """Without lat/lon the referral is accepted and the address waits for the geocoder."""
+    body = referral_body()
+    del body["patient"]["address"]["lat"], body["patient"]["address"]["lon"]
+    answer = client.post("/api/v1/referrals", json=body, headers=clinic1_headers).json()
+    assert answer["geocode_status"] == "pending" and answer["order_id"] is not None
+
+
+def test_second_referral_for_an_open_patient_is_a_conflict(client, clinic1_headers, database) -> None:
+    """Referring a patient who already has an open referral says so (409) and creates nothing."""
+    first = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
+    again = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers)
+    assert again.status_code == 409 and str(first["id"]) in again.json()["detail"]
+    with database.reader() as db:
+        assert db.scalar(select(func.count(Order.id))) == 1
+
+
+@pytest.mark.req("R3.3")
+def test_clinic_cannot_see_another_clinics_referral(client, clinic1_headers, database, program) -> None:
+    """Clinic 2's staff get 404 for clinic 1's referral; the coordinator of the program sees it."""
+    created = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
+    with database.writer() as db:
+        other = api_token(db, program.clinic2)
+        coordinator = api_token(db, program.coordinator)
+        db.commit()
+    assert client.get(f"/api/v1/referrals/{created['id']}", headers=other).status_code == 404
+    assert client.get(f"/api/v1/referrals/{created['id']}", headers=coordinator).status_code == 200
+    # A coordinator cannot refer (that is a clinic's act), and nobody anonymous gets in.
+    assert client.post("/api/v1/referrals", json=referral_body(), headers=coordinator).status_code == 403
+    assert client.get(f"/api/v1/referrals/{created['id']}").status_code == 401
+
+
+def test_same_name_and_birth_date_under_another_mrn_is_flagged(client, clinic1_headers, database) -> None:
+    """A second MRN for the same name and birth date is created but flagged for review."""
+    client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers)
+    client.post("/api/v1/referrals", json=referral_body(patient__mrn="A-2002"), headers=clinic1_headers)
+    with database.reader() as db:
+        items = db.scalars(select(ReviewItem)).all()
+    assert [item.kind for item in items] == ["possible_duplicate"]
+    assert "A-1001" in items[0].message
+
+
+def test_full_program_puts_eligible_patients_on_a_prioritised_waitlist(client, clinic1_headers, database,
+                                                                        program) -> None:
+    """Over capacity, referrals wait in order of priority then date, with their place shown."""
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 1
+        db.commit()
+    served = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
+    normal = client.post("/api/v1/referrals", json=referral_body(patient__mrn="B-1", patient__given_name="Ana"),
+                         headers=clinic1_headers).json()
+    urgent = client.post("/api/v1/referrals", headers=clinic1_headers,
+                         json={**referral_body(patient__mrn="C-1", patient__given_name="Bo"), "priority": 2}).json()
+    assert served["outcome"] == "home_delivery"
+    assert normal["outcome"] == urgent["outcome"] == "waitlisted"
+    assert "position 1" in normal["reason"]
+    normal_now = client.get(f"/api/v1/referrals/{normal['id']}", headers=clinic1_headers).json()
+    urgent_now = client.get(f"/api/v1/referrals/{urgent['id']}", headers=clinic1_headers).json()
+    assert (urgent_now["waitlist_position"], normal_now["waitlist_position"]) == (1, 2)
+
+
+def test_openapi_documents_the_referral_contract(client) -> None:
+    """The OpenAPI document has the referral operations and the closed request body."""
+    spec = msgspec.json.decode(client.get("/schema/openapi.json").content)
+    assert "/api/v1/referrals" in spec["paths"] and "/api/v1/referrals/{referral_id}" in spec["paths"]

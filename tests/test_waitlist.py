@@ -1,0 +1,62 @@
+"""Program capacity: clinics never flood the food bank, and waiting patients move up by themselves."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+from sqlalchemy import select
+
+from delivery import intake, orders, waitlist
+from delivery.models import Order, OrderStatus, Organization, Referral, ReferralEvent, Source
+from delivery.schemas import ReferralIn
+from tests.builders import referral_body
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def refer(db, program, mrn: str, priority: int = 0) -> intake.IntakeResult:
+    body = {**referral_body(patient__mrn=mrn, patient__given_name=f"P{mrn}"), "priority": priority}
+    return intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=program.clinic1_id, actor_id=None,
+                        source=Source.api, today=TODAY)
+
+
+def test_ending_an_order_moves_the_next_patient_off_the_waitlist(database, program) -> None:
+    """Capacity 2: the third referral waits; when an order ends it becomes active, on its timeline."""
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 2
+        first, _second, third = (refer(db, program, mrn) for mrn in ("M1", "M2", "M3"))
+        assert third.order.status == OrderStatus.waitlisted
+        moved = orders.end_order(db, first.order, "moved out of the area", actor_id=None, today=TODAY)
+        db.commit()
+        assert [order.id for order in moved] == [third.order.id]
+    with database.reader() as db:
+        referral = db.get(Referral, third.referral.id)
+        assert referral.status == "active" and referral.outcome == "home_delivery"
+        kinds = db.scalars(select(ReferralEvent.kind).where(ReferralEvent.referral_id == referral.id)).all()
+        assert "waitlist_promoted" in kinds
+
+
+def test_pausing_frees_capacity_only_for_the_paused_weeks(database, program) -> None:
+    """A pause lets a waiting one-off order in, but not a weekly one that would collide later."""
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 1
+        first = refer(db, program, "M1")
+        waiting = refer(db, program, "M2")
+        moved = orders.pause_order(db, first.order, TODAY + dt.timedelta(days=14), "in hospital", None,
+                                   today=TODAY)
+        assert moved == []  # a weekly order would exceed capacity once the pause ends
+        assert db.get(Order, waiting.order.id).status == OrderStatus.waitlisted
+
+
+def test_program_status_shows_waitlist_and_free_boxes(database, program) -> None:
+    """Clinic staff see whether the program is open and how many wait, before they refer."""
+    with database.writer() as db:
+        food_bank = db.get(Organization, program.food_bank_id)
+        food_bank.boxes_per_delivery_day = 1
+        status = waitlist.program_status(db, food_bank, TODAY)
+        assert status.is_open and status.boxes_free_next_day == 1
+        refer(db, program, "M1")
+        refer(db, program, "M2")
+        status = waitlist.program_status(db, food_bank, TODAY)
+        assert not status.is_open and status.waiting == 1 and status.boxes_free_next_day == 0
