@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from delivery import auth
@@ -49,7 +49,7 @@ class AccountController(Controller):
         return Redirect(home_for(principal) if principal else "/login")
 
     @get("/login", opt={"public": True}, sync_to_thread=False)
-    def login_page(self, request: Request, next: str = "") -> Template:
+    def login_page(self, request: Request, next: FromQuery[str] = "") -> Template:
         return page(request, "account/login.html", next=_safe_next(next) or "", error=None, email="")
 
     @post("/login", opt={"public": True}, sync_to_thread=True)

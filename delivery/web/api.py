@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -71,7 +71,7 @@ class ReferralApi(Controller):
               "Creates the referral, decides its outcome (home_delivery, waitlisted, pickup, "
               "not_eligible) and the Order when there is one. 409 when the patient already has "
               "an open referral."))
-    def create_referral(self, request: Request, db: DB, data: ReferralIn) -> ReferralOut:
+    def create_referral(self, request: Request, db: DB, data: JSONBody[ReferralIn]) -> ReferralOut:
         who = principal(request)
         clinic_id = referring_clinic(who, data.clinic_id)
         try:

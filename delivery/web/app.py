@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from delivery.db import Database
+from delivery.models import Role
 from delivery.settings import ROOT, Settings, from_env
 from delivery.web import account, api, clinic, coordinator
 from delivery.web.render import provide_db, provide_settings
@@ -31,6 +32,7 @@ from delivery.web.security import (
 
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
+STAFF = (Role.admin, Role.coordinator, Role.clinic_staff)
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a CSV of several thousand referrals; JSON bodies are far smaller
 
 
@@ -53,19 +55,23 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
                                        include_in_schema=False),
         ],
-        dependencies={"db": Provide(provide_db, sync_to_thread=False),
+        dependencies={"db": Provide(provide_db),
                       "settings": Provide(provide_settings, sync_to_thread=False)},
         guards=[policy_guard],
         middleware=[SecurityHeadersMiddleware(settings), AuthMiddleware(settings, database)],
         exception_handlers={NotAuthorizedException: redirect_to_login},
         template_config=TemplateConfig(instance=template_engine()),
         plugins=[HTMXPlugin()],
-        openapi_config=OpenAPIConfig(title="Produce-box delivery API", version="1",
-                                     path="/schema", render_plugins=[SwaggerRenderPlugin()],
-                                     create_examples=False),
+        openapi_config=OpenAPIConfig(
+            title="Produce-box delivery API", version="1", render_plugins=[SwaggerRenderPlugin()],
+            create_examples=False,
+            # The demo documents its API to anyone; elsewhere only signed-in staff read it (R13.2).
+            openapi_router=Router("/schema", route_handlers=[],
+                                  opt={"public": True} if settings.demo else {"roles": STAFF})),
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
-        logging_config=LoggingConfig(log_exceptions="always"),
+        logging_config=LoggingConfig(log_exceptions="always",  # a 500's trace goes to the server log
+                                     disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422}),
         on_startup=[start_workers],
         on_shutdown=[stop_workers, lambda: database.dispose()],
         debug=False,

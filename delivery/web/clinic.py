@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath
+from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from sqlalchemy import select
@@ -132,7 +132,7 @@ class ClinicController(Controller):
 
     @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
     def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int],
-                        already: bool = False) -> Template:
+                        already: FromQuery[bool] = False) -> Template:
         referral = visible_referral(db, principal(request), referral_id)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by(Order.id.desc()))
