@@ -37,7 +37,8 @@ def make_program(db: Session, *, boxes_per_delivery_day: int | None = 100) -> Pr
     clinics = [Organization(name=name, kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
                for name in ("Fruitvale Clinic", "Elmhurst Clinic")]
     db.add_all(clinics)
-    depot = Depot(organization_id=food_bank.id, name="Eastside warehouse", address="7900 Edgewater Dr, Oakland",
+    depot = Depot(organization_id=food_bank.id, name="Eastside warehouse",
+                  address="7900 Edgewater Dr, Oakland",
                   lat=37.7425, lon=-122.2011, opens=dt.time(9), closes=dt.time(17),
                   hours="Mon-Fri 9am-5pm", pickup=True)
     db.add(depot)

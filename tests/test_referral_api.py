@@ -120,10 +120,10 @@ def test_full_program_puts_eligible_patients_on_a_prioritised_waitlist(client, c
         db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 1
         db.commit()
     served = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
-    normal = client.post("/api/v1/referrals", json=referral_body(patient__mrn="B-1", patient__given_name="Ana"),
-                         headers=clinic1_headers).json()
-    urgent = client.post("/api/v1/referrals", headers=clinic1_headers,
-                         json={**referral_body(patient__mrn="C-1", patient__given_name="Bo"), "priority": 2}).json()
+    normal_body = referral_body(patient__mrn="B-1", patient__given_name="Ana")
+    urgent_body = {**referral_body(patient__mrn="C-1", patient__given_name="Bo"), "priority": 2}
+    normal = client.post("/api/v1/referrals", json=normal_body, headers=clinic1_headers).json()
+    urgent = client.post("/api/v1/referrals", json=urgent_body, headers=clinic1_headers).json()
     assert served["outcome"] == "home_delivery"
     assert normal["outcome"] == urgent["outcome"] == "waitlisted"
     assert "position 1" in normal["reason"]

@@ -55,7 +55,8 @@ class AccountController(Controller):
     @post("/login", opt={"public": True}, sync_to_thread=True)
     def sign_in(self, request: Request, db: DB, settings: Config,
                 data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
-        user = auth.authenticate(db, data.email, data.password, ip=request.client.host if request.client else None,
+        ip = request.client.host if request.client else None
+        user = auth.authenticate(db, data.email, data.password, ip=ip,
                                  user_agent=request.headers.get("user-agent"))
         if user is None:
             db.commit()  # keep the audit row of the failed attempt

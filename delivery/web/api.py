@@ -64,7 +64,7 @@ def referral_out(db: Session, referral: Referral, *, with_timeline: bool = False
 class ReferralApi(Controller):
     path = "/api/v1/referrals"
     tags = ["referrals"]
-    security = [{"BearerToken": []}]  # noqa: RUF012 - Litestar reads it as a class attribute
+    security = [{"BearerToken": []}]
 
     @post("/", status_code=201, opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
           summary="Refer a patient", description=(

@@ -22,13 +22,13 @@ from delivery.models import Role
 from delivery.settings import ROOT, Settings, from_env
 from delivery.web import account, api, clinic, coordinator
 from delivery.web.render import provide_db, provide_settings
-from delivery.web.workers import start_workers, stop_workers
 from delivery.web.security import (
     AuthMiddleware,
     SecurityHeadersMiddleware,
     policy_guard,
     redirect_to_login,
 )
+from delivery.web.workers import start_workers, stop_workers
 
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"

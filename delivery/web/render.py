@@ -16,7 +16,6 @@ from delivery.db import Database
 from delivery.settings import Settings
 from delivery.web.security import CSRF_FIELD, SAFE_METHODS
 
-
 DB = NamedDependency[Session]
 """A handler parameter `db: DB` gets the request's database session."""
 Config = NamedDependency[Settings]
