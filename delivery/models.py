@@ -461,3 +461,181 @@ class Shift(Base):
     offered_by: Mapped[str] = mapped_column(String(20), default="coordinator")  # or "driver"
 
     driver: Mapped[Driver] = relationship(lazy="joined")
+
+
+class Holiday(Base):
+    """A day the program marks closed: no Stops are built for it."""
+
+    __tablename__ = "holidays"
+    __table_args__ = (UniqueConstraint("food_bank_id", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    food_bank_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+# --- planning a delivery day ------------------------------------------------------------------
+
+
+class PlanStatus(StrEnum):
+    draft = "draft"
+    planned = "planned"
+    published = "published"
+    done = "done"
+
+
+class StopStatus(StrEnum):
+    """A stop's status on the plan contract: pending until a confirmation, then delivered or failed."""
+
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
+    removed = "removed"  # taken off the day by a coordinator, with a reason
+
+
+class ConfirmationOutcome(StrEnum):
+    delivered = "delivered"
+    left_at_door = "left_at_door"
+    no_answer = "no_answer"
+    refused = "refused"
+    wrong_address = "wrong_address"
+    unsafe = "unsafe"
+    other = "other"
+
+    @property
+    def delivered_food(self) -> bool:
+        return self in (ConfirmationOutcome.delivered, ConfirmationOutcome.left_at_door)
+
+
+class PlanJobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Plan(Base):
+    """A delivery day: its Stops, Routes and solver runs; draft → planned → published → done."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("food_bank_id", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    food_bank_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    date: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(12), default=PlanStatus.draft)
+    # Bumped by every edit: an edit made against an older version is refused, not silently merged.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    published_version: Mapped[int | None] = mapped_column(Integer)
+    published_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PlanJob(Base):
+    """One solver run for a plan, claimed by a worker process (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    __tablename__ = "plan_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default=PlanJobStatus.queued, index=True)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    time_limit_s: Mapped[float] = mapped_column(Float)
+    driver_ids: Mapped[list[str]] = mapped_column(default=list)  # empty: every driver with a shift
+    keep_locks: Mapped[bool] = mapped_column(Boolean, default=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)  # solutions, cost, distance, seconds
+    error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Route(Base):
+    """One driver's ordered Stops in a Plan, with planned times and distance."""
+
+    __tablename__ = "routes"
+    __table_args__ = (UniqueConstraint("plan_id", "driver_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    driver_id: Mapped[int] = mapped_column(ForeignKey("drivers.id"))
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"))
+    colour: Mapped[int] = mapped_column(Integer, default=0)  # index into the map palette
+    planned_start: Mapped[int | None] = mapped_column(Integer)  # seconds since midnight
+    planned_end: Mapped[int | None] = mapped_column(Integer)
+    distance_m: Mapped[int] = mapped_column(Integer, default=0)
+    duration_s: Mapped[int] = mapped_column(Integer, default=0)
+    load_boxes: Mapped[int] = mapped_column(Integer, default=0)
+    published_version: Mapped[int | None] = mapped_column(Integer)  # the plan version its driver was given
+
+    driver: Mapped[Driver] = relationship(lazy="joined")
+
+
+class Stop(Base):
+    """One Order occurrence on a day at one place; what a driver confirms."""
+
+    __tablename__ = "stops"
+    __table_args__ = (UniqueConstraint("order_id", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    date: Mapped[dt.date] = mapped_column(Date)
+    route_id: Mapped[int | None] = mapped_column(ForeignKey("routes.id"), index=True)
+    seq: Mapped[int | None] = mapped_column(Integer)  # 1-based position on the route
+    eta: Mapped[int | None] = mapped_column(Integer)  # planned start of service, seconds since midnight
+    departure: Mapped[int | None] = mapped_column(Integer)
+    boxes: Mapped[int] = mapped_column(Integer)
+    box_type: Mapped[str] = mapped_column(String(40))
+    service_s: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[int | None] = mapped_column(Integer)  # seconds since midnight
+    window_end: Mapped[int | None] = mapped_column(Integer)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # pinned to its route's driver
+    lock_position: Mapped[bool] = mapped_column(Boolean, default=False)  # and to its place
+    status: Mapped[str] = mapped_column(String(12), default=StopStatus.pending)
+    outcome: Mapped[str | None] = mapped_column(String(20))  # the confirmation's outcome
+    unassigned_reason: Mapped[str | None] = mapped_column(String(40))
+    unassigned_detail: Mapped[str | None] = mapped_column(String(300))
+    removed_reason: Mapped[str | None] = mapped_column(String(300))
+    carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("stops.id"))  # a failed attempt retried
+
+    patient: Mapped[Patient] = relationship(lazy="joined")
+
+
+class RouteLink(Base):
+    """A driver's personal link to a published route: only its hash is stored (R1.3)."""
+
+    __tablename__ = "route_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    opened_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class Confirmation(Base):
+    """The outcome at a Stop, as a driver reported it; the client's idempotency key is kept forever."""
+
+    __tablename__ = "confirmations"
+    __table_args__ = (UniqueConstraint("user_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stop_id: Mapped[int] = mapped_column(ForeignKey("stops.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(1000))
+    occurred_at: Mapped[dt.datetime]  # the device's clock
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)  # the server's
+    handled_at: Mapped[dt.datetime | None]  # a coordinator worked this exception
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
