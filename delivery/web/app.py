@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             account.AccountController,
             clinic.ClinicController,
-            coordinator.CoordinatorController,
+            *coordinator.CONTROLLERS,
             api.ReferralApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
                                        include_in_schema=False),
