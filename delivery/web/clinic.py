@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.htmx import ClientRedirect
@@ -13,7 +15,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import intake, waitlist
+from delivery import csv_import, intake, waitlist
 from delivery.models import (
     Cadence,
     HungerAnswer,
@@ -33,6 +35,17 @@ from delivery.web.workers import wake_geocoder
 
 STAFF = (Role.clinic_staff,)
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+@dataclass
+class CsvUploadForm:
+    """The import form: the file (and the CSRF field, which the guard checks)."""
+
+    file: UploadFile | None = None
+    csrf_token: str = ""
+
+
+CsvUpload = Annotated[CsvUploadForm, Body(media_type=RequestEncodingType.MULTI_PART)]
 LIST_FIELDS = {"patient.dietary"}
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 LANGUAGES = [("en", "English"), ("es", "Spanish"), ("yue", "Cantonese"), ("zh", "Mandarin"),
@@ -141,3 +154,40 @@ class ClinicController(Controller):
         return page(request, "clinic/referral.html", referral=referral, order=order, events=events,
                     position=waitlist.position(db, order) if order else None, already=already,
                     weekdays=WEEKDAYS)
+
+    # --- bulk intake from a CSV file (delivery.csv_import) ---------------------------------
+
+    @get("/referrals/import", opt={"roles": STAFF}, sync_to_thread=True)
+    def import_form(self, request: Request, db: DB) -> Template:
+        """The upload form, the columns a file may have, and a template to download."""
+        clinic = staff_clinic(db, request)
+        return page(request, "clinic/import.html", clinic=clinic, report=None,
+                    columns=csv_import.columns_help())
+
+    @get("/referrals/import/template.csv", opt={"roles": STAFF}, sync_to_thread=False)
+    def import_template(self) -> Response[str]:
+        """A CSV with the header and one example row, for people to fill in."""
+        return Response(csv_import.template_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="referrals-template.csv"'})
+
+    @post("/referrals/import", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
+    def import_referrals(self, request: Request, db: DB, data: CsvUpload) -> Template:
+        """Check the whole file; import every row (one transaction) or none, and show the report."""
+        clinic = staff_clinic(db, request)
+        upload = data.file if isinstance(data.file, UploadFile) else None
+        if upload is None or not upload.filename:
+            report = csv_import.ImportReport(source="upload")
+            report.add(None, None, "Choose a CSV file to import.")
+        else:
+            with upload.file:  # a spooled temporary file: close it, not the garbage collector
+                content = upload.file.read()
+            report = csv_import.import_rows(db, content, clinic_id=clinic.id,
+                                            actor_id=principal(request).user_id,
+                                            source_name=upload.filename[:200])
+        if report.ok:
+            db.commit()
+            wake_geocoder(request.app)
+        else:
+            db.rollback()
+        return page(request, "clinic/import.html", status_code=200 if report.ok else 422, clinic=clinic,
+                    report=report, columns=csv_import.columns_help())
