@@ -409,9 +409,8 @@ def geocode_pending(database: Database, settings: Settings, limit: int | None = 
                 answer = _lookup(geocoder, item.query)
             try:
                 _record(database, geocoder.provider, item, answer, summary)
-            except Exception:
+            except Exception:  # this patient stays pending; the others still get their turn
                 log.exception("could not record the geocoding answer for patient %s", item.patient_id)
-                continue
             if answer.kind == AnswerKind.error:
                 summary.last_error = answer.reason
                 summary.not_tried += len(batch) - index - 1
