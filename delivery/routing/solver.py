@@ -123,7 +123,7 @@ class _Model:
             index = manager.NodeToIndex(m)
             time_dim.CumulVar(index).SetRange(int(inst.early[j]), int(inst.late[j]))
             if len(allowed[m]) < n_vehicles:
-                routing.SetAllowedVehiclesForIndex(list(allowed[m]), index)
+                routing.VehicleVar(index).SetValues([-1, *allowed[m]])  # -1: left out
             job = problem.jobs[j]
             weight = 1 + max(job.priority, 0)
             if job.lock is not None:
@@ -269,8 +269,8 @@ def solve(
         if start_assignment is not None:
             stats["warm_start"] = "initial"
 
-    def search(limit: float, start=None):
-        params = _params(limit, first, max_iterations)
+    def search(limit: float, start=None, first_only: bool = False):
+        params = _params(limit, first, 1 if first_only else max_iterations)
         if start is not None:
             return routing.SolveFromAssignmentWithParameters(start, params)
         return routing.SolveWithParameters(params)
@@ -280,7 +280,9 @@ def solve(
     if data is None:
         best = search(max(remaining(), 0.01), start_assignment)
     else:
-        polish = min(max(0.1 * time_limit, 1.0), 5.0)
+        # PyVRP on both cores (two seeds) after OR-Tools' first plan, then an OR-Tools polish:
+        # measured, OR-Tools' own search on the main core was far behind a second PyVRP run.
+        polish = min(max(0.05 * time_limit, 0.5), 3.0)
         deadline = time.time() + max(remaining() - polish, 0.1)
         candidates = []
         if max_iterations is not None:
@@ -288,21 +290,39 @@ def solve(
             best = search(max(remaining(), 0.01), start_assignment)
         else:
             future, pool = _spawn(data, deadline, seed)
-            best = search(max(deadline - time.time(), 0.01), start_assignment)
+            best = start_assignment
+            if best is None:  # a quick first plan to show, cheaper than OR-Tools' insertion
+                best = model.assignment_from(
+                    warmstart.fit_routes(inst, warmstart.greedy_routes(inst, jobs, allowed))
+                )
+            if best is None:
+                best = search(max(deadline - time.time(), 0.01), None, first_only=True)
+            elif best_cost[0] is None:
+                best_cost[0] = best.ObjectiveValue()
+                stats["improvements"] += 1
+                stats["first"] = time.perf_counter() - began
+                if on_improvement is not None:
+                    on_improvement(_solution(inst, model.routes(best), best_cost[0], began, stats))
+            try:
+                candidates.append(warmstart.run(data, deadline, seed + 1, None))
+            except Exception as exc:  # a failed helper must never fail the plan
+                stats["warm_start"] = f"none (pyvrp failed: {exc!r})"
             if future is not None:
                 try:
                     candidates.append(future.result(timeout=max(deadline - time.time(), 0) + 30))
                 except Exception as exc:  # a failed helper must never fail the plan
-                    stats["helper_error"] = repr(exc)
+                    stats["warm_start"] = f"none (pyvrp failed: {exc!r})"
                 pool.shutdown(wait=True, cancel_futures=True)
-            else:
-                candidates.append(warmstart.run(data, deadline + polish / 2, seed, None))
         for routes in candidates:
             fitted = warmstart.fit_routes(inst, warmstart.to_vehicle_routes(data, routes))
             assignment = model.assignment_from(fitted)
             if assignment is None:
+                if stats["warm_start"] != "pyvrp":
+                    stats["warm_start"] = "none (pyvrp plan rejected)"
                 continue
             cost = assignment.ObjectiveValue()
+            if best is not None and cost >= best.ObjectiveValue() and stats["warm_start"] != "pyvrp":
+                stats["warm_start"] = "none (pyvrp plan not better)"
             if best is None or cost < best.ObjectiveValue():
                 best = assignment
                 stats["warm_start"] = "pyvrp"

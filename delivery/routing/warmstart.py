@@ -38,13 +38,11 @@ def payload(
     places = sorted({*inst.start_node, *inst.end_node})
     depot_of = {node: d for d, node in enumerate(places)}
     nodes = np.array(places + jobs, dtype=np.int64)
-    job_pos = {j: k for k, j in enumerate(jobs)}
 
-    forbidden_by_vehicle: list[frozenset[int]] = []
-    for v in range(len(vehicles)):
-        forbidden_by_vehicle.append(
-            frozenset(job_pos[j] for j, ok in zip(jobs, allowed, strict=True) if v not in ok)
-        )
+    can = np.zeros((len(vehicles), len(jobs)), dtype=bool)
+    for k, ok in enumerate(allowed):
+        can[list(ok), k] = True
+    forbidden_by_vehicle = [frozenset(np.flatnonzero(~row).tolist()) for row in can]
     profiles = list(dict.fromkeys(forbidden_by_vehicle))
     if len(profiles) > MAX_PROFILES:
         return None
@@ -199,3 +197,44 @@ def fit_routes(inst: Instance, routes: dict[int, list[int]]) -> dict[int, list[i
             else:
                 route.pop()
     return {v: route for v, route in clean.items() if route}
+
+
+def greedy_routes(inst: Instance, jobs: list[int], allowed: list[tuple[int, ...]]) -> dict:
+    """A quick first plan: each vehicle in turn takes the job it can start soonest (Solomon's
+    time-oriented nearest neighbour), vectorised over the jobs; rules it does not see (ride
+    times, positions, durations) are enforced afterwards by :func:`fit_routes`."""
+    vehicles = inst.problem.vehicles
+    todo = np.array(jobs, dtype=np.int64)
+    if not len(todo):
+        return {}
+    can = np.zeros((len(vehicles), len(todo)), dtype=bool)
+    for k, ok in enumerate(allowed):
+        can[list(ok), k] = True
+    free = np.ones(len(todo), dtype=bool)
+    early, late = inst.early[todo], inst.late[todo]
+    service, boxes = inst.service[todo], inst.boxes[todo]
+    routes: dict[int, list[int]] = {}
+    for v, vehicle in enumerate(vehicles):
+        if not free.any():
+            break
+        back = inst.durations[todo, inst.end_node[v]]
+        t, here, load, route = vehicle.shift_start, inst.start_node[v], 0, []
+        limit = len(todo) if vehicle.max_stops is None else vehicle.max_stops
+        while len(route) < limit:
+            begin = np.maximum(t + inst.durations[here, todo], early)
+            ok = (
+                free
+                & can[v]
+                & (begin <= late)
+                & (load + boxes <= vehicle.capacity)
+                & (begin + service + back <= vehicle.shift_end)
+            )
+            if not ok.any():
+                break
+            k = int(np.argmin(np.where(ok, begin, np.iinfo(np.int64).max)))
+            free[k] = False
+            route.append(int(todo[k]))
+            t, here, load = int(begin[k] + service[k]), int(todo[k]), load + int(boxes[k])
+        if route:
+            routes[v] = route
+    return routes

@@ -1,0 +1,139 @@
+"""The checker finds what is wrong with a plan, and every plan the solver returns passes it."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from delivery.routing import Job, Lock, Problem, Solution, Vehicle, Window, check, solve
+from tests.routing.helpers import DEPOT, at, line_problem
+
+
+def _plan() -> tuple[Problem, Solution]:
+    jobs = [Job(id=f"s{k}", point=at(k), boxes=2, service=60) for k in (1, 2, 3)]
+    problem = line_problem([1, 2, 3], jobs=jobs, vehicles=[Vehicle(id="d1", start=DEPOT, capacity=6)])
+    return problem, solve(problem, time_limit=0.2, warm_start="none")
+
+
+def _replace_route(solution: Solution, **changes) -> Solution:
+    route = msgspec.structs.replace(solution.routes[0], **changes)
+    return msgspec.structs.replace(solution, routes=(route, *solution.routes[1:]))
+
+
+def kinds(problem: Problem, solution: Solution) -> set[str]:
+    return {v.kind for v in check(problem, solution)}
+
+
+def test_a_solver_plan_passes():
+    """A plan straight from the solver has no violations."""
+    problem, solution = _plan()
+    assert check(problem, solution) == []
+
+
+def test_duplicate_visit_is_caught():
+    """A stop visited twice is a violation."""
+    problem, solution = _plan()
+    visits = solution.routes[0].visits
+    bad = _replace_route(solution, visits=(*visits, visits[0]))
+    assert "duplicate" in kinds(problem, bad)
+
+
+def test_missing_job_is_caught():
+    """A stop neither routed nor unassigned is a violation."""
+    problem, solution = _plan()
+    bad = _replace_route(solution, visits=solution.routes[0].visits[:-1])
+    assert "missing" in kinds(problem, bad)
+
+
+def test_wrong_times_are_caught():
+    """An arrival that ignores travel time is a violation."""
+    problem, solution = _plan()
+    first = solution.routes[0].visits[0]
+    early = msgspec.structs.replace(first, arrival=first.arrival - 30, start=first.start - 30)
+    bad = _replace_route(solution, visits=(early, *solution.routes[0].visits[1:]))
+    assert "times" in kinds(problem, bad)
+
+
+def test_overload_window_skill_and_lock_are_caught():
+    """A plan that breaks capacity, a window, a skill and a lock is told about each."""
+    problem, solution = _plan()
+    jobs = list(problem.jobs)
+    jobs[0] = msgspec.structs.replace(
+        jobs[0], boxes=9, window=Window(0, 1), skills=frozenset({"van"}), lock=Lock(vehicle="x")
+    )
+    strict = msgspec.structs.replace(problem, jobs=tuple(jobs))
+    assert {"capacity", "window", "skill", "lock"} <= kinds(strict, solution)
+
+
+def test_shift_end_is_caught():
+    """Returning after the shift ends is a violation."""
+    problem, solution = _plan()
+    vehicle = msgspec.structs.replace(problem.vehicles[0], shift_end=60)
+    short = msgspec.structs.replace(problem, vehicles=(vehicle,))
+    assert "shift" in kinds(short, solution)
+
+
+# Property: every plan the solver returns passes the checker, whatever the day.
+
+_skills = st.frozensets(st.sampled_from(["van", "lang:es"]), max_size=2)
+
+
+@st.composite
+def days(draw) -> Problem:
+    n_vehicles = draw(st.integers(1, 3))
+    vehicles = []
+    for k in range(n_vehicles):
+        start = draw(st.integers(0, 180))
+        vehicles.append(
+            Vehicle(
+                id=f"d{k}",
+                start=at(draw(st.sampled_from([0, 0, 30]))),
+                end=draw(st.sampled_from([None, at(0), at(-20)])),
+                capacity=draw(st.integers(0, 12)),
+                shift_start=start * 60,
+                shift_end=(start + draw(st.integers(30, 300))) * 60,
+                skills=draw(_skills),
+                max_duration=draw(st.sampled_from([None, 3600, 7200])),
+                max_stops=draw(st.sampled_from([None, 1, 3])),
+                max_ride=draw(st.sampled_from([None, 1800, 3600])),
+            )
+        )
+    n_jobs = draw(st.integers(0, 8))
+    xs = [draw(st.integers(-60, 60)) for _ in range(n_jobs)]
+    jobs = []
+    for k, x in enumerate(xs):
+        earliest = draw(st.integers(0, 400))
+        lock = None
+        if draw(st.integers(0, 5)) == 0:
+            lock = Lock(
+                vehicle=f"d{draw(st.integers(0, n_vehicles))}",
+                position=draw(st.sampled_from([None, 0, 1])),
+            )
+        jobs.append(
+            Job(
+                id=f"s{k}",
+                point=at(x),
+                boxes=draw(st.integers(0, 5)),
+                service=draw(st.integers(0, 900)),
+                window=draw(
+                    st.sampled_from(
+                        [None, Window(earliest * 60, (earliest + draw(st.integers(0, 240))) * 60)]
+                    )
+                ),
+                priority=draw(st.integers(0, 2)),
+                skills=draw(_skills) if draw(st.booleans()) else frozenset(),
+                preferred_vehicle=draw(st.sampled_from([None, "d0", "d1"])),
+                lock=lock,
+            )
+        )
+    xs_all = [*xs, 0, 30, -20]
+    return line_problem(xs_all, jobs=jobs, vehicles=vehicles)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(days())
+def test_every_solver_plan_passes_the_checker(problem):
+    """Whatever the day, the solver's plan passes the independent checker."""
+    solution = solve(problem, time_limit=0.05, warm_start="none")
+    assert check(problem, solution) == []

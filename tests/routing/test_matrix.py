@@ -1,0 +1,116 @@
+"""Travel matrices: geopy's distances, vectorised; an OSRM-style service on loopback."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from geopy.distance import geodesic, great_circle
+
+from delivery.routing import MatrixError, Point, Travel, build_matrix, travel_from_env
+from delivery.routing.matrix import geodesic_km, great_circle_km, osrm_matrix
+
+OAKLAND = [Point(37.75 + 0.01 * k, -122.18 + 0.013 * (k % 5)) for k in range(12)]
+
+
+def test_great_circle_matches_geopy():
+    """Vectorised great-circle distances equal geopy's great_circle."""
+    km = great_circle_km(OAKLAND)
+    for i, j in [(0, 5), (3, 11), (7, 2)]:
+        expected = great_circle((OAKLAND[i].lat, OAKLAND[i].lon), (OAKLAND[j].lat, OAKLAND[j].lon))
+        assert km[i, j] == pytest.approx(expected.km, rel=1e-9)
+
+
+def test_geodesic_is_within_metres_of_geopy():
+    """The vectorised ellipsoidal distance is within 5 m of geopy's geodesic at city scale."""
+    km = geodesic_km(OAKLAND)
+    for i, j in [(0, 5), (3, 11), (7, 2), (0, 11)]:
+        expected = geodesic((OAKLAND[i].lat, OAKLAND[i].lon), (OAKLAND[j].lat, OAKLAND[j].lon))
+        assert abs(km[i, j] - expected.km) < 0.005
+
+
+def test_circuity_and_speed_set_time_and_distance():
+    """Road distance is the straight line times circuity; time is that at the speed, rounded up."""
+    pair = [Point(37.75, -122.18), Point(37.76, -122.18)]
+    m = build_matrix(pair, Travel(circuity=1.5, speed_kmh=36.0))
+    straight = great_circle((37.75, -122.18), (37.76, -122.18)).km
+    assert m.distances[0, 1] == round(straight * 1.5 * 1000)
+    assert m.durations[0, 1] == -(-straight * 1.5 / 36.0 * 3600 // 1)
+    assert m.durations[0, 0] == 0
+
+
+def test_thousand_points_in_well_under_a_second():
+    """A 1,000-point matrix is computed in well under a second."""
+    rng = random.Random(1)
+    points = [Point(37.7 + rng.random() * 0.1, -122.3 + rng.random() * 0.2) for _ in range(1000)]
+    began = time.perf_counter()
+    for method in ("great_circle", "geodesic"):
+        m = build_matrix(points, Travel(method=method))
+        assert m.durations.shape == (1000, 1000)
+    assert time.perf_counter() - began < 1.0
+
+
+class _Osrm(BaseHTTPRequestHandler):
+    """Answers /table/v1/driving/... like OSRM: durations (s) and distances (m), row-major."""
+
+    def do_GET(self):
+        coords = self.path.split("/table/v1/driving/")[1].split("?")[0].split(";")
+        n = len(coords)
+        body = {
+            "code": "Ok",
+            "durations": [[abs(i - j) * 60.5 for j in range(n)] for i in range(n)],
+            "distances": [[abs(i - j) * 500.0 for j in range(n)] for i in range(n)],
+            "sources": [{"location": [0, 0]}] * n,
+            "destinations": [{"location": [0, 0]}] * n,
+        }
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def osrm_url() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Osrm)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_osrm_table_service(osrm_url):
+    """An OSRM-style table answer becomes the matrix, durations rounded up."""
+    m = osrm_matrix(OAKLAND[:4], osrm_url)
+    assert m.durations[0, 3] == 182  # ceil(181.5)
+    assert m.distances[3, 1] == 1000
+
+
+def test_env_selects_osrm(osrm_url):
+    """DELIVERY_ROUTING_MATRIX=osrm with DELIVERY_OSRM_URL routes the matrix through the service."""
+    travel = travel_from_env({"DELIVERY_ROUTING_MATRIX": "osrm", "DELIVERY_OSRM_URL": osrm_url})
+    m = build_matrix(OAKLAND[:3], travel)
+    assert m.distances[0, 2] == 1000
+
+
+def test_env_osrm_without_url_is_an_error():
+    """Asking for OSRM without a URL says what to set."""
+    with pytest.raises(MatrixError, match="DELIVERY_OSRM_URL"):
+        travel_from_env({"DELIVERY_ROUTING_MATRIX": "osrm"})
+
+
+def test_osrm_down_is_a_clear_error():
+    """An unreachable service gives a MatrixError naming the URL."""
+    with pytest.raises(MatrixError, match=r"127\.0\.0\.1:9"):
+        osrm_matrix(OAKLAND[:2], "http://127.0.0.1:9", timeout=2)
