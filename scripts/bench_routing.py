@@ -10,6 +10,9 @@ PyVRP and VROOM at the same limit, and our cost is printed as a ratio to theirs.
     scripts/bench_routing.py --only solomon --time-limit 5 --instances C101,R101
     scripts/bench_routing.py --only realistic --sizes 200,500 --time-limit 60
     scripts/bench_routing.py --no-compare --out bench-results/quick.json
+    scripts/gen_realistic.py --n 200,500 --seed 2 --out-dir bench-results/days
+    scripts/bench_routing.py --only realistic --realistic-dir bench-results/days --day-seed 2 \
+        --sizes 200,500
 
 Solomon distances are Euclidean; the gap to the proven optimum
 (``bks.csv`` rows ``distance_min_trunc1``) compares our plan's distance under
@@ -201,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", help="comma-separated Solomon names (default: all 56)")
     parser.add_argument("--sizes", default="50,200,500,1000", help="realistic day sizes")
     parser.add_argument("--realistic-dir", default=str(SHARED / "realistic"))
+    parser.add_argument("--day-seed", type=int, default=1, help="pbox-n{N}-s{SEED}.json to use")
     parser.add_argument("--time-limit", default=None, help="seconds; comma list for several")
     parser.add_argument("--no-compare", action="store_true", help="skip PyVRP and VROOM")
     parser.add_argument("--no-vroom", action="store_true", help="skip VROOM only")
@@ -247,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         limits = [float(x) for x in (args.time_limit or "60").split(",")]
         for limit in limits:
             for size in args.sizes.split(","):
-                path = str(Path(args.realistic_dir) / f"pbox-n{size}-s1.json")
-                entry = {"set": "realistic", "instance": f"pbox-n{size}-s1", "time_limit": limit}
+                name = f"pbox-n{size}-s{args.day_seed}"
+                path = str(Path(args.realistic_dir) / f"{name}.json")
+                entry = {"set": "realistic", "instance": name, "time_limit": limit}
                 entry["ours"] = ours = isolated(run_ours, "realistic", path, limit, args.warm_start)
                 compare("realistic", path, limit, entry)
                 for other in ("pyvrp", "vroom"):
