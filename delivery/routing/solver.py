@@ -285,6 +285,23 @@ def solve(
         polish = min(max(0.05 * time_limit, 0.5), 3.0)
         deadline = time.time() + max(remaining() - polish, 0.1)
         candidates = []
+        last_report = [0.0]
+
+        def progress(routes: list) -> None:
+            """Show PyVRP's better plans (made to obey every rule), at most once a second."""
+            if on_improvement is None or time.perf_counter() - last_report[0] < 1.0:
+                return
+            last_report[0] = time.perf_counter()
+            fitted = warmstart.fit_routes(inst, warmstart.to_vehicle_routes(data, routes))
+            assignment = model.assignment_from(fitted)
+            if assignment is None:
+                return
+            cost = assignment.ObjectiveValue()
+            if best_cost[0] is None or cost < best_cost[0]:
+                best_cost[0] = cost
+                stats["improvements"] += 1
+                on_improvement(_solution(inst, model.routes(assignment), cost, began, stats))
+
         if max_iterations is not None:
             candidates.append(warmstart.run(data, deadline, seed, max_iterations))
             best = search(max(remaining(), 0.01), start_assignment)
@@ -304,7 +321,7 @@ def solve(
                 if on_improvement is not None:
                     on_improvement(_solution(inst, model.routes(best), best_cost[0], began, stats))
             try:
-                candidates.append(warmstart.run(data, deadline, seed + 1, None))
+                candidates.append(warmstart.run(data, deadline, seed + 1, None, progress))
             except Exception as exc:  # a failed helper must never fail the plan
                 stats["warm_start"] = f"none (pyvrp failed: {exc!r})"
             if future is not None:

@@ -11,6 +11,7 @@ When PyVRP cannot be imported, nothing here is used.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -86,9 +87,20 @@ def payload(
     }
 
 
-def run(data: dict[str, Any], deadline: float, seed: int, max_iterations: int | None) -> list:
-    """Solve the relaxation until ``deadline`` (``time.time()``); routes as (type, [positions])."""
+def run(
+    data: dict[str, Any],
+    deadline: float,
+    seed: int,
+    max_iterations: int | None,
+    on_best: Callable[[list], None] | None = None,
+) -> list:
+    """Solve the relaxation until ``deadline`` (``time.time()``); routes as (type, [positions]).
+
+    ``on_best`` is called with the routes of each new feasible best solution.
+    """
     from pyvrp import Client, Depot, ProblemData, VehicleType, solve
+    from pyvrp.IteratedLocalSearch import IteratedLocalSearchCallbacks, IteratedLocalSearchParams
+    from pyvrp.solve import SolveParams
     from pyvrp.stop import MaxIterations, MaxRuntime
 
     n_depots = data["n_depots"]
@@ -146,8 +158,21 @@ def run(data: dict[str, Any], deadline: float, seed: int, max_iterations: int | 
         stop = MaxIterations(max_iterations)
     else:
         stop = MaxRuntime(max(deadline - time.time(), 0.05))
-    result = solve(problem, stop=stop, seed=seed, collect_stats=False, display=False)
-    return [(route.vehicle_type(), [a.idx for a in route if a.is_client()]) for route in result.best.routes()]
+    params = SolveParams()
+    if on_best is not None:
+
+        class Report(IteratedLocalSearchCallbacks):
+            def on_best(self, best):
+                if best.is_feasible():
+                    on_best(_routes(best))
+
+        params = SolveParams(ils=IteratedLocalSearchParams(callbacks=Report()))
+    result = solve(problem, stop=stop, seed=seed, collect_stats=False, display=False, params=params)
+    return _routes(result.best)
+
+
+def _routes(solution) -> list:
+    return [(route.vehicle_type(), [a.idx for a in route if a.is_client()]) for route in solution.routes()]
 
 
 def to_vehicle_routes(data: dict[str, Any], routes: list) -> dict[int, list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,4 +137,13 @@ def days(draw) -> Problem:
 def test_every_solver_plan_passes_the_checker(problem):
     """Whatever the day, the solver's plan passes the independent checker."""
     solution = solve(problem, time_limit=0.05, warm_start="none")
+    assert check(problem, solution) == []
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(days())
+def test_pyvrp_warm_started_plans_pass_the_checker(problem):
+    """Plans seeded by PyVRP's relaxation still obey every rule (stops, rides, locks)."""
+    pytest.importorskip("pyvrp")
+    solution = solve(problem, time_limit=0.3, warm_start="pyvrp", max_iterations=20)
     assert check(problem, solution) == []

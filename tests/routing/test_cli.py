@@ -88,3 +88,17 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, content, suffi
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_parallel_pyvrp_warm_start_on_solomon():
+    """The two-core PyVRP warm start returns a feasible C101 plan within 1 % of the optimum."""
+    pytest.importorskip("pyvrp")
+    from delivery.routing import solve
+
+    problem, coords = read(DATA / "C101.txt")
+    solution = solve(problem, time_limit=2.0, warm_start="pyvrp")
+    assert check(problem, solution) == []
+    assert solution.stats.warm_start == "pyvrp"
+    routes = [[int(v.job) for v in r.visits] for r in solution.routes]
+    assert route_distance(routes, coords, trunc1=True) <= 827.3 * 1.01
+    assert solution.stats.seconds < 3.0

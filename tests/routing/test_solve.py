@@ -275,3 +275,12 @@ def test_empty_day():
     problem = line_problem([])
     solution = solve(problem, **FAST)
     assert solution.routes == () and solution.unassigned == ()
+
+
+def test_pyvrp_warm_start_is_deterministic_with_an_iteration_limit():
+    """With PyVRP seeding and an iteration limit, two runs give the same plan."""
+    pytest.importorskip("pyvrp")
+    problem = line_problem([5, -3, 8, -7, 2, 9, -1, 4, -6, 3, 11, -12])
+    one = solve(problem, time_limit=5, max_iterations=30, warm_start="pyvrp")
+    two = solve(problem, time_limit=5, max_iterations=30, warm_start="pyvrp")
+    assert routes(one) == routes(two)
