@@ -20,7 +20,7 @@ from litestar.template.config import TemplateConfig
 from delivery.db import Database
 from delivery.models import Role
 from delivery.settings import ROOT, Settings, from_env
-from delivery.web import account, api, clinic, coordinator
+from delivery.web import account, api, api_plans, clinic, coordinator, driver
 from delivery.web.render import provide_db, provide_settings
 from delivery.web.security import (
     AuthMiddleware,
@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             account.AccountController,
             clinic.ClinicController,
             *coordinator.CONTROLLERS,
+            driver.DriverController,
             api.ReferralApi,
+            api_plans.PlanApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
                                        include_in_schema=False),
         ],

@@ -1,7 +1,8 @@
 """Coordinators' pages, one module per part of their week (all share the /coordinator prefix)."""
 
 from delivery.web.coordinator.overview import COORDINATORS, CoordinatorController
+from delivery.web.coordinator.roster import RosterController
 
-CONTROLLERS = [CoordinatorController]
+CONTROLLERS = [CoordinatorController, RosterController]
 
 __all__ = ["CONTROLLERS", "COORDINATORS"]
