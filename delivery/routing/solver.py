@@ -15,7 +15,6 @@ far each search gets depends on the machine.
 
 from __future__ import annotations
 
-import concurrent.futures
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -306,7 +305,7 @@ def solve(
             candidates.append(warmstart.run(data, deadline, seed, max_iterations))
             best = search(max(remaining(), 0.01), start_assignment)
         else:
-            future, pool = _spawn(data, deadline, seed)
+            helper = _spawn(data, deadline, seed)
             best = start_assignment
             if best is None:  # a quick first plan to show, cheaper than OR-Tools' insertion
                 best = model.assignment_from(
@@ -324,12 +323,11 @@ def solve(
                 candidates.append(warmstart.run(data, deadline, seed + 1, None, progress))
             except Exception as exc:  # a failed helper must never fail the plan
                 stats["warm_start"] = f"none (pyvrp failed: {exc!r})"
-            if future is not None:
+            if helper is not None:
                 try:
-                    candidates.append(future.result(timeout=max(deadline - time.time(), 0) + 30))
+                    candidates.append(helper.routes())
                 except Exception as exc:  # a failed helper must never fail the plan
                     stats["warm_start"] = f"none (pyvrp failed: {exc!r})"
-                pool.shutdown(wait=True, cancel_futures=True)
         for routes in candidates:
             fitted = warmstart.fit_routes(inst, warmstart.to_vehicle_routes(data, routes))
             assignment = model.assignment_from(fitted)
@@ -359,13 +357,49 @@ def solve(
     return _solution(inst, model.routes(best), best.ObjectiveValue(), began, stats)
 
 
-def _spawn(data, deadline: float, seed: int):
-    """PyVRP in a side process (the other core); (None, None) where processes are not allowed."""
+class _Helper:
+    """PyVRP in a side process on the other core; ``routes()`` waits for its answer."""
+
+    def __init__(self, data: dict, deadline: float, seed: int):
+        self.deadline = deadline
+        ctx = _context()
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_helper_main, args=(child, data, deadline, seed), daemon=True)
+        self.process.start()
+        child.close()
+
+    def routes(self, grace: float = 10.0) -> list:
+        """PyVRP's routes; a helper that is late or fails is stopped and reported."""
+        try:
+            if not self.conn.poll(max(self.deadline - time.time(), 0) + grace):
+                raise TimeoutError("PyVRP helper did not answer in time")
+            ok, value = self.conn.recv()
+            if not ok:
+                raise RuntimeError(value)
+            return value
+        finally:
+            self.conn.close()
+            self.process.join(timeout=1)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join()
+
+
+def _helper_main(conn, data: dict, deadline: float, seed: int) -> None:
     try:
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=_context())
-        return pool.submit(warmstart.run, data, deadline, seed, None), pool
+        conn.send((True, warmstart.run(data, deadline, seed, None)))
+    except Exception as exc:  # reported to the parent, which carries on without it
+        conn.send((False, repr(exc)))
+    finally:
+        conn.close()
+
+
+def _spawn(data: dict, deadline: float, seed: int) -> _Helper | None:
+    """Start the helper; None where this process may not start others (e.g. a daemon)."""
+    try:
+        return _Helper(data, deadline, seed)
     except (OSError, RuntimeError, AssertionError):
-        return None, None
+        return None
 
 
 def _context():

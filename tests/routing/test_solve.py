@@ -284,3 +284,11 @@ def test_pyvrp_warm_start_is_deterministic_with_an_iteration_limit():
     one = solve(problem, time_limit=5, max_iterations=30, warm_start="pyvrp")
     two = solve(problem, time_limit=5, max_iterations=30, warm_start="pyvrp")
     assert routes(one) == routes(two)
+
+
+def test_lock_to_an_absent_driver_is_explained():
+    """A stop locked to a driver who is not on the road is left out as a bad lock."""
+    jobs = [Job(id="s1", point=at(1), lock=Lock(vehicle="gone")), Job(id="s2", point=at(2))]
+    problem = line_problem([1, 2], jobs=jobs)
+    solution = feasible(problem, solve(problem, **FAST))
+    assert [(u.job, u.reason) for u in solution.unassigned] == [("s1", Reason.BAD_LOCK)]
