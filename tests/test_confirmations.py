@@ -1,0 +1,125 @@
+"""confirm_stop: replay, key reuse, write-once outcome, clock flags, timeline event (R7.3–R7.5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from delivery import confirmations
+from delivery.confirmations import ConfirmKind, confirm_stop, request_hash
+from delivery.db import Database
+from delivery.models import Confirmation, Driver, ReferralEvent, Stop, utcnow
+from tests.builders import Program
+from tests.plan_builders import make_day
+
+DAY = dt.date(2026, 12, 1)  # a Tuesday
+
+
+def confirm(db, stop: Stop, user_id: int, outcome: str, key: str, note: str | None = None,  # type: ignore[no-untyped-def]
+            occurred_at: dt.datetime | None = None) -> confirmations.ConfirmResult:
+    at = occurred_at or dt.datetime(2026, 12, 1, 18, 30, tzinfo=dt.UTC)
+    return confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=note, occurred_at=at,
+                        idempotency_key=key, request_hash=request_hash(stop.id, outcome, note, at))
+
+
+@pytest.mark.req("R7.3")
+@pytest.mark.req("R7.4")
+def test_replay_conflict_and_write_once(program: Program, database: Database) -> None:
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        stop = db.get(Stop, day.stop_ids[0][0])
+        assert stop is not None
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        db.commit()
+
+        first = confirm(db, stop, user_id, "delivered", "key-1")
+        db.commit()
+        assert (first.kind, first.status_code, stop.status, stop.outcome) == \
+            (ConfirmKind.created, 201, "delivered", "delivered")
+
+        replay = confirm(db, stop, user_id, "delivered", "key-1")
+        assert (replay.kind, replay.status_code, replay.replayed) == (ConfirmKind.replay, 201, True)
+        assert replay.confirmation is not None and first.confirmation is not None
+        assert replay.confirmation.id == first.confirmation.id
+
+        reused = confirm(db, stop, user_id, "no_answer", "key-1")
+        assert (reused.kind, reused.status_code) == (ConfirmKind.key_reused, 422)
+
+        conflict = confirm(db, stop, user_id, "no_answer", "key-2")
+        assert (conflict.kind, conflict.status_code, conflict.stored_outcome) == \
+            (ConfirmKind.outcome_conflict, 409, "delivered")
+
+        same = confirm(db, stop, user_id, "delivered", "key-3")
+        assert (same.kind, same.status_code) == (ConfirmKind.same_outcome, 200)
+        db.commit()
+
+        assert db.scalar(select(func.count(Confirmation.id))) == 1
+        refreshed = db.get(Stop, stop.id)
+        assert refreshed is not None and (refreshed.status, refreshed.outcome) == ("delivered", "delivered")
+
+
+def test_the_key_is_scoped_per_user(program: Program, database: Database) -> None:
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        users = [db.get(Driver, d).user_id for d in day.driver_ids]  # type: ignore[union-attr]
+        a_stop, b_stop = db.get(Stop, day.stop_ids[0][0]), db.get(Stop, day.stop_ids[1][0])
+        a = confirm(db, a_stop, users[0], "delivered", "same-key")  # type: ignore[arg-type]
+        b = confirm(db, b_stop, users[1], "refused", "same-key")  # type: ignore[arg-type]
+        db.commit()
+        assert (a.kind, b.kind) == (ConfirmKind.created, ConfirmKind.created)
+        assert b.confirmation is not None and b.confirmation.outcome == "refused"
+
+
+def test_timeline_events_in_the_same_transaction(program: Program, database: Database) -> None:
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        delivered, failed = (db.get(Stop, sid) for sid in day.stop_ids[0][:2])
+        confirm(db, delivered, user_id, "delivered", "k1")  # type: ignore[arg-type]
+        confirm(db, failed, user_id, "no_answer", "k2")  # type: ignore[arg-type]
+        db.commit()
+        events = {e.referral_id: e.message for e in db.scalars(select(ReferralEvent))}
+        assert events[day.referral_ids[0][0]] == "Delivered 2 boxes on Tue 1 Dec"
+        assert events[day.referral_ids[0][1]] == "Delivery attempt failed: no answer"
+        assert db.get(Stop, failed.id).status == "failed"  # type: ignore[union-attr]
+
+    with database.writer() as db:  # rolled back: neither the confirmation nor the event remains
+        stop = db.get(Stop, day.stop_ids[0][2])
+        confirm(db, stop, user_id, "delivered", "k3")  # type: ignore[arg-type]
+        db.rollback()
+    with database.reader() as db:
+        assert db.scalar(select(func.count(Confirmation.id))) == 2
+        assert db.scalar(select(func.count(ReferralEvent.id))) == 2
+
+
+@pytest.mark.req("R7.5")
+def test_device_clock_is_kept_and_flagged(program: Program, database: Database) -> None:
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        now = utcnow()
+        ahead = confirm(db, db.get(Stop, day.stop_ids[0][0]), user_id, "delivered", "a",  # type: ignore[arg-type]
+                        occurred_at=now + dt.timedelta(hours=25))
+        behind = confirm(db, db.get(Stop, day.stop_ids[0][1]), user_id, "delivered", "b",  # type: ignore[arg-type]
+                         occurred_at=now - dt.timedelta(days=8))
+        fine = confirm(db, db.get(Stop, day.stop_ids[0][2]), user_id, "delivered", "c",  # type: ignore[arg-type]
+                       occurred_at=now - dt.timedelta(minutes=5))
+        db.commit()
+        flags = [confirmations.clock_flag(r.confirmation.occurred_at, r.confirmation.received_at)  # type: ignore[union-attr]
+                 for r in (ahead, behind, fine)]
+        assert flags[0] is not None and "ahead" in flags[0]
+        assert flags[1] is not None and "past" in flags[1]
+        assert flags[2] is None
+
+
+def test_bad_requests_are_refused(program: Program, database: Database) -> None:
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        stop = db.get(Stop, day.stop_ids[0][0])
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        with pytest.raises(confirmations.ConfirmError, match="Unknown outcome"):
+            confirm(db, stop, user_id, "amended", "k")  # type: ignore[arg-type]
+        with pytest.raises(confirmations.ConfirmError, match="idempotency key"):
+            confirm(db, stop, user_id, "delivered", "")  # type: ignore[arg-type]
