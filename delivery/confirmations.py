@@ -124,7 +124,7 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
 
     # Lock the stop (PostgreSQL; SQLite's single writer already serialises) so two confirmations
     # of one stop are decided one after the other.
-    locked = db.scalars(select(Stop).where(Stop.id == stop.id).with_for_update()
+    locked = db.scalars(select(Stop).where(Stop.id == stop.id).with_for_update(of=Stop)
                         .execution_options(populate_existing=True)).unique().one()
 
     earlier = db.scalar(select(Confirmation).where(Confirmation.user_id == user_id,
