@@ -27,6 +27,7 @@ import concurrent.futures
 import csv
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -315,6 +316,18 @@ def _scaling(rows: list[dict]) -> None:
             f"{r['instance']:>14}  {o.get('first_solution_s')!s:>8}  {o.get('peak_mb')!s:>8}"
             f"  {r.get('ratio_pyvrp', '-')!s:>8}  {r.get('ratio_vroom', '-')!s:>8}"
         )
+    sized = [
+        (int(r["instance"].split("-n")[1].split("-")[0]), r["ours"])
+        for r in rows
+        if r["ours"].get("first_solution_s")
+    ]
+    if len(sized) >= 2:
+        (n0, a), (n1, b) = min(sized, key=lambda x: x[0]), max(sized, key=lambda x: x[0])
+        if n1 > n0:
+            grow = math.log(n1 / n0)
+            t = math.log(b["first_solution_s"] / a["first_solution_s"]) / grow
+            m = math.log(b["peak_mb"] / a["peak_mb"]) / grow
+            print(f"growth {n0}->{n1} stops: first solution ~ n^{t:.2f}, peak memory ~ n^{m:.2f}")
 
 
 if __name__ == "__main__":
