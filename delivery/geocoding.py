@@ -385,7 +385,7 @@ def geocode_pending(database: Database, settings: Settings, limit: int | None = 
     summary = GeocodeSummary()
     geocoder = geocoder if geocoder is not None else make_geocoder(settings)
     if geocoder is None:
-        summary.note = "geocoding is off (DELIVERY_GEOCODER=none)"
+        summary.note = "geocoding is off: DELIVERY_GEOCODER=none"
         return summary
     with _one_pass_at_a_time(database) as ours:
         if not ours:
