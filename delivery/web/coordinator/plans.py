@@ -1,0 +1,307 @@
+"""Coordinators' delivery day: see the day, plan it in the worker, review it on a map, edit, publish.
+
+One template (`coordinator/plan_day.html`); htmx swaps its `day` block after each edit, the
+`progress` block while the planner runs. The map is drawn by `static/js/plan_map.js` from
+`/coordinator/plans/{id}/map.json` (no inline scripts: CSP).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException
+from litestar.params import Body, FromPath, FromQuery
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery import day as days
+from delivery import plan_edits, planning, publishing
+from delivery.db import Database
+from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
+from delivery.settings import Settings
+from delivery.web.render import DB, Config, page, principal
+from delivery.web.workers import ensure_plan_worker
+
+COORDINATORS = (Role.coordinator, Role.admin)
+POLICY = {"roles": COORDINATORS}
+FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+PALETTE = 10  # colours in plan_map.js and app.css (.c0 … .c9)
+PAGE_TIME_LIMIT_S = 20.0
+
+
+def _one(value: Any) -> str:
+    if isinstance(value, list):
+        value = value[-1] if value else ""
+    return str(value or "").strip()
+
+
+def _many(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in (value if isinstance(value, list) else [value]) if str(v).strip()]
+
+
+def _int(value: Any, default: int | None = None) -> int | None:
+    try:
+        return int(_one(value))
+    except ValueError:
+        return default
+
+
+def food_bank_for(db: Session, request: Request) -> Organization:
+    programs = principal(request).organizations_with(*COORDINATORS)
+    if not programs:
+        raise NotFoundException("You coordinate no program.")
+    food_bank = db.get(Organization, programs[0])
+    assert food_bank is not None
+    return food_bank
+
+
+def plan_for(db: Session, request: Request, plan_id: int) -> Plan:
+    plan = db.get(Plan, plan_id)
+    if plan is None or plan.food_bank_id not in principal(request).organizations_with(*COORDINATORS):
+        raise NotFoundException(f"No plan {plan_id}.")
+    return plan
+
+
+def day_context(db: Session, food_bank: Organization, date: dt.date, settings: Settings,
+                **extra: Any) -> dict[str, Any]:
+    view = days.view(db, food_bank, date)
+    others = []
+    if view.plan is not None:
+        on_day = {d.driver.id for d in view.drivers if d.route is not None}
+        others = [d for d in db.scalars(select(Driver).where(Driver.food_bank_id == food_bank.id,
+                                                             Driver.is_active.is_(True))).unique()
+                  if d.id not in on_day]
+    chosen = set()
+    if view.job is not None and view.job.driver_ids:
+        chosen = {int(d) for d in view.job.driver_ids}
+    return {"view": view, "plan": view.plan, "clock": days.clock, "tile_url": settings.tile_url,
+            "other_drivers": others, "chosen": chosen, "palette": PALETTE,
+            "warnings": [], "message": "", "conflict": "", "links": [], **extra}
+
+
+class PlanController(Controller):
+    path = "/coordinator"
+
+    @get("/plans", opt=POLICY, sync_to_thread=True)
+    def choose(self, request: Request, db: DB, date: FromQuery[str] = "") -> Template | Redirect:
+        """Pick a delivery date (default: the next delivery day) and see the days already planned."""
+        food_bank = food_bank_for(db, request)
+        if date:
+            try:
+                return Redirect(f"/coordinator/plans/{dt.date.fromisoformat(date)}")
+            except ValueError:
+                pass
+        plans = db.scalars(select(Plan).where(Plan.food_bank_id == food_bank.id)
+                           .order_by(Plan.date.desc()).limit(20)).all()
+        return page(request, "coordinator/plans.html", food_bank=food_bank, plans=plans,
+                    next_day=days.next_delivery_day(food_bank), bad_date=bool(date))
+
+    @get("/plans/{date:str}", opt=POLICY, sync_to_thread=True)
+    def day(self, request: Request, settings: Config, date: FromPath[str]) -> Template:
+        """The day: its stops, the drivers with shifts, capacity, the plan with its map and edits."""
+        try:
+            when = dt.date.fromisoformat(date)
+        except ValueError:
+            raise NotFoundException(f"{date!r} is not a date (YYYY-MM-DD).") from None
+        database: Database = request.app.state.database
+        with database.writer() as db:  # building the day's stops is idempotent; it writes
+            food_bank = food_bank_for(db, request)
+            closed = ""
+            try:
+                days.prepare(db, food_bank, when)
+                db.commit()
+            except days.DayError as exc:
+                db.rollback()
+                closed = str(exc)
+            return page(request, "coordinator/plan_day.html",
+                        **day_context(db, food_bank, when, settings, closed=closed))
+
+    def _day_block(self, request: Request, db: Session, plan: Plan, settings: Settings,
+                   **extra: Any) -> Template:
+        food_bank = db.get(Organization, plan.food_bank_id)
+        assert food_bank is not None
+        response = page(request, "coordinator/plan_day.html", block="day",
+                        **day_context(db, food_bank, plan.date, settings, **extra))
+        response.headers["HX-Trigger"] = "plan-changed"
+        return response
+
+    @post("/plans/{plan_id:int}/plan", opt=POLICY, sync_to_thread=True, status_code=200)
+    def plan_routes(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+                    data: FormData) -> Template:
+        """'Plan routes' (or 'Re-optimise'): queue a solver run for the worker process."""
+        plan = plan_for(db, request, plan_id)
+        drivers = [int(d) for d in _many(data.get("driver_ids")) if d.isdigit()]
+        reoptimise = _one(data.get("mode")) == "reoptimise"
+        limit = _int(data.get("time_limit_s"), int(PAGE_TIME_LIMIT_S)) or int(PAGE_TIME_LIMIT_S)
+        try:
+            planning.enqueue(db, plan, principal(request).user_id, time_limit_s=limit, keep_locks=True,
+                             driver_ids=None if reoptimise or not drivers else drivers)
+        except planning.PlanBusy as exc:
+            db.rollback()
+            response = self._day_block(request, db, plan, settings, conflict=str(exc))
+            response.status_code = 409  # htmx swaps it (see plan_map.js responseHandling)
+            return response
+        except planning.PlanningError as exc:
+            db.rollback()
+            return self._day_block(request, db, plan, settings, conflict=str(exc))
+        db.commit()
+        ensure_plan_worker(request.app)
+        return self._day_block(request, db, plan, settings)
+
+    @get("/plans/{plan_id:int}/progress", opt=POLICY, sync_to_thread=True)
+    def progress(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int]) -> Template:
+        """The running solve's progress; once it is over, the whole day block (htmx stops polling)."""
+        plan = plan_for(db, request, plan_id)
+        job = planning.active_job(db, plan)
+        if job is None:  # over: the whole day replaces the progress box
+            response = self._day_block(request, db, plan, settings)
+            response.headers["HX-Retarget"] = "#day"
+            response.headers["HX-Reswap"] = "outerHTML"
+            return response
+        return page(request, "coordinator/plan_day.html", block="progress", job=job, plan=plan)
+
+    @post("/plans/{plan_id:int}/cancel", opt=POLICY, sync_to_thread=True, status_code=200)
+    def cancel(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int]) -> Template:
+        plan = plan_for(db, request, plan_id)
+        job = planning.cancel(db, plan)
+        db.commit()
+        message = "" if job is None else "Stopping the planner: the best plan found so far is kept."
+        if job is not None and job.status == PlanJobStatus.running:
+            return page(request, "coordinator/plan_day.html", block="progress", job=job, plan=plan,
+                        message=message)
+        return self._day_block(request, db, plan, settings, message=message)
+
+    @get("/plans/{plan_id:int}/map.json", opt=POLICY, sync_to_thread=True)
+    def map_data(self, request: Request, db: DB, plan_id: FromPath[int]) -> dict[str, Any]:
+        """Routes (driver, colour, stops in order with times), unassigned stops and depots."""
+        plan = plan_for(db, request, plan_id)
+        food_bank = db.get(Organization, plan.food_bank_id)
+        assert food_bank is not None
+        return map_json(days.view(db, food_bank, plan.date, plan=plan))
+
+    # --- edits ---------------------------------------------------------------------------------
+
+    def _edit(self, request: Request, db: Session, settings: Settings, plan: Plan, edit: Any) -> Template:
+        try:
+            result = edit()
+        except plan_edits.EditConflict as exc:
+            db.rollback()
+            return self._day_block(request, db, plan, settings, conflict=str(exc))
+        except plan_edits.EditError as exc:
+            db.rollback()
+            return self._day_block(request, db, plan, settings, conflict=str(exc))
+        db.commit()
+        return self._day_block(request, db, plan, settings, warnings=result.warnings,
+                               message=result.message)
+
+    @post("/plans/{plan_id:int}/stops/{stop_id:int}/move", opt=POLICY, sync_to_thread=True, status_code=200)
+    def move(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+             stop_id: FromPath[int], data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        route_id = _int(data.get("route_id"))
+        return self._edit(request, db, settings, plan, lambda: plan_edits.move_stop(
+            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, route_id or None,
+            _int(data.get("position")), settings))
+
+    @post("/plans/{plan_id:int}/stops/{stop_id:int}/lock", opt=POLICY, sync_to_thread=True, status_code=200)
+    def lock(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+             stop_id: FromPath[int], data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        return self._edit(request, db, settings, plan, lambda: plan_edits.lock_stop(
+            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("locked")) == "1",
+            settings, position=_one(data.get("position")) == "1"))
+
+    @post("/plans/{plan_id:int}/stops/{stop_id:int}/remove", opt=POLICY, sync_to_thread=True,
+          status_code=200)
+    def remove(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+               stop_id: FromPath[int], data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        return self._edit(request, db, settings, plan, lambda: plan_edits.remove_stop(
+            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("reason"))[:300],
+            settings, principal(request).user_id))
+
+    @post("/plans/{plan_id:int}/stops/{stop_id:int}/restore", opt=POLICY, sync_to_thread=True,
+          status_code=200)
+    def restore(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+                stop_id: FromPath[int], data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        return self._edit(request, db, settings, plan, lambda: plan_edits.restore_stop(
+            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, settings))
+
+    @post("/plans/{plan_id:int}/drivers", opt=POLICY, sync_to_thread=True, status_code=200)
+    def add_driver(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+                   data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        return self._edit(request, db, settings, plan, lambda: plan_edits.add_driver(
+            db, plan.id, _int(data.get("version"), 0) or 0, _int(data.get("driver_id"), 0) or 0, settings))
+
+    @post("/plans/{plan_id:int}/publish", opt=POLICY, sync_to_thread=True, status_code=200)
+    def publish(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+                data: FormData) -> Template:
+        plan = plan_for(db, request, plan_id)
+        if _int(data.get("version"), 0) != plan.version:
+            return self._day_block(request, db, plan, settings, conflict=(
+                "The plan changed since you loaded it: check the routes below, then publish again."))
+        try:
+            published = publishing.publish(db, plan, principal(request).user_id, settings)
+        except publishing.PublishError as exc:
+            db.rollback()
+            return self._day_block(request, db, plan, settings, conflict=str(exc))
+        db.commit()
+        changed = sum(1 for p in published if p.changed)
+        message = f"Published version {plan.version}."
+        if changed:
+            message += f" {changed} driver{'s' if changed != 1 else ''} told that their route changed."
+        return self._day_block(request, db, plan, settings, links=published, message=message)
+
+    @post("/plans/{plan_id:int}/routes/{route_id:int}/link", opt=POLICY, sync_to_thread=True,
+          status_code=200)
+    def reissue(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+                route_id: FromPath[int]) -> Template:
+        """A new personal link for one driver (the previous one stops working)."""
+        from delivery.models import Route
+
+        plan = plan_for(db, request, plan_id)
+        route = db.get(Route, route_id)
+        if route is None or route.plan_id != plan.id or route.published_version is None:
+            return self._day_block(request, db, plan, settings, conflict="Publish the route first.")
+        link = publishing.issue_link(db, route, settings)
+        db.commit()
+        issued = publishing.Published(route_id=route.id, driver_id=route.driver_id,
+                                      driver_name=route.driver.user.display_name,
+                                      driver_email=route.driver.user.email, stops=0, link=link,
+                                      changed=False, first=False)
+        return self._day_block(request, db, plan, settings, links=[issued],
+                               message=f"New link for {issued.driver_name}; the old one no longer works.")
+
+
+def map_json(view: days.DayView) -> dict[str, Any]:
+    """The map's data: plain numbers and short labels (no names beyond the street address)."""
+    routes = []
+    for route in view.routes:
+        stops = view.route_stops(route.id)
+        routes.append({
+            "id": route.id, "colour": route.colour % PALETTE, "driver": route.driver.user.display_name,
+            "start": None, "stops": [
+                {"id": s.id, "seq": s.seq, "lat": s.patient.lat, "lon": s.patient.lon,
+                 "eta": days.clock(s.eta), "boxes": s.boxes, "locked": s.locked,
+                 "label": s.patient.address_line1} for s in stops if days.has_point(s.patient)]})
+    shifts = {d.driver.id: d for d in view.drivers}
+    for item, route in zip(routes, view.routes, strict=True):
+        depot = shifts.get(route.driver_id)
+        if depot is not None and depot.start_depot is not None:
+            item["start"] = [depot.start_depot.lat, depot.start_depot.lon]
+    return {
+        "plan": view.plan.id if view.plan else None, "version": view.plan.version if view.plan else None,
+        "depots": [{"id": d.id, "name": d.name, "lat": d.lat, "lon": d.lon} for d in view.depots],
+        "routes": routes,
+        "unassigned": [{"id": s.id, "lat": s.patient.lat, "lon": s.patient.lon, "boxes": s.boxes,
+                        "reason": s.unassigned_reason or "not_planned", "label": s.patient.address_line1}
+                       for s in view.unassigned if days.has_point(s.patient)],
+    }
