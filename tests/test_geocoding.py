@@ -36,7 +36,7 @@ from tests.conftest import BASE_URL
 from tests.geocoder_stub import CITY, HOUSE, SAME_PLACE, StubGeocoder
 
 ROSA = "1234 98th ave, oakland, ca 94603"  # the normalised query for the example address
-TIMEOUT_S = 0.5
+TIMEOUT_S = 1.0  # generous: a loaded CI machine must not turn a good answer into a timeout
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def open_reviews(database: Database, patient_id: int) -> list[ReviewItem]:
             ReviewItem.kind.in_(geocoding.REVIEW_KINDS))))
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
@@ -400,7 +400,7 @@ def test_the_worker_geocodes_when_woken_and_stops_promptly(
     finally:
         started = time.monotonic()
         worker.stop()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # not the 60 s poll
 
 
 def test_the_worker_survives_a_failing_pass(adapter_settings: Settings, monkeypatch: pytest.MonkeyPatch,
