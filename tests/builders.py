@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from litestar.testing import TestClient
@@ -15,6 +16,12 @@ from delivery import auth
 from delivery.models import Depot, Organization, OrganizationKind, Role
 
 PASSWORD = "correct horse battery staple"
+
+
+@cache
+def password_hash() -> str:
+    """One real argon2id hash of PASSWORD, shared by test users: hashing per user costs seconds."""
+    return auth.hash_password(PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ def make_program(db: Session, *, boxes_per_delivery_day: int | None = 100) -> Pr
         (built.clinic1, "Sam Staff", [(clinics[0].id, Role.clinic_staff)]),
         (built.clinic2, "Lee Staff", [(clinics[1].id, Role.clinic_staff)]),
     ]:
-        auth.create_user(db, email=email, display_name=name, password=PASSWORD, memberships=memberships)
+        user = auth.create_user(db, email=email, display_name=name, password=None, memberships=memberships)
+        user.password_hash = password_hash()
     return built
 
 

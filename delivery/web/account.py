@@ -70,7 +70,7 @@ class AccountController(Controller):
         raw, _ = auth.start_session(db, user, settings)
         db.commit()
         principal = auth.principal_for(user, via="session")
-        response = Redirect(_safe_next(data.next) or home_for(principal))
+        response = Redirect(_safe_next(data.next) or home_for(principal), status_code=303)
         response.set_cookie(**session_cookie(settings, raw))
         return response
 
@@ -79,7 +79,7 @@ class AccountController(Controller):
         principal = request.scope["user"]
         auth.end_session(db, principal.session_id)
         db.commit()
-        response = Redirect("/login")
+        response = Redirect("/login", status_code=303)
         response.delete_cookie(session_cookie_name(settings), path="/")
         response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
         return response

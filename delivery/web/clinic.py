@@ -138,7 +138,7 @@ class ClinicController(Controller):
                 target = f"/clinic/referrals/{result.referral.id}"
                 if not result.created:
                     target += "?already=1"
-                return ClientRedirect(target) if request.headers.get("hx-request") else Redirect(target)
+                return ClientRedirect(target) if request.headers.get("hx-request") else Redirect(target, status_code=303)
         return page(request, "clinic/referral_new.html", block="referral_form" if request.headers.get(
                     "hx-request") else None, status_code=422, values=data, errors=errors,
                     **form_context(db, clinic))

@@ -70,7 +70,8 @@ class AuthMiddleware(ASGIMiddleware):
     """
 
     scopes = ("http",)  # type: ignore[assignment]
-    exclude_path_pattern = ("^/static/",)
+    # Static files carry no data: skip the session lookup for them.
+    should_bypass_for_scope = staticmethod(lambda scope: scope["path"].startswith("/static/"))
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.settings = settings
