@@ -138,10 +138,12 @@ class ClinicController(Controller):
                 target = f"/clinic/referrals/{result.referral.id}"
                 if not result.created:
                     target += "?already=1"
-                return ClientRedirect(target) if request.headers.get("hx-request") else Redirect(target, status_code=303)
-        return page(request, "clinic/referral_new.html", block="referral_form" if request.headers.get(
-                    "hx-request") else None, status_code=422, values=data, errors=errors,
-                    **form_context(db, clinic))
+                if request.headers.get("hx-request"):
+                    return ClientRedirect(target)
+                return Redirect(target, status_code=303)
+        fragment = "referral_form" if request.headers.get("hx-request") else None
+        return page(request, "clinic/referral_new.html", block=fragment, status_code=422, values=data,
+                    errors=errors, **form_context(db, clinic))
 
     @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
     def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int],
