@@ -1,9 +1,11 @@
 """Coordinators' pages, one module per part of their week (all share the /coordinator prefix)."""
 
+from delivery.web.coordinator.board import BoardController
 from delivery.web.coordinator.overview import COORDINATORS, CoordinatorController
 from delivery.web.coordinator.plans import PlanController
 from delivery.web.coordinator.roster import RosterController
+from delivery.web.coordinator.sheets import SheetsController
 
-CONTROLLERS = [CoordinatorController, RosterController, PlanController]
+CONTROLLERS = [CoordinatorController, RosterController, PlanController, SheetsController, BoardController]
 
 __all__ = ["CONTROLLERS", "COORDINATORS"]
