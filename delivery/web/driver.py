@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
@@ -21,7 +20,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from delivery import auth
+from delivery import auth, publishing
 from delivery.db import Database
 from delivery.models import (
     AuditEvent,
@@ -42,8 +41,6 @@ from delivery.web.render import DB, Config, page, principal
 from delivery.web.security import session_cookie
 
 DRIVERS = (Role.driver,)
-ACCESS_GRACE = dt.timedelta(hours=2)
-"""How long after the end of the route day (midnight, program time) a driver still sees the route."""
 VISIBLE_PLANS = (PlanStatus.published, PlanStatus.done)
 
 
@@ -110,13 +107,9 @@ def route_stops(db: Session, route_id: int) -> list[Stop]:
 # --- when a route may be seen ----------------------------------------------------------------
 
 
-def route_day_end(date: dt.date, timezone: str) -> dt.datetime:
-    """Midnight after the route day in the program's time zone, as an aware datetime."""
-    return dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0), tzinfo=ZoneInfo(timezone))
-
-
 def visible_until(plan: Plan, food_bank: Organization) -> dt.datetime:
-    return route_day_end(plan.date, food_bank.timezone) + ACCESS_GRACE
+    """The end of the route day plus the grace: the same moment the route's links expire."""
+    return publishing.link_expiry(plan.date, food_bank.timezone)
 
 
 def is_visible(plan: Plan, food_bank: Organization, now: dt.datetime) -> bool:
@@ -159,9 +152,11 @@ class DriverController(Controller):
         now = utcnow()
         me: auth.Principal | None = request.scope.get("user")
         with database.writer() as db:
-            link = db.scalar(select(RouteLink).where(RouteLink.token_hash == auth.token_hash(token[:200])))
-            if link is None:
-                return _refused(request, "unknown", 404)
+            link = publishing.route_for_link(db, token)
+            if link is None:  # unknown (404), or known but expired or revoked (410)
+                known = len(token) <= 200 and db.scalar(
+                    select(RouteLink.id).where(RouteLink.token_hash == auth.token_hash(token))) is not None
+                return _refused(request, "expired" if known else "unknown", 410 if known else 404)
             row = db.execute(select(Route, Driver, User, Plan, Organization)
                              .join(Driver, Driver.id == Route.driver_id).join(User, User.id == Driver.user_id)
                              .join(Plan, Plan.id == Route.plan_id)
@@ -171,8 +166,7 @@ class DriverController(Controller):
             target = f"/driver/routes/{route.id}"
             if me is not None and me.user_id == user.id:
                 return Redirect(target)  # this browser already holds the driver's session
-            if link.revoked_at is not None or now >= link.expires_at or not user.is_active \
-                    or not driver.is_active or not is_visible(plan, food_bank, now):
+            if not user.is_active or not driver.is_active or not is_visible(plan, food_bank, now):
                 return _refused(request, "expired", 410)
             if link.opened_at is not None:
                 return _refused(request, "used", 403)
