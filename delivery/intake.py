@@ -126,7 +126,10 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
                   window_end=parse_time(wanted.window_end),
                   start_date=next_weekday(weekday, max(today, wanted.start_date or today)),
                   priority=referral.priority, status=OrderStatus.active)
-    if force_waitlist or not waitlist.order_fits(db, food_bank, order, today):
+    # Nobody jumps the queue: with patients of the same or higher priority already waiting, a new
+    # order waits too, even when it alone would fit (promote() serves the queue strictly in order).
+    if (force_waitlist or waitlist.waiting_ahead(db, food_bank.id, order.priority)
+            or not waitlist.order_fits(db, food_bank, order, today)):
         order.status = OrderStatus.waitlisted
         order.waitlisted_at = utcnow()
     db.add(order)

@@ -54,6 +54,13 @@ def _waiting(db: Session, food_bank_id: int) -> list[Order]:
     ))
 
 
+def waiting_ahead(db: Session, food_bank_id: int, priority: int) -> bool:
+    """Whether a new order of this priority would have someone waiting ahead of it."""
+    return db.scalar(select(Order.id).where(
+        Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted,
+        Order.priority >= priority).limit(1)) is not None
+
+
 def position(db: Session, order: Order) -> int | None:
     """1-based place on the waitlist, or None when the order is not waiting."""
     if order.status != OrderStatus.waitlisted:

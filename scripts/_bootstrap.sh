@@ -1,19 +1,28 @@
-# Sourced by scripts/run and scripts/test: make .venv and install the project with the given extras.
-# Re-installs only when pyproject.toml changed, so a second run starts at once.
+# Sourced by scripts/run and scripts/test: create .venv and install the project (with extras),
+# again only when pyproject.toml changed since that kind of install, so a second run starts at once.
 ensure_venv() {
   local extras="$1"
   local py="${PYTHON:-python3}"
   if [ ! -x .venv/bin/python ]; then
-    echo "creating .venv with $($py --version)"
-    "$py" -m venv .venv
+    if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "This needs Python 3.11 or newer as '$py' (set PYTHON=/path/to/python3.11)." >&2
+      return 1
+    fi
+    echo "Creating .venv with $("$py" --version) ..."
+    if ! "$py" -m venv .venv; then
+      echo "Could not create .venv: on Debian or Ubuntu, install python3-venv first." >&2
+      rm -rf .venv
+      return 1
+    fi
   fi
-  local stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras//,/-}"
-  if [ ! -f "$stamp" ]; then
-    echo "installing the project and its dependencies ($extras); this takes a minute the first time"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
-    .venv/bin/python -c "import delivery, litestar, ortools, sqlalchemy" || { echo "install failed" >&2; return 1; }
-    rm -f .venv/.installed-*
-    touch "$stamp"
+  local target="." stamp=".venv/.installed"
+  if [ -n "$extras" ]; then target=".[$extras]"; stamp=".venv/.installed-${extras//,/-}"; fi
+  local wanted
+  wanted="$(.venv/bin/python -c 'import hashlib, os; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest(), os.getcwd())')"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "Installing the project into .venv${extras:+ with [$extras]} (a few minutes the first time) ..."
+    # -qq: errors only (a machine's own index settings can otherwise fill the screen with warnings).
+    .venv/bin/python -m pip install -qq --disable-pip-version-check -e "$target"
+    printf '%s\n' "$wanted" > "$stamp"
   fi
 }

@@ -60,3 +60,20 @@ def test_program_status_shows_waitlist_and_free_boxes(database, program) -> None
         refer(db, program, "M2")
         status = waitlist.program_status(db, food_bank, TODAY)
         assert not status.is_open and status.waiting == 1 and status.boxes_free_next_day == 0
+
+
+def test_a_new_referral_does_not_jump_the_queue(database, program) -> None:
+    """With a two-box order waiting, a new one-box order waits too, though it alone would fit."""
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 2
+        refer(db, program, "M1")
+        big = msgspec.convert({**referral_body(patient__mrn="M2", patient__given_name="Big"),
+                               "order": {"boxes": 2}}, ReferralIn)
+        waiting = intake.refer(db, big, clinic_id=program.clinic1_id, actor_id=None, source=Source.api,
+                               today=TODAY)
+        small = refer(db, program, "M3")
+        assert waiting.order.status == OrderStatus.waitlisted
+        assert small.order.status == OrderStatus.waitlisted
+        assert waitlist.position(db, small.order) == 2
+        urgent = refer(db, program, "M4", priority=2)  # a more urgent patient may go ahead when it fits
+        assert urgent.order.status == OrderStatus.active
