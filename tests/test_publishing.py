@@ -1,0 +1,104 @@
+"""Publish a day: each driver gets a personal link (256 random bits, only the hash stored, expiring
+the morning after, revocable, re-issuable); republishing after an edit flags the changed routes only
+and tells those drivers; `delivery route-link` prints a fresh link."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from delivery import day as days
+from delivery import plan_edits, planning, publishing
+from delivery.auth import token_hash
+from delivery.db import Database
+from delivery.models import AuditEvent, Organization, Plan, Route, RouteLink, Stop
+from delivery.settings import Settings
+from tests.builders import Program
+from tests.day_builders import DAY, make_day
+
+
+@pytest.fixture
+def planned(database: Database, program: Program, settings: Settings) -> int:
+    with database.writer() as db:
+        make_day(db, program, stops=8, drivers=2, capacity=4)
+        plan = days.prepare(db, db.get(Organization, program.food_bank_id), DAY)
+        db.commit()
+        plan_id = plan.id
+    planning.plan_now(database, settings, plan_id, 1.0)
+    return plan_id
+
+
+def test_publish_gives_each_driver_a_hashed_personal_link(database: Database, planned: int,
+                                                           settings: Settings) -> None:
+    with database.writer() as db:
+        published = publishing.publish(db, db.get(Plan, planned), None, settings)
+        db.commit()
+        assert len(published) == 2 and all(p.first and not p.changed for p in published)
+        raws = [p.link.rsplit("/", 1)[1] for p in published]
+        assert all(p.link.startswith(f"{settings.base_url}/r/") for p in published)
+        assert all(len(raw) >= 43 for raw in raws)  # 32 bytes, base64url
+        stored = db.scalars(select(RouteLink.token_hash)).all()
+        assert sorted(stored) == sorted(token_hash(raw) for raw in raws)
+        assert not any(raw in h for raw in raws for h in stored)
+        link = publishing.route_for_link(db, raws[0])
+        assert link is not None and link.route_id == published[0].route_id
+        # 06:00 the next morning in the program's time zone (America/Los_Angeles, PST in March 2030)
+        assert link.expires_at == dt.datetime(2030, 3, 6, 14, 0, tzinfo=dt.UTC)
+        assert publishing.route_for_link(db, "not-a-token") is None
+
+        # re-issuing revokes the previous link
+        route = db.get(Route, published[0].route_id)
+        fresh = publishing.issue_link(db, route, settings)
+        db.commit()
+        assert publishing.route_for_link(db, raws[0]) is None
+        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1]) is not None
+        publishing.revoke_links(db, route)
+        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1]) is None
+    with time_machine.travel(dt.datetime(2030, 3, 6, 14, 1, tzinfo=dt.UTC)), database.reader() as db:
+        assert publishing.route_for_link(db, raws[1]) is None  # expired
+
+
+def test_republishing_after_an_edit_flags_the_changed_route_only(database: Database, planned: int,
+                                                                  settings: Settings) -> None:
+    with database.writer() as db:
+        plan = db.get(Plan, planned)
+        first = publishing.publish(db, plan, None, settings)
+        db.commit()
+        a, b = (db.get(Route, p.route_id) for p in first)
+        stops = db.scalars(select(Stop).where(Stop.route_id == a.id).order_by(Stop.seq)).all()
+        # swap the first two stops of route a: only a changes
+        plan_edits.move_stop(db, planned, plan.version, stops[0].id, a.id, 2, settings)
+        db.commit()
+        again = publishing.publish(db, plan, None, settings)
+        db.commit()
+        changed = {p.route_id: p.changed for p in again}
+        assert changed == {a.id: True, b.id: False}
+        assert all(p.link is None for p in again)  # the drivers keep their links
+        assert a.published_version == plan.version == plan.published_version
+        assert b.published_version < plan.version
+        told = publishing.notices(db, a.id)
+        assert len(told) == 1 and "changed" in told[0].detail
+        assert publishing.notices(db, b.id) == []
+        assert db.scalar(select(AuditEvent).where(AuditEvent.action == "notify",
+                                                  AuditEvent.resource_id == str(b.id))) is None
+
+
+def test_route_link_command(database: Database, planned: int, settings: Settings,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert publishing.route_link_command(database, settings, "driver1@example.org", DAY) == 2
+    assert "no published route" in capsys.readouterr().err
+    with database.writer() as db:
+        publishing.publish(db, db.get(Plan, planned), None, settings)
+        db.commit()
+    with database.reader() as db:
+        assert len(db.scalars(select(Route.driver_id)).all()) == 2  # driver1 has a route
+    assert publishing.route_link_command(database, settings, "Driver1@Example.org", DAY) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith(f"{settings.base_url}/r/")
+    with database.reader() as db:
+        assert publishing.route_for_link(db, link.rsplit("/", 1)[1]) is not None
+    assert publishing.route_link_command(database, settings, "nobody@example.org", DAY) == 2
+    assert "no driver" in capsys.readouterr().err
