@@ -157,6 +157,18 @@ class _Model:
         return self.routing.ReadAssignmentFromRoutes(lists, True)
 
 
+def _beyond_pyvrp(problem: Problem) -> bool:
+    """Whether the problem has rules or costs the PyVRP relaxation leaves out."""
+    o = problem.objective
+    return bool(
+        o.balance
+        or o.span_cost
+        or (o.preference and any(j.preferred_vehicle for j in problem.jobs))
+        or any(v.max_stops is not None or v.max_ride is not None for v in problem.vehicles)
+        or any(j.lock is not None and j.lock.position is not None for j in problem.jobs)
+    )
+
+
 def _penalty(inst: Instance, costs: np.ndarray) -> int:
     """A drop penalty per priority level that dwarfs any one job's share of the cost."""
     objective = inst.problem.objective
@@ -279,9 +291,13 @@ def solve(
     if data is None:
         best = search(max(remaining(), 0.01), start_assignment)
     else:
-        # PyVRP on both cores (two seeds) after OR-Tools' first plan, then an OR-Tools polish:
+        # PyVRP on both cores (two seeds) after a quick first plan, then an OR-Tools polish:
         # measured, OR-Tools' own search on the main core was far behind a second PyVRP run.
-        polish = min(max(0.05 * time_limit, 0.5), 3.0)
+        # The polish is short unless the model has rules or costs PyVRP does not see, which
+        # OR-Tools must then repair (re-insert what fit_routes trimmed) or weigh.
+        polish = min(max(0.02 * time_limit, 0.3), 1.5)
+        if _beyond_pyvrp(problem):
+            polish = 0.25 * time_limit
         deadline = time.time() + max(remaining() - polish, 0.1)
         candidates = []
         last_report = [0.0]
