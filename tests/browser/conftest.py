@@ -1,0 +1,81 @@
+"""A live server (uvicorn in a thread, port 0) on a migrated SQLite file loaded with the demo program,
+and Playwright driving Debian's chromium (never `playwright install`). Skipped without chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from delivery.db import Database, upgrade
+from delivery.settings import ROOT, Settings
+
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
+                 os.path.exists(p)), None)
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    database: Database
+    settings: Settings
+    password: str
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    import uvicorn
+
+    from delivery import demo
+    from delivery.web.app import create_app
+
+    here = tmp_path_factory.mktemp("live")
+    url = f"sqlite:///{here / 'live.db'}"
+    upgrade(url)
+    database = Database(url)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = Settings(database_url=url, secret_key="browser-test", base_url=f"http://127.0.0.1:{port}",
+                        geocoder="none", secure_cookies=True, tile_url="")
+    demo.load(database, settings, password_file=here / "demo-password")
+    password = (here / "demo-password").read_text().strip()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, database), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", database, settings, password)
+    server.should_exit = True
+    thread.join(timeout=20)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(live_server: LiveServer) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
