@@ -67,7 +67,7 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
     stop_id = int((stop_li.get_attribute("id") or "").split("-")[1])
 
     # Move it with the keyboard-friendly controls: a select of routes, a position, a button.
-    stop_li.locator("summary").click()
+    stop_li.get_by_role("button", name=re.compile("^Edit")).click()
     stop_li.get_by_label("Move to route").select_option(str(target_id))
     stop_li.get_by_label("At position").fill("1")
     stop_li.get_by_role("button", name="Move stop", exact=True).click()
@@ -75,7 +75,7 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
     moved = page.locator(f"#route-{target_id} #stop-{stop_id}")
     expect(moved).to_be_visible()
 
-    moved.locator("summary").click()
+    moved.get_by_role("button", name=re.compile("^Edit")).click()
     moved.get_by_role("button", name="Lock to this driver").click()
     expect(page.locator(f"#route-{target_id} #stop-{stop_id} .badge.locked")).to_be_visible(timeout=LONG)
 

@@ -200,6 +200,20 @@ class PlanController(Controller):
         return self._day_block(request, db, plan, settings, warnings=result.warnings,
                                message=result.message)
 
+    @get("/plans/{plan_id:int}/stops/{stop_id:int}/edit", opt=POLICY, sync_to_thread=True)
+    def edit_form(self, request: Request, db: DB, plan_id: FromPath[int], stop_id: FromPath[int]) -> Template:
+        """The edit controls of one stop (move: route and position; lock; remove with a reason),
+        loaded when asked so the day page stays light with hundreds of stops."""
+        from delivery.models import Route, Stop
+
+        plan = plan_for(db, request, plan_id)
+        stop = db.get(Stop, stop_id)
+        if stop is None or stop.plan_id != plan.id:
+            raise NotFoundException(f"No stop {stop_id} on this day.")
+        routes = db.scalars(select(Route).where(Route.plan_id == plan.id)
+                            .order_by(Route.colour, Route.id)).all()
+        return page(request, "coordinator/plan_stop_edit.html", s=stop, plan=plan, routes=routes)
+
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/move", opt=POLICY, sync_to_thread=True, status_code=200)
     def move(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
              stop_id: FromPath[int], data: FormData) -> Template:
