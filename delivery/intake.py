@@ -36,6 +36,7 @@ from delivery.scheduling import next_weekday
 from delivery.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 
 OPEN_STATUSES = (ReferralStatus.active, ReferralStatus.waitlisted)
+REPEAT_WINDOW = dt.timedelta(days=30)
 STATUS_FOR_OUTCOME = {
     Outcome.home_delivery: ReferralStatus.active,
     Outcome.waitlisted: ReferralStatus.waitlisted,
@@ -81,8 +82,7 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     clinic, food_bank = clinic_for(db, clinic_id)
     patient = upsert_patient(db, clinic.id, food_bank.id, data.patient)
 
-    existing = db.scalar(select(Referral).where(Referral.patient_id == patient.id,
-                                                Referral.status.in_(OPEN_STATUSES)))
+    existing = _same_referral(db, patient.id, data)
     if existing is not None:
         order = db.scalar(select(Order).where(Order.referral_id == existing.id,
                                               Order.status != OrderStatus.ended))
@@ -113,6 +113,27 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     timeline.record(db, referral, "outcome", referral.reason, actor_id)
     db.flush()
     return IntakeResult(referral, order, created=True)
+
+
+def _same_referral(db: Session, patient_id: int, data: ReferralIn) -> Referral | None:
+    """The referral this one repeats: the patient's open one, or a decided one (pick-up, not
+    eligible) from the last weeks with the very same screening answers: a re-sent file or form,
+    not news. New answers are a new referral."""
+    open_referral = db.scalar(select(Referral).where(Referral.patient_id == patient_id,
+                                                     Referral.status.in_(OPEN_STATUSES)))
+    if open_referral is not None:
+        return open_referral
+    s = data.screening
+    return db.scalar(
+        select(Referral).join(Screening, Screening.referral_id == Referral.id)
+        .where(Referral.patient_id == patient_id,
+               Referral.status.in_((ReferralStatus.pickup, ReferralStatus.not_eligible)),
+               Referral.created_at >= utcnow() - REPEAT_WINDOW,
+               Screening.hunger_worried == s.hunger_worried, Screening.hunger_ran_out == s.hunger_ran_out,
+               Screening.transportation_barrier == s.transportation_barrier,
+               Screening.mobility_barrier == s.mobility_barrier,
+               Screening.errands_barrier == s.errands_barrier)
+        .order_by(Referral.id.desc()).limit(1))
 
 
 def _place_order(db: Session, referral: Referral, food_bank: Organization, wanted: OrderIn,
