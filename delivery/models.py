@@ -572,8 +572,20 @@ class Route(Base):
     duration_s: Mapped[int] = mapped_column(Integer, default=0)
     load_boxes: Mapped[int] = mapped_column(Integer, default=0)
     published_version: Mapped[int | None] = mapped_column(Integer)  # the plan version its driver was given
+    published_fingerprint: Mapped[str | None] = mapped_column(String(64))  # its stops and times then
 
     driver: Mapped[Driver] = relationship(lazy="joined")
+
+
+class RouteNotice(Base):
+    """What a driver is told when their published route changes (shown on their route page)."""
+
+    __tablename__ = "route_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("routes.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    message: Mapped[str] = mapped_column(String(500))
 
 
 class Stop(Base):

@@ -3,9 +3,9 @@
 A link is `{base_url}/r/{token}`: 256 random bits, of which only the SHA-256 is stored (R1.3). It
 expires at 06:00 the morning after the route day (program time zone), can be revoked, and issuing a
 new one revokes the previous one. Republishing after a late edit compares each route with what its
-driver was given and tells the drivers whose route changed (a log line and a `notify` audit row the
-driver's page can show). What a driver was given is recorded as a `publish` audit row per route
-(publishing discloses the patients' addresses to that driver, so it is audited anyway).
+driver was given (`Route.published_fingerprint`) and tells the drivers whose route changed (a log
+line and a `RouteNotice` their route page shows). Each publication of a route is also audited:
+it discloses the patients' addresses to that driver.
 
 Services do not commit; callers do.
 """
@@ -33,6 +33,7 @@ from delivery.models import (
     PlanStatus,
     Route,
     RouteLink,
+    RouteNotice,
     Stop,
     StopStatus,
     User,
@@ -44,7 +45,7 @@ log = logging.getLogger("delivery.publishing")
 
 LINK_GRACE = dt.time(6, 0)  # a link works until this time on the morning after the route day
 TOKEN_BYTES = 32  # 256 bits (R1.3 asks for at least 128)
-PUBLISH, NOTIFY = "publish", "notify"
+PUBLISH = "publish"
 
 
 class PublishError(ValueError):
@@ -114,23 +115,10 @@ def fingerprint(stops: list[Stop]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _given(db: Session, route_ids: list[int]) -> dict[int, str]:
-    """The fingerprint each route's driver was last given."""
-    if not route_ids:
-        return {}
-    rows = db.execute(select(AuditEvent.resource_id, AuditEvent.detail)
-                      .where(AuditEvent.resource == "route", AuditEvent.action == PUBLISH,
-                             AuditEvent.resource_id.in_([str(r) for r in route_ids]))
-                      .order_by(AuditEvent.id)).all()
-    return {int(rid): (detail or "").rsplit(" ", 1)[-1] for rid, detail in rows}
-
-
-def notices(db: Session, route_id: int) -> list[AuditEvent]:
+def notices(db: Session, route_id: int) -> list[RouteNotice]:
     """What the route's driver was told after republishing, newest first (for the driver's page)."""
-    return list(db.scalars(select(AuditEvent).where(AuditEvent.resource == "route",
-                                                    AuditEvent.action == NOTIFY,
-                                                    AuditEvent.resource_id == str(route_id))
-                           .order_by(AuditEvent.id.desc())))
+    return list(db.scalars(select(RouteNotice).where(RouteNotice.route_id == route_id)
+                           .order_by(RouteNotice.id.desc())))
 
 
 def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -> list[Published]:
@@ -155,7 +143,6 @@ def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -
         by_route.setdefault(stop.route_id, []).append(stop)  # type: ignore[arg-type]
     if not by_route:
         raise PublishError("No route has any stop yet: plan the day first.")
-    given = _given(db, [r.id for r in routes])
     users = {u.id: u for u in db.scalars(select(User).join(Driver, Driver.user_id == User.id)
                                           .where(Driver.id.in_([r.driver_id for r in routes])))}
     now = utcnow()
@@ -166,18 +153,17 @@ def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -
         if first and not mine:
             continue
         print_ = fingerprint(mine)
-        changed = not first and given.get(route.id) != print_
+        changed = not first and route.published_fingerprint != print_
         link = issue_link(db, route, settings) if first else None
         if first or changed:
-            route.published_version = plan.version
+            route.published_version, route.published_fingerprint = plan.version, print_
             db.add(AuditEvent(user_id=actor_id, action=PUBLISH, resource="route", resource_id=str(route.id),
                               detail=f"plan {plan.id} {plan.date} version {plan.version} {print_}"))
         if changed:
             message = (f"Your route for {plan.date:%a %d %b} changed at "
                        f"{now.astimezone(_tz(db, plan)):%H:%M}: {len(mine)} stops now. "
                        "Open your route again before you leave.")
-            db.add(AuditEvent(user_id=actor_id, action=NOTIFY, resource="route", resource_id=str(route.id),
-                              detail=message[:500]))
+            db.add(RouteNotice(route_id=route.id, message=message[:500]))
             log.info("route %s (driver %s) changed on republishing plan %s: driver notified",
                      route.id, route.driver_id, plan.id)
         user = users.get(route.driver.user_id)

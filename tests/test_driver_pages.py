@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from delivery import auth, publishing
 from delivery.db import Database
-from delivery.models import Driver, Route, RouteLink, UserSession
+from delivery.models import Driver, Route, RouteLink, RouteNotice, UserSession
 from delivery.settings import Settings
 from tests.builders import Program, sign_in
 from tests.plan_builders import CANARY, DEFAULT_STOPS, StopSpec, make_day
@@ -158,3 +158,17 @@ def test_clinic_staff_cannot_open_driver_pages(client: TestClient, program: Prog
     sign_in(client, program.clinic1)
     assert client.get("/driver").status_code == 403
     assert client.get(f"/driver/routes/{day.route_ids[0]}").status_code == 403
+
+
+def test_a_changed_route_tells_its_driver(client: TestClient, day, database: Database,  # type: ignore[no-untyped-def]
+                                          settings: Settings) -> None:
+    """When a coordinator republishes a changed route, its driver's page says so."""
+    with time_machine.travel(MORNING, tick=False):
+        opened = client.get(issue(database, settings, day.route_ids[0]), follow_redirects=False)
+        route_page = opened.headers["location"]
+        assert "changed" not in client.get(route_page).text
+        with database.writer() as db:
+            message = "Your route for Tue 01 Dec changed at 07:55"
+            db.add(RouteNotice(route_id=day.route_ids[0], message=message))
+            db.commit()
+        assert "Your route for Tue 01 Dec changed at 07:55" in client.get(route_page).text

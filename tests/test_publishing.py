@@ -80,7 +80,7 @@ def test_republishing_after_an_edit_flags_the_changed_route_only(database: Datab
         assert a.published_version == plan.version == plan.published_version
         assert b.published_version < plan.version
         told = publishing.notices(db, a.id)
-        assert len(told) == 1 and "changed" in told[0].detail
+        assert len(told) == 1 and "changed" in told[0].message
         assert publishing.notices(db, b.id) == []
         assert db.scalar(select(AuditEvent).where(AuditEvent.action == "notify",
                                                   AuditEvent.resource_id == str(b.id))) is None

@@ -216,4 +216,5 @@ class DriverController(Controller):
         route, plan = own_route(db, principal(request).user_id, route_id, utcnow())
         stops = [driver_stop(stop) for stop in route_stops(db, route.id)]
         return page(request, "driver/route.html", day=day_label(plan.date), start=clock(route.planned_start),
-                    stops=stops, boxes=sum(s.boxes for s in stops))
+                    stops=stops, boxes=sum(s.boxes for s in stops),
+                    notice=next(iter(publishing.notices(db, route.id)), None))
