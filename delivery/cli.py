@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: PLR0911 - one branch per command
+def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "solve":
         from delivery.routing.cli import solve_command
 

@@ -147,6 +147,7 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
                   window_end=parse_time(wanted.window_end),
                   start_date=next_weekday(weekday, max(today, wanted.start_date or today)),
                   priority=referral.priority, status=OrderStatus.active)
+    waitlist.lock_program(db, food_bank.id)
     # Nobody jumps the queue: with patients of the same or higher priority already waiting, a new
     # order waits too, even when it alone would fit (promote() serves the queue strictly in order).
     if (force_waitlist or waitlist.waiting_ahead(db, food_bank.id, order.priority)
@@ -269,6 +270,8 @@ def override_outcome(db: Session, referral: Referral, outcome: Outcome, reason: 
     reason = reason.strip()
     if len(reason) < 3:
         raise IntakeError("Write the reason for the override.", "reason")
+    if len(reason) > 400:
+        raise IntakeError("Keep the reason under 400 characters.", "reason")
     today = today or dt.date.today()
     food_bank = db.get(Organization, referral.food_bank_id)
     assert food_bank is not None

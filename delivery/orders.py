@@ -194,7 +194,7 @@ def room_on(db: Session, food_bank: Organization, order: Order, rec: Recurrence,
     start = max(today, rec.start_date)
     end = start + capacity.HORIZON
     # Others' load: everything promised, minus this order as it stands (read before changing it).
-    load = waitlist._committed(db, food_bank.id, start)
+    load = waitlist.committed(db, food_bank.id, start)
     if order.status in (OrderStatus.active, OrderStatus.paused):
         load.subtract(capacity.committed_boxes([(waitlist.recurrence(order), order.boxes)], start, end))
     for day in due_dates(rec, start, end):

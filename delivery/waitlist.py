@@ -26,7 +26,14 @@ def recurrence(order: Order) -> Recurrence:
                       end_date=order.end_date, paused_until=order.paused_until)
 
 
-def _committed(db: Session, food_bank_id: int, start: dt.date) -> capacity.Counter[dt.date]:
+def lock_program(db: Session, food_bank_id: int) -> None:
+    """Serialise capacity decisions for one program: on PostgreSQL two referrals at the same moment
+    would otherwise both see the last free box (SQLite's single writer already serialises them)."""
+    db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
+
+
+def committed(db: Session, food_bank_id: int, start: dt.date) -> capacity.Counter[dt.date]:
+    """Boxes already promised on each delivery day of the capacity horizon from `start`."""
     rows = db.execute(
         select(Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until,
                Order.boxes)
@@ -41,11 +48,11 @@ def _committed(db: Session, food_bank_id: int, start: dt.date) -> capacity.Count
 
 def order_fits(db: Session, food_bank: Organization, order: Order, today: dt.date) -> bool:
     start = max(today, order.start_date)
-    load = _committed(db, food_bank.id, start)
+    load = committed(db, food_bank.id, start)
     return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start)
 
 
-def _waiting(db: Session, food_bank_id: int) -> list[Order]:
+def waiting_orders(db: Session, food_bank_id: int) -> list[Order]:
     """Waitlisted orders in the order they will be served: priority first, then referral date."""
     return list(db.scalars(
         select(Order).join(Referral, Referral.id == Order.referral_id)
@@ -65,7 +72,7 @@ def position(db: Session, order: Order) -> int | None:
     """1-based place on the waitlist, or None when the order is not waiting."""
     if order.status != OrderStatus.waitlisted:
         return None
-    ids = [o.id for o in _waiting(db, order.food_bank_id)]
+    ids = [o.id for o in waiting_orders(db, order.food_bank_id)]
     return ids.index(order.id) + 1
 
 
@@ -77,7 +84,8 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
     Called in the same transaction as whatever freed capacity (an order ended or paused).
     """
     moved = []
-    for order in _waiting(db, food_bank.id):
+    lock_program(db, food_bank.id)
+    for order in waiting_orders(db, food_bank.id):
         order.start_date = max(order.start_date, today)
         if not order_fits(db, food_bank, order, today):
             break
@@ -114,12 +122,12 @@ class ProgramStatus:
 
 
 def program_status(db: Session, food_bank: Organization, today: dt.date) -> ProgramStatus:
-    waiting = _waiting(db, food_bank.id)
+    waiting = waiting_orders(db, food_bank.id)
     next_day = (next_weekday(food_bank.delivery_weekday, today)
                 if food_bank.delivery_weekday is not None else None)
     free = None
     if food_bank.boxes_per_delivery_day is not None and next_day is not None:
-        free = food_bank.boxes_per_delivery_day - _committed(db, food_bank.id, today)[next_day]
+        free = food_bank.boxes_per_delivery_day - committed(db, food_bank.id, today)[next_day]
     # The rate capacity frees up: boxes of orders that ended in the last twelve weeks.
     since = utcnow() - dt.timedelta(weeks=12)
     freed = db.scalar(select(func.coalesce(func.sum(Order.boxes), 0)).where(

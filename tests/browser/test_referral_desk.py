@@ -34,7 +34,7 @@ def full_order(live_server: LiveServer) -> tuple[int, int]:
                                                Order.paused_until.is_(None)).order_by(Order.id)).first()
         assert order is not None, "the demo has active weekly orders"
         food_bank = db.get(Organization, order.food_bank_id)
-        load = waitlist._committed(db, food_bank.id, today)
+        load = waitlist.committed(db, food_bank.id, today)
         days = list(due_dates(waitlist.recurrence(order), today, today + capacity.HORIZON))
         food_bank.boxes_per_delivery_day = max(load[day] for day in days)
         db.commit()

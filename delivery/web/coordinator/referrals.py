@@ -568,7 +568,7 @@ class ReferralDeskController(Controller):
     # --- waitlist -------------------------------------------------------------------------------
 
     def _waitlist_section(self, db: Session, food_bank: Organization) -> dict[str, Any]:
-        waiting = waitlist._waiting(db, food_bank.id)
+        waiting = waitlist.waiting_orders(db, food_bank.id)
         referrals = {r.id: r for r in db.scalars(select(Referral).where(
             Referral.id.in_([o.referral_id for o in waiting])))} if waiting else {}
         return {"food_bank": food_bank, "rows": [(o, referrals[o.referral_id]) for o in waiting],
