@@ -138,3 +138,11 @@ def test_openapi_documents_the_referral_contract(client, program) -> None:
     sign_in(client, program.coordinator)
     spec = msgspec.json.decode(client.get("/schema/openapi.json").content)
     assert "/api/v1/referrals" in spec["paths"] and "/api/v1/referrals/{referral_id}" in spec["paths"]
+
+
+def test_openapi_lists_only_the_api(client, program) -> None:
+    """People's pages stay out of the API document; every documented path is under /api."""
+    sign_in(client, program.coordinator)
+    spec = msgspec.json.decode(client.get("/schema/openapi.json").content)
+    assert spec["paths"]
+    assert all(path.startswith("/api/") for path in spec["paths"])

@@ -48,10 +48,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     database = database or Database(settings.database_url)
     app = Litestar(
         route_handlers=[
-            account.AccountController,
-            clinic.ClinicController,
-            *coordinator.CONTROLLERS,
-            driver.DriverController,
+            # People's pages: not part of the API contract, so kept out of the OpenAPI document.
+            Router("/", include_in_schema=False, route_handlers=[
+                account.AccountController, clinic.ClinicController, *coordinator.CONTROLLERS,
+                driver.DriverController]),
             api.ReferralApi,
             api_plans.PlanApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             title="Produce-box delivery API", version="1", render_plugins=[SwaggerRenderPlugin()],
             create_examples=False,
             # The demo documents its API to anyone; elsewhere only signed-in staff read it (R13.2).
-            openapi_router=Router("/schema", route_handlers=[],
+            openapi_router=Router("/schema", route_handlers=[], include_in_schema=False,
                                   opt={"public": True} if settings.demo else {"roles": STAFF})),
         request_max_body_size=MAX_BODY_BYTES,
         response_cache_config=ResponseCacheConfig(),
