@@ -653,6 +653,9 @@ def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
         if isinstance(instance, ReviewItem):
             raised.append(instance)
 
+    # Held for the whole import: the session's identity map is weak, and without a reference
+    # refer() would load the clinic and its food bank again for every row.
+    programs = [intake.clinic_for(db, clinic_id) for clinic_id in {row.clinic_id for row in rows}]
     outcomes: Counter[str] = Counter({o.value: 0 for o in Outcome})
     patient_row: dict[int, _Row] = {}
     event.listen(db, "transient_to_pending", collect)
@@ -683,6 +686,7 @@ def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
         return report
     finally:
         event.remove(db, "transient_to_pending", collect)
+    del programs
     report.referred = dict(outcomes)
     report.imported = True
     for item in raised:

@@ -385,6 +385,13 @@ def test_upload_page_lists_each_problem_and_imports_nothing(client, database, pr
     assert "Nothing was imported" in response.text and count(database, Patient) == 0
 
 
+def test_upload_without_a_file_asks_for_one(client, database, program) -> None:
+    """Submitting the form with no file chosen says so (422), nothing else happens."""
+    token = sign_in(client, program.clinic1)
+    response = client.post("/clinic/referrals/import", files={"csrf_token": (None, token)})
+    assert response.status_code == 422 and "Choose a CSV file" in response.text
+
+
 def test_upload_needs_the_csrf_token_and_the_template_downloads(client, database, program) -> None:
     """A post without the form's token is refused; the template CSV has the documented header."""
     sign_in(client, program.clinic1)
