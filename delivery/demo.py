@@ -373,11 +373,13 @@ def sign_in_text(settings: Settings, password: str) -> str:
     """Where to sign in, as whom, with which password (for scripts/run and `delivery demo load`)."""
     # Browsers keep the Secure __Host- session cookie on http only for loopback names.
     host = settings.host if settings.host in ("localhost", "127.0.0.1") else "127.0.0.1"
-    lines = [f"Sign in at http://{host}:{settings.port}/login with password: {password}"]
+    login = f"http://{host}:{settings.port}/login"
+    lines = [f"Sign in with password {password} (every demo user has it):"]
     people = [(u.email, u.role, u.organization) for u in STAFF]
     people += [(d.email, Role.driver, f"{d.vehicle}, {d.capacity_boxes} boxes") for d in DRIVERS]
-    width = max(len(email) for email, _, _ in people)
-    lines += [f"  {email:<{width}}  {role.replace('_', ' ')} ({where})" for email, role, where in people]
+    rows = [(f"{role.replace('_', ' ')} ({where})", email) for email, role, where in people]
+    width = max(len(label) for label, _ in rows)
+    lines += [f"  {label:<{width}}  {login}?email={email}" for label, email in rows]
     lines.append("An API token for a clinic's system: .venv/bin/delivery token create --user "
                  "clinic1@demo.test")
     return "\n".join(lines)

@@ -236,3 +236,9 @@ def test_sessions_are_stored_only_as_hashes(client, program, database) -> None:
         stored = db.scalars(select(UserSession.token_hash)).all()
     assert raw not in stored
     assert auth.token_hash(raw) in stored
+
+
+def test_sign_in_link_fills_in_the_email_as_text(client) -> None:
+    """`/login?email=` pre-fills the form (the demo's per-role links), escaped like any input."""
+    page = client.get('/login?email=clinic1@demo.test"><script>x()</script>')
+    assert 'value="clinic1@demo.test&#34;&gt;&lt;script&gt;x()&lt;/script&gt;"' in page.text

@@ -49,8 +49,10 @@ class AccountController(Controller):
         return Redirect(home_for(principal) if principal else "/login")
 
     @get("/login", opt={"public": True}, sync_to_thread=False)
-    def login_page(self, request: Request, next: FromQuery[str] = "") -> Template:
-        return page(request, "account/login.html", next=_safe_next(next) or "", error=None, email="")
+    def login_page(self, request: Request, next: FromQuery[str] = "", email: FromQuery[str] = "") -> Template:
+        """The sign-in form; `?email=` fills in the email (the demo prints one such link per role)."""
+        return page(request, "account/login.html", next=_safe_next(next) or "", error=None,
+                    email=email[:254])
 
     @post("/login", opt={"public": True}, sync_to_thread=True)
     def sign_in(self, request: Request, db: DB, settings: Config,
