@@ -201,6 +201,11 @@ def api_timings(db_url: str, requests: int, seed: int) -> dict[str, Any]:
     return {"server": server, "client": client_times, "outcomes": outcomes}
 
 
+def progress(message: str) -> None:
+    """A line on stderr as each phase ends, so a long run that fails later still tells something."""
+    print(f"bench_intake: {message}", file=sys.stderr, flush=True)
+
+
 def _ms(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -245,10 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         timed_db, traced_db = work / "import.db", work / "traced.db"
         shutil.copy(start_db, timed_db)
         run = run_child(f"sqlite:///{timed_db}", csv_path, trace=False)
+        progress(f"import: {run['seconds']:.1f} s ({run['cpu_seconds']:.1f} s CPU), "
+                 f"peak RSS {run['peak_rss_mb']} MB")
         traced = None
         if not args.no_trace:
             shutil.copy(start_db, traced_db)
             traced = run_child(f"sqlite:///{traced_db}", csv_path, trace=True)
+            progress(f"traced import: peak {traced['peak_traced_mb']:.1f} MB of Python allocations")
         api = api_timings(f"sqlite:///{timed_db}", args.requests, args.seed)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
