@@ -80,9 +80,9 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     """
     today = today or dt.date.today()
     clinic, food_bank = clinic_for(db, clinic_id)
-    patient = upsert_patient(db, clinic.id, food_bank.id, data.patient)
+    patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient)
 
-    existing = _same_referral(db, patient.id, data)
+    existing = None if is_new else _same_referral(db, patient.id, data)
     if existing is not None:
         order = db.scalar(select(Order).where(Order.referral_id == existing.id,
                                               Order.status != OrderStatus.ended))
@@ -194,8 +194,8 @@ def _address_fields(p: PatientIn) -> dict[str, object]:
             "city": a.city.strip(), "state": a.state.strip(), "postal_code": a.postal_code.strip()}
 
 
-def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn) -> Patient:
-    """Find the clinic's patient by MRN (update them) or create them.
+def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn) -> tuple[Patient, bool]:
+    """Find the clinic's patient by MRN (update them) or create them; True when created.
 
     An address a coordinator corrected by hand is never overwritten: the difference becomes a
     proposed change in the review queue. A new MRN with the same name and birth date as another
@@ -225,7 +225,7 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
                               message=(f"Same name and birth date as MRN {twin.mrn}: the same person "
                                        "under two MRNs?"),
                               details={"other_patient_id": twin.id, "other_mrn": twin.mrn}))
-        return patient
+        return patient, True
 
     for key, value in details.items():
         setattr(patient, key, value)
@@ -248,7 +248,7 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
                                                            GeocodeStatus.needs_review):
         _set_point(patient, point)
     db.flush()
-    return patient
+    return patient, False
 
 
 def _set_point(patient: Patient, point: tuple[float, float] | None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery import capacity, timeline, waitlist
@@ -49,7 +48,7 @@ def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id
     referral, food_bank = _context(db, order)
     if order.paused_until is not None and until < order.paused_until:
         # A shorter pause gives days back to this order: someone may have been given them since.
-        _lock_program(db, food_bank)
+        waitlist.lock_program(db, food_bank.id)
         _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=until),
                         order.boxes, today, "The pause cannot end sooner")
     order.paused_until = until
@@ -87,7 +86,7 @@ def resume_order(db: Session, order: Order, *, actor_id: int | None,
     if order.status != OrderStatus.active or order.paused_until is None or order.paused_until < today:
         raise OrderError("This order is not paused.")
     referral, food_bank = _context(db, order)
-    _lock_program(db, food_bank)
+    waitlist.lock_program(db, food_bank.id)
     was = order.paused_until
     _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=None),
                     order.boxes, today, f"Deliveries cannot start again before {was:%a %d %b}")
@@ -147,7 +146,7 @@ def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes
     new_start = order.start_date if new_weekday == order.weekday else max(order.start_date, today)
     on_program = order.status in (OrderStatus.active, OrderStatus.paused)
     if on_program and (new_boxes > order.boxes or new_weekday != order.weekday):
-        _lock_program(db, food_bank)
+        waitlist.lock_program(db, food_bank.id)
         rec = replace(waitlist.recurrence(order), weekday=new_weekday, start_date=new_start)
         _refuse_if_full(db, food_bank, order, rec, new_boxes, today,
                         f"The order stays at {order.boxes} box(es) on {WEEKDAYS[order.weekday]}")
@@ -214,11 +213,6 @@ def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Rec
         f"No room: {day:%a %d %b %Y} has {room} for this order (the program delivers "
         f"{food_bank.boxes_per_delivery_day} boxes per delivery day). {consequence}. Ask for fewer "
         "boxes, choose another day, or raise the program's capacity first.")
-
-
-def _lock_program(db: Session, food_bank: Organization) -> None:
-    """Serialise capacity decisions per program on PostgreSQL (SQLite has one writer already)."""
-    db.execute(select(Organization.id).where(Organization.id == food_bank.id).with_for_update())
 
 
 def _window_text(window: Window) -> str:

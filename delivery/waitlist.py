@@ -29,26 +29,36 @@ def recurrence(order: Order) -> Recurrence:
 def lock_program(db: Session, food_bank_id: int) -> None:
     """Serialise capacity decisions for one program: on PostgreSQL two referrals at the same moment
     would otherwise both see the last free box (SQLite's single writer already serialises them)."""
-    db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
+    if db.get_bind().dialect.name != "sqlite":
+        db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
 
 
-def committed(db: Session, food_bank_id: int, start: dt.date) -> capacity.Counter[dt.date]:
-    """Boxes already promised on each delivery day of the capacity horizon from `start`."""
-    rows = db.execute(
-        select(Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until,
-               Order.boxes)
-        .where(Order.food_bank_id == food_bank_id,
-               Order.status.in_([OrderStatus.active, OrderStatus.paused]),
-               or_(Order.end_date.is_(None), Order.end_date >= start))
-    ).all()
-    orders = [(Recurrence(r.cadence, r.weekday, r.start_date, r.end_date, r.paused_until), r.boxes)
-              for r in rows]
+def committed(db: Session, food_bank_id: int, start: dt.date,
+              weekday: int | None = None) -> capacity.Counter[dt.date]:
+    """Boxes already promised on each delivery day of the capacity horizon from `start`
+    (only on `weekday` when given: an order is only ever due on its own weekday).
+
+    Orders are summed in SQL by what decides their dates, so the work grows with the number of
+    distinct schedules (a few dozen: start dates fall on delivery days), not with the number of
+    orders: a bulk import of thousands of referrals stays linear.
+    """
+    schedule = (Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until)
+    query = (select(*schedule, func.sum(Order.boxes))
+             .where(Order.food_bank_id == food_bank_id,
+                    Order.status.in_([OrderStatus.active, OrderStatus.paused]),
+                    Order.start_date <= start + capacity.HORIZON,
+                    or_(Order.end_date.is_(None), Order.end_date >= start))
+             .group_by(*schedule))
+    if weekday is not None:
+        query = query.where(Order.weekday == weekday)
+    orders = [(Recurrence(cadence, day, first, end, paused), int(boxes))
+              for cadence, day, first, end, paused, boxes in db.execute(query)]
     return capacity.committed_boxes(orders, start, start + capacity.HORIZON)
 
 
 def order_fits(db: Session, food_bank: Organization, order: Order, today: dt.date) -> bool:
     start = max(today, order.start_date)
-    load = committed(db, food_bank.id, start)
+    load = committed(db, food_bank.id, start, weekday=order.weekday)
     return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start)
 
 
@@ -69,11 +79,18 @@ def waiting_ahead(db: Session, food_bank_id: int, priority: int) -> bool:
 
 
 def position(db: Session, order: Order) -> int | None:
-    """1-based place on the waitlist, or None when the order is not waiting."""
+    """1-based place on the waitlist, or None when the order is not waiting (one COUNT query)."""
     if order.status != OrderStatus.waitlisted:
         return None
-    ids = [o.id for o in waiting_orders(db, order.food_bank_id)]
-    return ids.index(order.id) + 1
+    referred_at = db.scalar(select(Referral.created_at).where(Referral.id == order.referral_id))
+    ahead = db.scalar(
+        select(func.count(Order.id)).join(Referral, Referral.id == Order.referral_id)
+        .where(Order.food_bank_id == order.food_bank_id, Order.status == OrderStatus.waitlisted,
+               or_(Order.priority > order.priority,
+                   (Order.priority == order.priority) & (Referral.created_at < referred_at),
+                   (Order.priority == order.priority) & (Referral.created_at == referred_at)
+                   & (Order.id < order.id))))
+    return (ahead or 0) + 1
 
 
 def promote(db: Session, food_bank: Organization, today: dt.date,
