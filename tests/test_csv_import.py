@@ -395,9 +395,10 @@ def test_upload_without_a_file_asks_for_one(client, database, program) -> None:
 def test_upload_needs_the_csrf_token_and_the_template_downloads(client, database, program) -> None:
     """A post without the form's token is refused; the template CSV has the documented header."""
     sign_in(client, program.clinic1)
-    # A multipart post without the token. (Its part has no file name: a refused request's uploaded
-    # file is left open by the guard's form parsing, which pytest would report as a ResourceWarning.)
-    refused = client.post("/clinic/referrals/import", files={"file": (None, EXAMPLE.read_bytes())})
+    # A real file upload without the token: refused, and the guard closes the uploaded file
+    # (pytest would report a ResourceWarning otherwise).
+    refused = client.post("/clinic/referrals/import",
+                          files={"file": ("referrals.csv", EXAMPLE.read_bytes(), "text/csv")})
     assert refused.status_code == 403 and count(database, Patient) == 0
     template = client.get("/clinic/referrals/import/template.csv")
     assert template.status_code == 200 and template.headers["content-type"].startswith("text/csv")

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
-from litestar.datastructures import MutableScopeHeaders
+from litestar.datastructures import MutableScopeHeaders, UploadFile
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
@@ -178,14 +178,18 @@ def _check_origin(connection: ASGIConnection) -> None:
 
 async def _check_csrf(connection: ASGIConnection, principal: auth.Principal) -> None:
     sent = connection.headers.get(CSRF_HEADER)
+    uploads: list[UploadFile] = []
     if sent is None and isinstance(connection, Request):
         content_type = connection.headers.get("content-type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             form = await connection.form()
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
+            uploads = [v for v in form.values() if isinstance(v, UploadFile)]
     expected = principal.csrf_token or ""
     if not sent or not expected or not secrets.compare_digest(sent, expected):
+        for upload in uploads:  # the handler that would have closed them never runs
+            await upload.close()
         raise PermissionDeniedException("The form's security token is missing or out of date; "
                                         "reload the page and try again.")
 
