@@ -81,6 +81,9 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
 
     page.get_by_label("Time for the planner (seconds)").fill(SOLVE_S)
     page.get_by_role("button", name=re.compile("Re-optimise")).click()
+    # The old routes stay on the page until the new run's progress replaces them: wait for that
+    # run to show, then to finish, or publishing would race the planner.
+    expect(page.locator("#progress")).to_contain_text("Planning routes", timeout=LONG)
     wait_for_plan(page)
     expect(page.locator(f"#route-{target_id} #stop-{stop_id} .badge.locked")).to_be_visible(timeout=LONG)
     with live_server.database.reader() as db:
