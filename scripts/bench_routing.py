@@ -107,21 +107,7 @@ def run_pyvrp(kind: str, path: str, time_limit: float) -> dict:
     routes = warmstart.run(data, time.time() + time_limit - (time.perf_counter() - began), 0, None)
     seconds = time.perf_counter() - began
     by_vehicle = warmstart.to_vehicle_routes(data, routes)
-    travel = 0
-    for v, route in by_vehicle.items():
-        path_nodes = [inst.start_node[v], *route, inst.end_node[v]]
-        travel += sum(int(inst.durations[a, b]) for a, b in itertools.pairwise(path_nodes))
-    ids = [[problem.jobs[j].id for j in r] for r in by_vehicle.values()]
-    out = {
-        "solver": "pyvrp",
-        "vehicles": len(ids),
-        "travel": travel,
-        "unassigned": inst.n_jobs - sum(map(len, ids)),
-        "seconds": round(seconds, 2),
-        "peak_mb": _rss_mb(),
-    }
-    out.update(_score(kind, problem, coords, ids))
-    return out
+    return _other_solver_result("pyvrp", inst, problem, kind, coords, by_vehicle, seconds)
 
 
 def run_vroom(kind: str, path: str, time_limit: float) -> dict:
@@ -167,13 +153,18 @@ def run_vroom(kind: str, path: str, time_limit: float) -> dict:
         steps = [s["id"] - 1 for s in row["steps"] if s["type"] == "job"]
         if steps:
             routes[row["vehicle"] - 1] = steps
+    return _other_solver_result("vroom", inst, problem, kind, coords, routes, seconds)
+
+
+def _other_solver_result(solver, inst, problem, kind, coords, routes, seconds):  # type: ignore[no-untyped-def]
+    """A comparison solver's routes (vehicle index -> job indices) scored like ours."""
     travel = 0
     for v, route in routes.items():
         nodes = [inst.start_node[v], *route, inst.end_node[v]]
         travel += sum(int(inst.durations[a, b]) for a, b in itertools.pairwise(nodes))
     ids = [[problem.jobs[j].id for j in r] for r in routes.values()]
     out = {
-        "solver": "vroom",
+        "solver": solver,
         "vehicles": len(ids),
         "travel": travel,
         "unassigned": inst.n_jobs - sum(map(len, ids)),

@@ -46,7 +46,7 @@ def test_circuity_and_speed_set_time_and_distance():
 def test_thousand_point_matrix_is_whole_and_true():
     """A 1,000-point matrix is a full integer array whose sampled entries match geopy.
 
-    How fast it is belongs to the benchmark (scripts/bench_routing.py), not to a timed test."""
+    How fast it is belongs to the benchmark (scripts/bench_matrix.py), not to a timed test."""
     rng = random.Random(1)
     points = [Point(37.7 + rng.random() * 0.1, -122.3 + rng.random() * 0.2) for _ in range(1000)]
     m = build_matrix(points, Travel(method="great_circle", circuity=1.0, speed_kmh=36.0))
