@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from delivery import timeline, waitlist
 from delivery.eligibility import ScreeningAnswers, assess
+from delivery.errors import FieldError
 from delivery.models import (
     Depot,
     GeocodeStatus,
@@ -45,12 +46,8 @@ STATUS_FOR_OUTCOME = {
 }
 
 
-class IntakeError(ValueError):
+class IntakeError(FieldError):
     """A referral that cannot be accepted as sent; the message says what to fix."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,15 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from delivery import capacity, waitlist
+from delivery.errors import FieldError
 from delivery.models import Order, Organization, OrganizationKind
 from delivery.orders import WEEKDAYS
 
 MAX_BOXES_PER_DAY = 10_000
 
 
-class ProgramError(ValueError):
+class ProgramError(FieldError):
     """Settings the program cannot take; the message says why."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery import orders, timeline
+from delivery.errors import FieldError
 from delivery.geocoding import mark_for_geocoding, normalise_query, patient_query
 from delivery.intake import OPEN_STATUSES
 from delivery.models import (
@@ -41,12 +42,8 @@ MAX_KM_FROM_DEPOT = 150.0
 latitude and longitude, a lost minus sign), not a patient the program can reach."""
 
 
-class ReviewError(ValueError):
+class ReviewError(FieldError):
     """A resolution that cannot be applied as asked; the message says what to do instead."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 # --- reading the queue -----------------------------------------------------------------------

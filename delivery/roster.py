@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery import auth
+from delivery.errors import FieldError
 from delivery.models import (
     Depot,
     Driver,
@@ -33,12 +34,8 @@ VEHICLES = ("car", "van")
 SHIFT_WEEKS = 4
 
 
-class RosterError(ValueError):
+class RosterError(FieldError):
     """A roster change that cannot be made; the message says what to fix, `field` where."""
-
-    def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class DriverIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

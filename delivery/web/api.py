@@ -77,7 +77,8 @@ class ReferralApi(Controller):
         try:
             result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api)
         except intake.IntakeError as exc:
-            raise HTTPException(status_code=422, detail=str(exc), extra={"field": exc.field}) from None
+            raise HTTPException(status_code=422, detail=str(exc),
+                                extra={"field": exc.field or None}) from None
         if not result.created:
             raise HTTPException(status_code=409, extra={"referral_id": result.referral.id},
                                 detail=(f"Patient {data.patient.mrn} already has an open referral "
