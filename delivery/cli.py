@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from delivery.settings import Settings, from_env
+from delivery.platform.settings import Settings, from_env
 
 
 class CommandError(Exception):
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         return solve_command(args.file, args.format, args.time_limit)
 
-    from delivery.db import Database, upgrade
+    from delivery.platform.db import Database, upgrade
 
     if args.command == "db":
         upgrade(settings.database_url)
@@ -104,18 +104,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(demo.load(database, settings))
             return 0
         if args.command == "import":
-            from delivery import csv_import
+            from delivery.referrals import csv_import
 
             report = csv_import.import_file(database, args.file, clinic=args.clinic)
             print(report.text())
             return 0 if report.ok else 1
         if args.command == "geocode":
-            from delivery import geocoding
+            from delivery.referrals import geocoding
 
             print(geocoding.geocode_pending(database, settings, limit=args.limit))
             return 0
         if args.command == "token":
-            from delivery import auth
+            from delivery.platform import auth
 
             with database.writer() as db:
                 try:
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(raw)
             return 0
         if args.command == "backup":
-            from delivery.backup import BackupError, backup
+            from delivery.platform.backup import BackupError, backup
 
             try:
                 print(backup(settings.database_url, args.path))
@@ -134,11 +134,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 raise CommandError(str(exc)) from None
             return 0
         if args.command == "plan":
-            from delivery import planning
+            from delivery.plans import planning
 
             return planning.plan_command(database, settings, args.date, args.time_limit)
         if args.command == "route-link":
-            from delivery import publishing
+            from delivery.plans import publishing
 
             return publishing.route_link_command(database, settings, args.driver, args.date)
     finally:

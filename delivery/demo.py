@@ -22,8 +22,6 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import auth, intake
-from delivery.db import Database
 from delivery.models import (
     Depot,
     Driver,
@@ -38,10 +36,13 @@ from delivery.models import (
     Source,
     User,
 )
-from delivery.scheduling import is_due, next_weekday
-from delivery.schemas import ReferralIn
-from delivery.settings import VAR, Settings
-from delivery.waitlist import recurrence
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import VAR, Settings
+from delivery.program.scheduling import is_due, next_weekday
+from delivery.program.waitlist import recurrence
+from delivery.referrals import intake
+from delivery.referrals.schemas import ReferralIn
 
 PATIENTS_CSV = Path(__file__).parent / "data" / "demo_patients.csv"
 PASSWORD_FILE = VAR / "demo-password"
@@ -253,7 +254,7 @@ def _already_loaded(db: Session, settings: Settings, password_file: Path, today:
         # Never write a new password over the one the demo users have: say what to do instead.
         return (f"{text}\n\nThe demo users' password is not the one in {password_file} (the file is "
                 "missing or was made again). To start over, load the demo into a new database (by default "
-                "delete var/delivery.db) and run this again.")
+                "delete var/delivery.platform.db) and run this again.")
     return f"{text}\n\n{sign_in_text(settings, password)}"
 
 

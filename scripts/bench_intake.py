@@ -112,8 +112,8 @@ def child_import(db_url: str, csv_path: str, trace: bool) -> dict[str, Any]:
     """Run in a fresh process: one import, its time, its peak memory."""
     import tracemalloc
 
-    from delivery import csv_import
-    from delivery.db import Database
+    from delivery.platform.db import Database
+    from delivery.referrals import csv_import
 
     database = Database(db_url)
     rss_before = _peak_rss_mb()
@@ -150,8 +150,8 @@ def api_timings(db_url: str, requests: int, seed: int) -> dict[str, Any]:
 
     from litestar.testing import TestClient
 
-    from delivery.db import Database
-    from delivery.settings import Settings
+    from delivery.platform.db import Database
+    from delivery.platform.settings import Settings
     from delivery.web.app import create_app
     from tests.builders import Program, api_token, referral_body
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_import(*args.child_import, trace=args.trace)))
         return 0
 
-    from delivery.db import Database, upgrade
+    from delivery.platform.db import Database, upgrade
     from tests.builders import make_program
 
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:

@@ -32,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event  # noqa: E402
 
 from delivery import auth  # noqa: E402
-from delivery import day as days  # noqa: E402
-from delivery.db import Database, upgrade  # noqa: E402
 from delivery.models import (  # noqa: E402
     Depot,
     Driver,
@@ -48,7 +46,9 @@ from delivery.models import (  # noqa: E402
     Shift,
     Stop,
 )
-from delivery.settings import Settings  # noqa: E402
+from delivery.plans import day as days  # noqa: E402
+from delivery.platform.db import Database, upgrade  # noqa: E402
+from delivery.platform.settings import Settings  # noqa: E402
 
 DATE = dt.date(2030, 3, 5)
 PASSWORD = "bench horse battery staple"

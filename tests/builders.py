@@ -13,8 +13,8 @@ from argon2 import PasswordHasher
 from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
-from delivery import auth
 from delivery.models import Depot, Organization, OrganizationKind, Role
+from delivery.platform import auth
 
 PASSWORD = "correct horse battery staple"
 

@@ -14,9 +14,9 @@ from litestar.testing import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from delivery.db import Database, upgrade
 from delivery.models import Base
-from delivery.settings import Settings
+from delivery.platform.db import Database, upgrade
+from delivery.platform.settings import Settings
 from delivery.web.app import create_app
 from tests.builders import Program, make_program
 

@@ -12,12 +12,13 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import auth, intake
-from delivery.db import Database
-from delivery.geocoding import GeocodeAnswer, geocode_pending
 from delivery.models import Depot, Organization, OrganizationKind, ReferralEvent, Role, Source
-from delivery.schemas import ReferralIn
-from delivery.settings import Settings
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+from delivery.referrals import intake
+from delivery.referrals.geocoding import GeocodeAnswer, geocode_pending
+from delivery.referrals.schemas import ReferralIn
 from tests.builders import PASSWORD, Program, referral_body
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from delivery import auth
 from delivery.models import (
     Cadence,
     Driver,
@@ -21,6 +20,7 @@ from delivery.models import (
     Role,
     Shift,
 )
+from delivery.platform import auth
 from tests.builders import PASSWORD, Program
 
 DAY = dt.date(2030, 3, 5)  # a Tuesday: the test program delivers on Tuesdays

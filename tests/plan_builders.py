@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from delivery import auth
 from delivery.models import (
     Cadence,
     Driver,
@@ -27,6 +26,7 @@ from delivery.models import (
     StopStatus,
     utcnow,
 )
+from delivery.platform import auth
 from tests.builders import Program
 
 CANARY = "PHI-CANARY-123"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import planning
 from delivery.models import Plan, Route, Stop, StopStatus
+from delivery.plans import planning
+from delivery.platform.settings import Settings
 from delivery.routing import Route as PlannedRoute
 from delivery.routing import Solution, Unassigned, Violation, Visit, check
-from delivery.settings import Settings
 
 
 def stored_check(db: Session, plan: Plan, settings: Settings) -> tuple[list[Violation], list[Stop]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from delivery.settings import ROOT
+from delivery.platform.settings import ROOT
 
 
 def test_bench_web_reports_constant_query_counts() -> None:

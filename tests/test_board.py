@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import time_machine
 from litestar.testing import TestClient
 
-from delivery.confirmations import confirm_stop, request_hash
-from delivery.db import Database
+from delivery.field.confirmations import confirm_stop, request_hash
 from delivery.models import Confirmation, Driver, Stop
+from delivery.platform.db import Database
 from tests.builders import Program, sign_in
 from tests.plan_builders import make_day
 

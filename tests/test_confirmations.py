@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from delivery import confirmations
-from delivery.confirmations import ConfirmKind, confirm_stop, request_hash
-from delivery.db import Database
+from delivery.field import confirmations
+from delivery.field.confirmations import ConfirmKind, confirm_stop, request_hash
 from delivery.models import Confirmation, Driver, ReferralEvent, Stop, utcnow
+from delivery.platform.db import Database
 from tests.builders import Program
 from tests.plan_builders import make_day
 

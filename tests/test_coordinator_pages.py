@@ -10,8 +10,8 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from delivery import auth
 from delivery.models import GeocodeStatus, Order, OrderStatus, Organization, Referral, ReviewItem
+from delivery.platform import auth
 from tests.builders import sign_in
 from tests.coordinator_builders import htmx, other_program, program_today, refer, set_capacity, timeline
 

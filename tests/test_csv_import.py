@@ -11,9 +11,7 @@ import msgspec
 import pytest
 from sqlalchemy import func, select, update
 
-from delivery import csv_import
 from delivery.cli import main
-from delivery.db import Database
 from delivery.models import (
     Order,
     Organization,
@@ -24,7 +22,9 @@ from delivery.models import (
     ReviewItem,
     utcnow,
 )
-from delivery.schemas import ReferralIn
+from delivery.platform.db import Database
+from delivery.referrals import csv_import
+from delivery.referrals.schemas import ReferralIn
 from tests.builders import Program, make_program, sign_in
 
 EXAMPLE = Path(__file__).parent / "data" / "referrals_example.csv"

@@ -9,8 +9,6 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from delivery import day as days
-from delivery.db import Database
 from delivery.models import (
     Cadence,
     Holiday,
@@ -21,6 +19,8 @@ from delivery.models import (
     Stop,
     StopStatus,
 )
+from delivery.plans import day as days
+from delivery.platform.db import Database
 from tests.builders import Program
 from tests.day_builders import DAY, add_driver, add_order
 

@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from delivery import auth, demo
-from delivery.db import Database
+from delivery import demo
 from delivery.models import (
     Base,
     Depot,
@@ -31,9 +30,11 @@ from delivery.models import (
     Source,
     User,
 )
-from delivery.scheduling import is_due
-from delivery.settings import Settings
-from delivery.waitlist import recurrence
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+from delivery.program.scheduling import is_due
+from delivery.program.waitlist import recurrence
 
 TODAY = dt.date(2026, 3, 4)  # a Wednesday: the next delivery day (Tuesday) is six days away
 NEXT_TUESDAY = dt.date(2026, 3, 10)

@@ -12,10 +12,11 @@ import time_machine
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from delivery import auth, publishing
-from delivery.db import Database
 from delivery.models import Driver, Route, RouteLink, RouteNotice, UserSession
-from delivery.settings import Settings
+from delivery.plans import publishing
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
 from tests.plan_builders import CANARY, DEFAULT_STOPS, StopSpec, make_day
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from delivery.eligibility import ScreeningAnswers, assess
 from delivery.models import HungerAnswer, Outcome
+from delivery.referrals.eligibility import ScreeningAnswers, assess
 
 often, sometimes, never = HungerAnswer.often, HungerAnswer.sometimes, HungerAnswer.never
 

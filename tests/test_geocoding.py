@@ -15,9 +15,6 @@ from argon2 import PasswordHasher
 from litestar.testing import TestClient
 from sqlalchemy import func, select
 
-from delivery import auth, geocoding, intake
-from delivery.db import Database
-from delivery.geocoding import Candidate, GeocodeAnswer, GeocodingWorker, geocode_pending, normalise_query
 from delivery.models import (
     GeocodeCacheEntry,
     GeocodeStatus,
@@ -28,8 +25,18 @@ from delivery.models import (
     ReviewKind,
     Source,
 )
-from delivery.schemas import ReferralIn
-from delivery.settings import Settings
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+from delivery.referrals import geocoding, intake
+from delivery.referrals.geocoding import (
+    Candidate,
+    GeocodeAnswer,
+    GeocodingWorker,
+    geocode_pending,
+    normalise_query,
+)
+from delivery.referrals.schemas import ReferralIn
 from delivery.web.app import create_app
 from tests.builders import Program, api_token, referral_body
 from tests.conftest import BASE_URL

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from delivery import orders, program_settings, waitlist
 from delivery.models import Order, OrderStatus, Organization, Referral, ReferralStatus
+from delivery.program import orders, program_settings, waitlist
 from tests.coordinator_builders import refer, set_capacity, timeline
 
 TODAY = dt.date(2026, 11, 23)  # a Monday; the program delivers on Tuesdays

@@ -8,9 +8,9 @@ import time
 import pytest
 from litestar.testing import TestClient
 
-from delivery.db import Database
 from delivery.models import Organization, OrganizationKind, Plan
-from delivery.settings import Settings
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from tests.builders import Program, api_token
 from tests.day_builders import DAY, make_day
 from tests.plan_checks import stored_check

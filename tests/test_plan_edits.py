@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from delivery import day as days
-from delivery import plan_edits, planning
-from delivery.db import Database
 from delivery.models import Organization, Plan, ReferralEvent, Route, Stop, StopStatus
-from delivery.settings import Settings
+from delivery.plans import day as days
+from delivery.plans import edits as plan_edits
+from delivery.plans import planning
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from tests.builders import Program
 from tests.day_builders import DAY, add_driver, make_day
 from tests.plan_checks import stored_check

@@ -11,12 +11,12 @@ import time
 import pytest
 from sqlalchemy import select
 
-from delivery import day as days
-from delivery import plan_worker, planning
-from delivery.db import Database
 from delivery.models import Organization, Plan, PlanJob, PlanJobStatus, Route, Stop
+from delivery.plans import day as days
+from delivery.plans import plan_worker, planning
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.routing import service_seconds
-from delivery.settings import Settings
 from tests.builders import Program
 from tests.day_builders import DAY, add_driver, add_order, make_day
 from tests.plan_checks import stored_check

@@ -10,12 +10,13 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from delivery import day as days
-from delivery import plan_edits, planning, publishing
-from delivery.auth import token_hash
-from delivery.db import Database
 from delivery.models import AuditEvent, Organization, Plan, Route, RouteLink, Stop
-from delivery.settings import Settings
+from delivery.plans import day as days
+from delivery.plans import edits as plan_edits
+from delivery.plans import planning, publishing
+from delivery.platform.auth import token_hash
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from tests.builders import Program
 from tests.day_builders import DAY, make_day
 

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 from sqlalchemy import func, select
 
-from delivery.db import Database
 from delivery.models import Order, Organization, Patient, ReviewItem
+from delivery.platform.db import Database
 from tests.builders import Program, api_token, referral_body, sign_in
 
 

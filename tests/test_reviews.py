@@ -9,8 +9,6 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from delivery import auth, reviews
-from delivery.geocoding import Candidate, GeocodeAnswer
 from delivery.models import (
     GeocodeStatus,
     Order,
@@ -22,7 +20,10 @@ from delivery.models import (
     ReviewKind,
     User,
 )
-from delivery.schemas import AddressIn
+from delivery.platform import auth
+from delivery.referrals import reviews
+from delivery.referrals.geocoding import Candidate, GeocodeAnswer
+from delivery.referrals.schemas import AddressIn
 from tests.builders import sign_in
 from tests.coordinator_builders import (
     geocode_with,

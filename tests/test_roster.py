@@ -9,9 +9,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from delivery import auth, roster
-from delivery.db import Database
 from delivery.models import Driver, Holiday, Shift, User
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.program import roster
 from tests.builders import Program, sign_in
 from tests.plan_builders import make_driver
 

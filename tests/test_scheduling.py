@@ -2,9 +2,9 @@
 
 import datetime as dt
 
-from delivery.capacity import committed_boxes, expected_wait_weeks, fits
 from delivery.models import Cadence
-from delivery.scheduling import Recurrence, due_dates, is_due
+from delivery.program.capacity import committed_boxes, expected_wait_weeks, fits
+from delivery.program.scheduling import Recurrence, due_dates, is_due
 
 TUESDAY = dt.date(2026, 12, 1)  # a Tuesday
 

@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from delivery.db import Database
 from delivery.models import Base, Organization
+from delivery.platform.db import Database
 
 
 def test_migrations_produce_the_models_schema(database: Database) -> None:

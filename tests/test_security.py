@@ -9,9 +9,9 @@ import time_machine
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from delivery import auth
-from delivery.db import Database
 from delivery.models import AuditEvent, User, UserSession
+from delivery.platform import auth
+from delivery.platform.db import Database
 from delivery.web.security import SAFE_METHODS
 from tests.builders import PASSWORD, Program, api_token, referral_body, sign_in
 

@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import event
 
-from delivery.db import Database
+from delivery.platform.db import Database
 from tests.builders import Program, sign_in
 from tests.plan_builders import DEFAULT_STOPS, StopSpec, make_day
 

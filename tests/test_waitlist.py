@@ -7,9 +7,10 @@ import datetime as dt
 import msgspec
 from sqlalchemy import select
 
-from delivery import intake, orders, waitlist
 from delivery.models import Order, OrderStatus, Organization, Referral, ReferralEvent, Source
-from delivery.schemas import ReferralIn
+from delivery.program import orders, waitlist
+from delivery.referrals import intake
+from delivery.referrals.schemas import ReferralIn
 from tests.builders import referral_body
 
 TODAY = dt.date(2026, 11, 23)

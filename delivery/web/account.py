@@ -10,8 +10,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
-from delivery import auth
 from delivery.models import Role
+from delivery.platform import auth
 from delivery.web.render import DB, Config, page
 from delivery.web.security import session_cookie, session_cookie_name
 

@@ -17,10 +17,12 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from delivery.db import Database
 from delivery.models import Role
-from delivery.settings import ROOT, Settings, from_env
-from delivery.web import account, api, api_plans, clinic, coordinator, driver
+from delivery.platform.db import Database
+from delivery.platform.settings import ROOT, Settings, from_env
+from delivery.web import account, clinic, coordinator, driver
+from delivery.web.api import plans as api_plans
+from delivery.web.api import referrals as api
 from delivery.web.render import provide_db, provide_settings
 from delivery.web.security import (
     AuthMiddleware,

@@ -15,9 +15,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import csv_import, intake, waitlist
 from delivery.models import (
+    BoxType,
     Cadence,
+    Dietary,
     HungerAnswer,
     Order,
     OrderStatus,
@@ -27,8 +28,10 @@ from delivery.models import (
     Role,
     Source,
 )
-from delivery.schemas import BoxType, Dietary, ReferralIn
-from delivery.web.api import visible_referral
+from delivery.program import waitlist
+from delivery.referrals import csv_import, intake
+from delivery.referrals.schemas import ReferralIn
+from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
 from delivery.web.render import DB, page, principal
 from delivery.web.workers import wake_geocoder
@@ -157,7 +160,7 @@ class ClinicController(Controller):
                     position=waitlist.position(db, order) if order else None, already=already,
                     weekdays=WEEKDAYS)
 
-    # --- bulk intake from a CSV file (delivery.csv_import) ---------------------------------
+    # --- bulk intake from a CSV file (delivery.referrals.csv_import) ---------------------------------
 
     @get("/referrals/import", opt={"roles": STAFF}, sync_to_thread=True)
     def import_form(self, request: Request, db: DB) -> Template:

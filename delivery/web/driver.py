@@ -20,8 +20,6 @@ from litestar.response import Redirect, Template
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from delivery import auth, publishing
-from delivery.db import Database
 from delivery.models import (
     AuditEvent,
     Driver,
@@ -37,6 +35,9 @@ from delivery.models import (
     User,
     utcnow,
 )
+from delivery.plans import publishing
+from delivery.platform import auth
+from delivery.platform.db import Database
 from delivery.web.render import DB, Config, page, principal
 from delivery.web.security import session_cookie
 

@@ -11,9 +11,9 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 from sqlalchemy.orm import Session
 
-from delivery.auth import Principal
-from delivery.db import Database
-from delivery.settings import Settings
+from delivery.platform.auth import Principal
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.web.security import CSRF_FIELD, SAFE_METHODS
 
 DB = NamedDependency[Session]

@@ -21,9 +21,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from delivery import auth
-from delivery.db import Database
-from delivery.settings import Settings
+from delivery.platform import auth
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"

@@ -13,10 +13,10 @@ from litestar import Litestar
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from delivery.db import Database
-from delivery.geocoding import GeocodingWorker
 from delivery.models import PlanJob, PlanJobStatus
-from delivery.settings import ROOT, Settings
+from delivery.platform.db import Database
+from delivery.platform.settings import ROOT, Settings
+from delivery.referrals.geocoding import GeocodingWorker
 
 _plan_worker_lock = threading.Lock()
 
@@ -51,12 +51,12 @@ def wake_geocoder(app: Litestar) -> None:
 
 
 def ensure_plan_worker(app: Litestar) -> None:
-    """Start the planner's worker process (`python -m delivery.plan_worker`) unless it runs.
+    """Start the planner's worker process (`python -m delivery.plans.plan_worker`) unless it runs.
 
     Started on the first plan request rather than with every app, so an app that never plans
     (most tests) pays nothing. It exits with this process; on PostgreSQL more can run elsewhere.
     """
-    from delivery.plan_worker import SETTINGS_ENV
+    from delivery.plans.plan_worker import SETTINGS_ENV
 
     with _plan_worker_lock:
         process: subprocess.Popen | None = getattr(app.state, "plan_worker", None)
@@ -66,7 +66,7 @@ def ensure_plan_worker(app: Litestar) -> None:
         env = {**os.environ, SETTINGS_ENV: msgspec.json.encode(settings).decode(),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         app.state.plan_worker = subprocess.Popen(
-            [sys.executable, "-m", "delivery.plan_worker", "--parent-pid", str(os.getpid())],
+            [sys.executable, "-m", "delivery.plans.plan_worker", "--parent-pid", str(os.getpid())],
             env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from delivery.db import Database, upgrade
-from delivery.settings import ROOT, Settings
+from delivery.platform.db import Database, upgrade
+from delivery.platform.settings import ROOT, Settings
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
                  os.path.exists(p)), None)

@@ -10,9 +10,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from delivery import capacity, waitlist
 from delivery.models import GeocodeStatus, Order, OrderStatus, Organization, ReviewItem, ReviewKind
-from delivery.scheduling import due_dates
+from delivery.program import capacity, waitlist
+from delivery.program.scheduling import due_dates
 from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser

@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from delivery import confirmations
+from delivery.field import confirmations
 from delivery.models import (
     Confirmation,
     ConfirmationOutcome,

@@ -18,11 +18,12 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import day as days
-from delivery import plan_edits, planning, publishing
-from delivery.db import Database
 from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
-from delivery.settings import Settings
+from delivery.plans import day as days
+from delivery.plans import edits as plan_edits
+from delivery.plans import planning, publishing
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.web.render import DB, Config, page, principal
 from delivery.web.workers import ensure_plan_worker
 

@@ -2,11 +2,11 @@
 timeline, the outcome override and the standing-order controls), the waitlist, and the program's
 settings (capacity, delivery day).
 
-Handlers translate HTTP into one service call and back; the rules live in delivery.reviews,
-delivery.orders, delivery.intake and delivery.program. A coordinator sees only their own food
-banks' records: any other id is 404. htmx forms swap only the part they change; a refused change
-comes back inline with status 422 (base.html's htmx-config swaps 422). Without JavaScript the same
-forms post normally and are answered with a redirect, or the page with the errors.
+Handlers translate HTTP into one service call and back; the rules live in delivery.referrals.reviews,
+delivery.program.orders, delivery.referrals.intake and delivery.program. A coordinator sees only
+their own food banks' records: any other id is 404. htmx forms swap only the part they change; a
+refused change comes back inline with status 422 (base.html's htmx-config swaps 422). Without
+JavaScript the same forms post normally and are answered with a redirect, or the page with the errors.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from msgspec import Meta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import intake, orders, program_settings, reviews, waitlist
 from delivery.models import (
     GeocodeStatus,
     Order,
@@ -42,7 +41,9 @@ from delivery.models import (
     ReviewKind,
     User,
 )
-from delivery.schemas import (
+from delivery.program import orders, program_settings, waitlist
+from delivery.referrals import intake, reviews
+from delivery.referrals.schemas import (
     AddressIn,
     BoxType,
     HourMinute,

@@ -1,5 +1,5 @@
 """The roster pages: drivers (list, add, edit, deactivate), each driver's shifts for the next
-weeks, and the days the program is closed. Every change goes through delivery.roster."""
+weeks, and the days the program is closed. Every change goes through delivery.program.roster."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery import roster
 from delivery.models import Driver, Holiday, Shift
+from delivery.program import roster
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
 from delivery.web.render import DB, page, principal

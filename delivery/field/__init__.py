@@ -1,0 +1,1 @@
+"""The driver's side: route links and confirmations from the door."""

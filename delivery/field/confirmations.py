@@ -1,0 +1,169 @@
+"""Confirmations: the one write path for a stop's outcome, whatever the channel (R7.3–R7.5).
+
+- The first terminal outcome for a stop wins (write-once); the stop becomes delivered or failed.
+- An idempotency key is stored on the row (unique per user), so a retry is recognised forever:
+  the same key with the same body gets the stored result (a replay), with another body a conflict
+  the HTTP layer answers with 422.
+- A new key with the outcome already stored makes no new row; with a different outcome it is a
+  conflict (409) that carries the stored outcome.
+- `occurred_at` (the device's clock) and `received_at` (the server's) are both kept; a device time
+  more than 24 h ahead of the server or more than 7 days behind is flagged (`clock_flag`).
+- The referral's timeline event is written in the same transaction. Services do not commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery.models import (
+    Confirmation,
+    ConfirmationOutcome,
+    Order,
+    Referral,
+    Stop,
+    StopStatus,
+    utcnow,
+)
+from delivery.timeline import events as timeline
+
+AHEAD_LIMIT = dt.timedelta(hours=24)
+BEHIND_LIMIT = dt.timedelta(days=7)
+MAX_KEY_LENGTH = 100
+MAX_NOTE_LENGTH = 1000
+
+
+class ConfirmError(ValueError):
+    """A confirmation that cannot be taken at all (unknown outcome, removed stop, bad key)."""
+
+
+class ConfirmKind(StrEnum):
+    created = "created"  # a new row: 201
+    replay = "replay"  # same key, same body: the stored result again
+    same_outcome = "same_outcome"  # new key, the outcome already stored: 200, no new row
+    outcome_conflict = "outcome_conflict"  # new key, another outcome already stored: 409
+    key_reused = "key_reused"  # same key, another body: 422
+
+
+STATUS_CODES = {ConfirmKind.created: 201, ConfirmKind.replay: 201, ConfirmKind.same_outcome: 200,
+                ConfirmKind.outcome_conflict: 409, ConfirmKind.key_reused: 422}
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    kind: ConfirmKind
+    stop: Stop
+    confirmation: Confirmation | None  # the row this request made or found (None: no row on the stop)
+    stored_outcome: str | None  # the stop's outcome after this call
+
+    @property
+    def status_code(self) -> int:
+        return STATUS_CODES[self.kind]
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in (ConfirmKind.created, ConfirmKind.replay, ConfirmKind.same_outcome)
+
+    @property
+    def replayed(self) -> bool:
+        return self.kind is ConfirmKind.replay
+
+
+def request_hash(stop_id: int, outcome: str, note: str | None, occurred_at: dt.datetime) -> str:
+    """A fingerprint of what a confirmation request asks for, to tell a retry from a reused key."""
+    body = msgspec.json.encode({"stop_id": stop_id, "outcome": outcome, "note": note or None,
+                                "occurred_at": occurred_at.astimezone(dt.UTC).isoformat()})
+    return hashlib.sha256(body).hexdigest()
+
+
+def clock_flag(occurred_at: dt.datetime, received_at: dt.datetime) -> str | None:
+    """Why the device's time looks wrong (R7.5), or None when it is plausible."""
+    if occurred_at - received_at > AHEAD_LIMIT:
+        return "device clock more than 24 hours ahead"
+    if received_at - occurred_at > BEHIND_LIMIT:
+        return "device time more than 7 days in the past"
+    return None
+
+
+def _day(date: dt.date) -> str:
+    return f"{date:%a} {date.day} {date:%b}"
+
+
+def timeline_message(stop: Stop, outcome: ConfirmationOutcome, note: str | None) -> tuple[str, str]:
+    boxes = f"{stop.boxes} box{'es' if stop.boxes != 1 else ''}"
+    if outcome is ConfirmationOutcome.delivered:
+        return "delivered", f"Delivered {boxes} on {_day(stop.date)}"
+    if outcome is ConfirmationOutcome.left_at_door:
+        return "delivered", f"Delivered {boxes} on {_day(stop.date)} (left at the door)"
+    reason = outcome.value.replace("_", " ")
+    return "delivery_failed", f"Delivery attempt failed: {reason}" + (f" ({note})" if note else "")
+
+
+def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: str | None,
+                 occurred_at: dt.datetime, idempotency_key: str, request_hash: str) -> ConfirmResult:
+    """Record what happened at a stop. The caller has checked that this user may confirm this stop
+    (their own published route) and commits afterwards."""
+    if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
+        raise ConfirmError(f"The idempotency key must be 1 to {MAX_KEY_LENGTH} characters.")
+    try:
+        wanted = ConfirmationOutcome(outcome)
+    except ValueError:
+        choices = ", ".join(o.value for o in ConfirmationOutcome)
+        raise ConfirmError(f"Unknown outcome {outcome!r}: use one of {choices}.") from None
+    if occurred_at.tzinfo is None:
+        raise ConfirmError("occurred_at needs a time zone offset.")
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE_LENGTH:
+        raise ConfirmError(f"Keep the note under {MAX_NOTE_LENGTH} characters.")
+
+    # Lock the stop (PostgreSQL; SQLite's single writer already serialises) so two confirmations
+    # of one stop are decided one after the other.
+    locked = db.scalars(select(Stop).where(Stop.id == stop.id).with_for_update(of=Stop)
+                        .execution_options(populate_existing=True)).unique().one()
+
+    earlier = db.scalar(select(Confirmation).where(Confirmation.user_id == user_id,
+                                                   Confirmation.idempotency_key == idempotency_key))
+    if earlier is not None:
+        kind = ConfirmKind.replay if earlier.request_hash == request_hash else ConfirmKind.key_reused
+        return ConfirmResult(kind, locked, earlier, locked.outcome)
+
+    if locked.status == StopStatus.removed:
+        raise ConfirmError("This stop was taken off the day by the coordinator.")
+    if locked.outcome is not None:
+        first = db.scalar(select(Confirmation).where(Confirmation.stop_id == locked.id)
+                          .order_by(Confirmation.id).limit(1))
+        kind = ConfirmKind.same_outcome if locked.outcome == wanted else ConfirmKind.outcome_conflict
+        return ConfirmResult(kind, locked, first, locked.outcome)
+
+    confirmation = Confirmation(stop_id=locked.id, user_id=user_id, idempotency_key=idempotency_key,
+                                request_hash=request_hash, outcome=wanted, note=note,
+                                occurred_at=occurred_at, received_at=utcnow())
+    db.add(confirmation)
+    locked.outcome = wanted
+    locked.status = StopStatus.delivered if wanted.delivered_food else StopStatus.failed
+    referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
+                         .where(Order.id == locked.order_id))
+    if referral is not None:
+        kind_name, message = timeline_message(locked, wanted, note)
+        timeline.record(db, referral, kind_name, message, actor_id=user_id)
+    db.flush()
+    return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
+
+
+def is_exception(confirmation: Confirmation) -> bool:
+    """What a coordinator should look at: a failed attempt, or any note from the driver."""
+    return not ConfirmationOutcome(confirmation.outcome).delivered_food or bool(confirmation.note)
+
+
+def mark_handled(db: Session, confirmation: Confirmation, *, user_id: int) -> None:
+    """A coordinator has worked this exception; handling twice keeps the first time and person."""
+    if confirmation.handled_at is None:
+        confirmation.handled_at = utcnow()
+        confirmation.handled_by_id = user_id
+        db.flush()

@@ -1,0 +1,1 @@
+"""The clinic's side: receipts, the outbox, webhooks and FHIR."""

@@ -1,0 +1,122 @@
+"""Organizations and the people who sign in: users, memberships, sessions, API tokens, the audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from delivery.models.base import Base, utcnow
+
+
+class OrganizationKind(StrEnum):
+    clinic = "clinic"
+    food_bank = "food_bank"
+    partner = "partner"
+
+
+class Role(StrEnum):
+    admin = "admin"
+    coordinator = "coordinator"
+    clinic_staff = "clinic_staff"
+    driver = "driver"
+
+
+class Organization(Base):
+    """A clinic, a food bank or another partner; every record belongs to one."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    # A clinic's referrals go to the program run by this food bank.
+    food_bank_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    # Program settings; meaningful on a food bank.
+    boxes_per_delivery_day: Mapped[int | None] = mapped_column(Integer)
+    delivery_weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday
+    requires_language_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    timezone: Mapped[str] = mapped_column(String(60), default="America/Los_Angeles")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who signs in; one Role per organization through Membership."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "organization_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    role: Mapped[str] = mapped_column(String(20))
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    organization: Mapped[Organization] = relationship(lazy="joined")
+
+
+class UserSession(Base):
+    """A signed-in browser. Server-side, so logout and disabling a user end it at once."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token for a clinic's system; only its hash is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class AuditEvent(Base):
+    """Who saw or changed which patient's data, when, from where. Append-only."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(20))  # C R U D E login logout fail
+    resource: Mapped[str] = mapped_column(String(60))
+    resource_id: Mapped[str | None] = mapped_column(String(60))
+    patient_id: Mapped[int | None] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")
+    detail: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,1 @@
+"""A delivery day: its stops, planning with the solver, edits, publishing."""

@@ -1,0 +1,1 @@
+"""What every stage stands on: settings, the database, the clock, errors, accounts, audit, jobs, backups."""

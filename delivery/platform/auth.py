@@ -1,0 +1,213 @@
+"""Accounts, passwords, sessions and API tokens: the rules, independent of the web layer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from delivery.models import ApiToken, AuditEvent, Membership, Role, User, UserSession, utcnow
+from delivery.platform.settings import Settings
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Verifying against this keeps a wrong email as slow as a wrong password (no account probing).
+_DUMMY_HASH = _hasher.hash("not-a-real-password-9f1c")
+
+
+class AccountError(ValueError):
+    """A request about an account that cannot be carried out; the message says what to fix."""
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    path = Path(__file__).parents[1] / "data" / "common-passwords.txt"
+    lines = path.read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line and not line.startswith("#"))
+
+
+def password_problems(password: str) -> list[str]:
+    """What is wrong with a new password, in words a person can act on (empty when it is fine)."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+    if password.lower() in _common_passwords():
+        problems.append("This password is one of the most common ones; choose another.")
+    return problems
+
+
+def hash_password(password: str) -> str:
+    problems = password_problems(password)
+    if problems:
+        raise AccountError(" ".join(problems))
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Compare exactly as entered: no trimming, no case folding."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_user(db: Session, *, email: str, display_name: str, password: str | None,
+                memberships: list[tuple[int, Role]]) -> User:
+    """Create one personal account; a second account with the same email is refused."""
+    email = normalise_email(email)
+    if "@" not in email:
+        raise AccountError(f"{email!r} is not an email address.")
+    if db.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AccountError(f"An account for {email} already exists.")
+    user = User(email=email, display_name=display_name,
+                password_hash=hash_password(password) if password is not None else None)
+    db.add(user)
+    db.flush()
+    for organization_id, role in memberships:
+        db.add(Membership(user_id=user.id, organization_id=organization_id, role=Role(role)))
+    db.flush()
+    return user
+
+
+# --- who is asking --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in person (by session) or system (by token) behind a request."""
+
+    user_id: int
+    email: str
+    display_name: str
+    roles: dict[int, str] = field(default_factory=dict)  # organization id -> role
+    via: str = "session"  # or "token"
+    session_id: int | None = None
+    csrf_token: str | None = None
+
+    def has_role(self, *roles: str) -> bool:
+        return any(role in roles for role in self.roles.values())
+
+    def organizations_with(self, *roles: str) -> list[int]:
+        return sorted(org for org, role in self.roles.items() if role in roles)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.has_role(Role.admin, Role.coordinator, Role.clinic_staff)
+
+
+def principal_for(user: User, *, via: str, session: UserSession | None = None) -> Principal:
+    return Principal(
+        user_id=user.id, email=user.email, display_name=user.display_name,
+        roles={m.organization_id: m.role for m in user.memberships}, via=via,
+        session_id=session.id if session else None,
+        csrf_token=session.csrf_token if session else None,
+    )
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+def _limits(user: User, settings: Settings) -> tuple[dt.timedelta, dt.timedelta]:
+    """(idle, absolute) timeouts: staff are signed out sooner than drivers between stops."""
+    staff = any(m.role != Role.driver for m in user.memberships)
+    idle = settings.staff_idle_minutes if staff else settings.driver_idle_minutes
+    return dt.timedelta(minutes=idle), dt.timedelta(hours=settings.staff_absolute_hours)
+
+
+def authenticate(db: Session, email: str, password: str, *, ip: str | None = None,
+                 user_agent: str | None = None) -> User | None:
+    """The user for these credentials, or None; every attempt leaves an audit row."""
+    user = db.scalar(select(User).where(User.email == normalise_email(email)))
+    ok = verify_password(user.password_hash if user else None, password)
+    ok = ok and user is not None and user.is_active
+    db.add(AuditEvent(user_id=user.id if user else None, action="login" if ok else "fail",
+                      resource="session", ip=ip, user_agent=(user_agent or "")[:300],
+                      outcome="ok" if ok else "denied",
+                      detail=None if user else "unknown account"))
+    return user if ok else None
+
+
+def start_session(db: Session, user: User, settings: Settings) -> tuple[str, UserSession]:
+    """A new server-side session; returns the raw cookie value (only its hash is stored)."""
+    raw = secrets.token_urlsafe(32)
+    now = utcnow()
+    _, absolute = _limits(user, settings)
+    session = UserSession(token_hash=token_hash(raw), user_id=user.id,
+                          csrf_token=secrets.token_urlsafe(32), created_at=now,
+                          last_seen_at=now, expires_at=now + absolute)
+    db.add(session)
+    db.flush()
+    return raw, session
+
+
+def resolve_session(db: Session, raw: str, settings: Settings,
+                    now: dt.datetime | None = None) -> tuple[User, UserSession] | None:
+    """The live session for a cookie, or None once it is ended, idle too long or too old."""
+    now = now or utcnow()
+    session = db.scalar(select(UserSession).where(UserSession.token_hash == token_hash(raw)))
+    if session is None or session.ended_at is not None or now >= session.expires_at:
+        return None
+    user = db.get(User, session.user_id)
+    if user is None or not user.is_active:
+        return None
+    idle, _ = _limits(user, settings)
+    if now - session.last_seen_at > idle:
+        return None
+    return user, session
+
+
+def touch_session(db: Session, session_id: int, now: dt.datetime | None = None) -> None:
+    db.execute(update(UserSession).where(UserSession.id == session_id)
+               .values(last_seen_at=now or utcnow()))
+
+
+def end_session(db: Session, session_id: int) -> None:
+    db.execute(update(UserSession).where(UserSession.id == session_id, UserSession.ended_at.is_(None))
+               .values(ended_at=utcnow()))
+
+
+def end_all_sessions(db: Session, user_id: int) -> None:
+    db.execute(update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+               .values(ended_at=utcnow()))
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def create_api_token(db: Session, email: str) -> str:
+    """A new bearer token for this user; returns it once, stores only its hash."""
+    user = db.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise AccountError(f"No account for {email}; create the user first.")
+    raw = "dlv_" + secrets.token_urlsafe(32)
+    db.add(ApiToken(user_id=user.id, token_hash=token_hash(raw)))
+    db.flush()
+    return raw
+
+
+def resolve_api_token(db: Session, raw: str) -> User | None:
+    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(raw),
+                                             ApiToken.revoked_at.is_(None)))
+    if token is None:
+        return None
+    user = db.get(User, token.user_id)
+    return user if user is not None and user.is_active else None

@@ -1,0 +1,86 @@
+"""Settings as data: read once from the environment, passed into `create_app(settings)`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR = ROOT / "var"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the app needs to know about where it runs. Each field has a DELIVERY_* variable."""
+
+    database_url: str = f"sqlite:///{VAR / 'delivery.platform.db'}"
+    """SQLAlchemy URL. SQLite (the default) for one machine; postgresql+psycopg://… in production."""
+    secret_key: str = ""
+    """Signs nothing secret by itself today but keys token hashes; set in production."""
+    base_url: str = "http://127.0.0.1:8000"
+    """Where people reach the app; personal links for drivers are built on it."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secure_cookies: bool = True
+    """Cookies marked Secure with the __Host- prefix. Browsers accept them on http://127.0.0.1 too."""
+    staff_idle_minutes: int = 15
+    staff_absolute_hours: int = 12
+    driver_idle_minutes: int = 60
+    geocoder: str = "nominatim"
+    """nominatim, photon or none."""
+    geocoder_url: str = ""
+    """Base URL of a self-hosted geocoder (scheme and host, e.g. http://127.0.0.1:8080)."""
+    geocoder_min_delay_s: float = 1.0
+    """Nominatim's usage policy: at most one request per second."""
+    geocoder_timeout_s: float = 5.0
+    routing_matrix: str = "geodesic"
+    osrm_url: str = ""
+    tile_url: str = ""
+    """Map tiles for the coordinator's map; empty draws routes on a plain background."""
+    demo: bool = False
+    """The demo that scripts/run starts: documents the API at /schema."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _as_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from DELIVERY_* environment variables, then apply keyword overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Settings):
+        raw = env.get(f"DELIVERY_{field.name.upper()}")
+        if raw is None:
+            continue
+        if field.type is bool or field.type == "bool":
+            values[field.name] = _as_bool(raw)
+        elif field.type in (int, "int"):
+            values[field.name] = int(raw)
+        elif field.type in (float, "float"):
+            values[field.name] = float(raw)
+        else:
+            values[field.name] = raw
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.secret_key:
+        settings = msgspec.structs.replace(settings, secret_key=_local_secret())
+    return settings
+
+
+def _local_secret() -> str:
+    """A per-installation secret kept under var/, so a new user needs to set nothing."""
+    path = VAR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    VAR.mkdir(exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

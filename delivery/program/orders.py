@@ -1,0 +1,226 @@
+"""Standing orders over time: pause, resume, change, end, reprioritise.
+
+Every change is on the referral's timeline. A change that needs more boxes on a delivery day is
+refused when the program has no room (the message names the day); one that frees boxes moves the
+waitlist up at once, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from sqlalchemy.orm import Session
+
+from delivery.models import BoxType, Order, OrderStatus, Organization, Referral, ReferralStatus, utcnow
+from delivery.program import capacity, waitlist
+from delivery.program.scheduling import Recurrence, due_dates
+from delivery.timeline import events as timeline
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+PRIORITIES = {0: "normal", 1: "high", 2: "urgent"}
+MAX_BOXES = 6  # as a clinic may ask (schemas.OrderIn)
+Window = tuple[dt.time | None, dt.time | None]
+"""A time window (start, end); (None, None) is any time of the day."""
+
+
+class OrderError(ValueError):
+    """A change an order cannot take; the message says why."""
+
+
+def _context(db: Session, order: Order) -> tuple[Referral, Organization]:
+    referral = db.get(Referral, order.referral_id)
+    food_bank = db.get(Organization, order.food_bank_id)
+    assert referral is not None and food_bank is not None
+    return referral, food_bank
+
+
+def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id: int | None,
+                today: dt.date | None = None) -> list[Order]:
+    """No deliveries through `until` (a hospital stay, a trip). Returns the orders moved off the waitlist."""
+    today = today or dt.date.today()
+    if order.status != OrderStatus.active:
+        raise OrderError(f"Only an active order can be paused; this one is {order.status}.")
+    if until < today:
+        raise OrderError("The pause must end today or later.")
+    if not reason.strip():
+        raise OrderError("Write why deliveries pause (in hospital, travelling…).")
+    referral, food_bank = _context(db, order)
+    if order.paused_until is not None and until < order.paused_until:
+        # A shorter pause gives days back to this order: someone may have been given them since.
+        waitlist.lock_program(db, food_bank.id)
+        _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=until),
+                        order.boxes, today, "The pause cannot end sooner")
+    order.paused_until = until
+    timeline.record(db, referral, "order_paused",
+                    f"Deliveries paused through {until:%a %d %b %Y}. Reason: {reason.strip()}", actor_id)
+    db.flush()
+    return waitlist.promote(db, food_bank, today, actor_id)
+
+
+def end_order(db: Session, order: Order, reason: str, actor_id: int | None,
+              today: dt.date | None = None) -> list[Order]:
+    """Stop the order for good, with a reason. Returns the orders moved off the waitlist."""
+    if not reason.strip():
+        raise OrderError("Write why the order ends.")
+    if order.status == OrderStatus.ended:
+        raise OrderError("This order has already ended.")
+    referral, food_bank = _context(db, order)
+    order.status = OrderStatus.ended
+    order.ended_at = utcnow()
+    order.end_reason = reason.strip()
+    referral.status = ReferralStatus.closed
+    timeline.record(db, referral, "order_ended", f"Deliveries ended. Reason: {reason.strip()}", actor_id)
+    db.flush()
+    return waitlist.promote(db, food_bank, today or dt.date.today(), actor_id)
+
+
+def resume_order(db: Session, order: Order, *, actor_id: int | None,
+                 today: dt.date | None = None) -> None:
+    """End a pause early: deliveries start again from today, if the paused days are still free.
+
+    While an order is paused its boxes can go to waiting patients; if they did, the order resumes
+    by itself after its pause, and resuming earlier is refused with the day that is full.
+    """
+    today = today or dt.date.today()
+    if order.status != OrderStatus.active or order.paused_until is None or order.paused_until < today:
+        raise OrderError("This order is not paused.")
+    referral, food_bank = _context(db, order)
+    waitlist.lock_program(db, food_bank.id)
+    was = order.paused_until
+    _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=None),
+                    order.boxes, today, f"Deliveries cannot start again before {was:%a %d %b}")
+    order.paused_until = None
+    first = first_delivery(order, today)
+    when = f"; next delivery {first:%a %d %b %Y}" if first else ""
+    timeline.record(db, referral, "order_resumed",
+                    f"Pause ended early (it was through {was:%a %d %b %Y}){when}.", actor_id)
+    db.flush()
+
+
+def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes: int | None = None,
+                 box_type: str | None = None, window: Window | None = None, actor_id: int | None,
+                 today: dt.date | None = None) -> list[Order]:
+    """Change an order's weekday, boxes, box type or time window (None: leave as is).
+
+    More boxes, or another weekday, must fit under the program's capacity on every delivery day
+    in the capacity horizon, else OrderError names the first day without room and nothing
+    changes. Fewer boxes or another weekday free capacity: returns the orders that moved off the
+    waitlist into it.
+    """
+    today = today or dt.date.today()
+    if order.status == OrderStatus.ended:
+        raise OrderError("This order has ended; it cannot be changed.")
+    if weekday is not None and not 0 <= weekday <= 6:
+        raise OrderError("Choose a weekday, Monday to Sunday.")
+    if boxes is not None and not 1 <= boxes <= MAX_BOXES:
+        raise OrderError(f"Boxes: from 1 to {MAX_BOXES}.")
+    if box_type is not None and box_type not in {b.value for b in BoxType}:
+        raise OrderError(f"Unknown box type {box_type!r}.")
+    if window is not None:
+        start, end = window
+        if (start is None) != (end is None):
+            raise OrderError("Give both ends of the time window, or neither (any time).")
+        if start is not None and end is not None and start >= end:
+            raise OrderError("The time window must start before it ends.")
+
+    new_weekday = order.weekday if weekday is None else weekday
+    new_boxes = order.boxes if boxes is None else boxes
+    new_type = order.box_type if box_type is None else box_type
+    new_window = (order.window_start, order.window_end) if window is None else window
+    changes = []
+    if new_weekday != order.weekday:
+        changes.append(f"delivery day {WEEKDAYS[order.weekday]} → {WEEKDAYS[new_weekday]}")
+    if new_boxes != order.boxes:
+        changes.append(f"boxes {order.boxes} → {new_boxes}")
+    if new_type != order.box_type:
+        changes.append(f"box type {order.box_type} → {new_type}".replace("_", " "))
+    if new_window != (order.window_start, order.window_end):
+        changes.append(f"time window {_window_text((order.window_start, order.window_end))} → "
+                       f"{_window_text(new_window)}")
+    if not changes:
+        raise OrderError("Nothing to change: these are the order's current settings.")
+
+    referral, food_bank = _context(db, order)
+    # Another weekday starts from the next such day, counted from today (not from the old start).
+    new_start = order.start_date if new_weekday == order.weekday else max(order.start_date, today)
+    on_program = order.status in (OrderStatus.active, OrderStatus.paused)
+    if on_program and (new_boxes > order.boxes or new_weekday != order.weekday):
+        waitlist.lock_program(db, food_bank.id)
+        rec = replace(waitlist.recurrence(order), weekday=new_weekday, start_date=new_start)
+        _refuse_if_full(db, food_bank, order, rec, new_boxes, today,
+                        f"The order stays at {order.boxes} box(es) on {WEEKDAYS[order.weekday]}")
+    frees = (not on_program or new_boxes < order.boxes or new_weekday != order.weekday)
+    order.weekday, order.boxes, order.box_type = new_weekday, new_boxes, new_type
+    order.start_date = new_start
+    order.window_start, order.window_end = new_window
+    timeline.record(db, referral, "order_changed", "Order changed: " + "; ".join(changes) + ".", actor_id)
+    db.flush()
+    return waitlist.promote(db, food_bank, today, actor_id) if frees else []
+
+
+def change_priority(db: Session, order: Order, priority: int, *, actor_id: int | None,
+                    today: dt.date | None = None) -> list[Order]:
+    """Set the order's priority (0 normal, 1 high, 2 urgent): the waitlist is served by it first.
+
+    A waiting order that moves to the front may fit where the one ahead of it did not, so the
+    waitlist is promoted at once; returns the orders that moved onto the program.
+    """
+    if priority not in PRIORITIES:
+        raise OrderError("Priority is 0 (normal), 1 (high) or 2 (urgent).")
+    if order.status == OrderStatus.ended:
+        raise OrderError("This order has ended.")
+    if priority == order.priority:
+        raise OrderError(f"The priority is {PRIORITIES[priority]} already.")
+    referral, food_bank = _context(db, order)
+    before = order.priority
+    order.priority = priority
+    referral.priority = priority
+    timeline.record(db, referral, "priority_changed",
+                    f"Priority {PRIORITIES[before]} → {PRIORITIES[priority]}.", actor_id)
+    db.flush()
+    if order.status != OrderStatus.waitlisted:
+        return []
+    return waitlist.promote(db, food_bank, today or dt.date.today(), actor_id)
+
+
+def room_on(db: Session, food_bank: Organization, order: Order, rec: Recurrence, boxes: int,
+            today: dt.date) -> tuple[dt.date, int] | None:
+    """The first delivery day where `boxes` for this order (on `rec`) would exceed capacity, with
+    the boxes still free there for it; None when it fits everywhere in the horizon."""
+    if food_bank.boxes_per_delivery_day is None:
+        return None
+    start = max(today, rec.start_date)
+    end = start + capacity.HORIZON
+    # Others' load: everything promised, minus this order as it stands (read before changing it).
+    load = waitlist.committed(db, food_bank.id, start)
+    if order.status in (OrderStatus.active, OrderStatus.paused):
+        load.subtract(capacity.committed_boxes([(waitlist.recurrence(order), order.boxes)], start, end))
+    for day in due_dates(rec, start, end):
+        if load[day] + boxes > food_bank.boxes_per_delivery_day:
+            return day, max(0, food_bank.boxes_per_delivery_day - load[day])
+    return None
+
+
+def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Recurrence, boxes: int,
+                    today: dt.date, consequence: str) -> None:
+    full = room_on(db, food_bank, order, rec, boxes, today)
+    if full is None:
+        return
+    day, free = full
+    room = f"only {free} box{'es' if free != 1 else ''} free" if free else "no boxes free"
+    raise OrderError(
+        f"No room: {day:%a %d %b %Y} has {room} for this order (the program delivers "
+        f"{food_bank.boxes_per_delivery_day} boxes per delivery day). {consequence}. Ask for fewer "
+        "boxes, choose another day, or raise the program's capacity first.")
+
+
+def _window_text(window: Window) -> str:
+    start, end = window
+    return f"{start:%H:%M}–{end:%H:%M}" if start and end else "any time"
+
+
+def first_delivery(order: Order, today: dt.date) -> dt.date | None:
+    """The order's next delivery day from today (pauses and end date included), if any."""
+    rec = waitlist.recurrence(order)
+    return next(iter(due_dates(rec, max(today, rec.start_date), today + capacity.HORIZON)), None)

@@ -1,0 +1,155 @@
+"""Program capacity and the waitlist: who is served now, who waits, and who moves up."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from delivery.models import (
+    Order,
+    OrderStatus,
+    Organization,
+    Outcome,
+    Referral,
+    ReferralStatus,
+    utcnow,
+)
+from delivery.program import capacity
+from delivery.program.scheduling import Recurrence, next_weekday
+from delivery.timeline import events as timeline
+
+
+def recurrence(order: Order) -> Recurrence:
+    return Recurrence(cadence=order.cadence, weekday=order.weekday, start_date=order.start_date,
+                      end_date=order.end_date, paused_until=order.paused_until)
+
+
+def lock_program(db: Session, food_bank_id: int) -> None:
+    """Serialise capacity decisions for one program: on PostgreSQL two referrals at the same moment
+    would otherwise both see the last free box (SQLite's single writer already serialises them)."""
+    if db.get_bind().dialect.name != "sqlite":
+        db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
+
+
+def committed(db: Session, food_bank_id: int, start: dt.date,
+              weekday: int | None = None) -> capacity.Counter[dt.date]:
+    """Boxes already promised on each delivery day of the capacity horizon from `start`
+    (only on `weekday` when given: an order is only ever due on its own weekday).
+
+    Orders are summed in SQL by what decides their dates, so the work grows with the number of
+    distinct schedules (a few dozen: start dates fall on delivery days), not with the number of
+    orders: a bulk import of thousands of referrals stays linear.
+    """
+    schedule = (Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until)
+    query = (select(*schedule, func.sum(Order.boxes))
+             .where(Order.food_bank_id == food_bank_id,
+                    Order.status.in_([OrderStatus.active, OrderStatus.paused]),
+                    Order.start_date <= start + capacity.HORIZON,
+                    or_(Order.end_date.is_(None), Order.end_date >= start))
+             .group_by(*schedule))
+    if weekday is not None:
+        query = query.where(Order.weekday == weekday)
+    orders = [(Recurrence(cadence, day, first, end, paused), int(boxes))
+              for cadence, day, first, end, paused, boxes in db.execute(query)]
+    return capacity.committed_boxes(orders, start, start + capacity.HORIZON)
+
+
+def order_fits(db: Session, food_bank: Organization, order: Order, today: dt.date) -> bool:
+    start = max(today, order.start_date)
+    load = committed(db, food_bank.id, start, weekday=order.weekday)
+    return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start)
+
+
+def waiting_orders(db: Session, food_bank_id: int) -> list[Order]:
+    """Waitlisted orders in the order they will be served: priority first, then referral date."""
+    return list(db.scalars(
+        select(Order).join(Referral, Referral.id == Order.referral_id)
+        .where(Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted)
+        .order_by(Order.priority.desc(), Referral.created_at, Order.id)
+    ))
+
+
+def waiting_ahead(db: Session, food_bank_id: int, priority: int) -> bool:
+    """Whether a new order of this priority would have someone waiting ahead of it."""
+    return db.scalar(select(Order.id).where(
+        Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted,
+        Order.priority >= priority).limit(1)) is not None
+
+
+def position(db: Session, order: Order) -> int | None:
+    """1-based place on the waitlist, or None when the order is not waiting (one COUNT query)."""
+    if order.status != OrderStatus.waitlisted:
+        return None
+    referred_at = db.scalar(select(Referral.created_at).where(Referral.id == order.referral_id))
+    ahead = db.scalar(
+        select(func.count(Order.id)).join(Referral, Referral.id == Order.referral_id)
+        .where(Order.food_bank_id == order.food_bank_id, Order.status == OrderStatus.waitlisted,
+               or_(Order.priority > order.priority,
+                   (Order.priority == order.priority) & (Referral.created_at < referred_at),
+                   (Order.priority == order.priority) & (Referral.created_at == referred_at)
+                   & (Order.id < order.id))))
+    return (ahead or 0) + 1
+
+
+def promote(db: Session, food_bank: Organization, today: dt.date,
+            actor_id: int | None = None) -> list[Order]:
+    """Move waiting orders onto the program, in waitlist order, while capacity allows.
+
+    Strictly in order: a later, smaller request does not jump a waiting one that does not fit yet.
+    Called in the same transaction as whatever freed capacity (an order ended or paused).
+    """
+    moved = []
+    lock_program(db, food_bank.id)
+    for order in waiting_orders(db, food_bank.id):
+        order.start_date = max(order.start_date, today)
+        if not order_fits(db, food_bank, order, today):
+            break
+        order.status = OrderStatus.active
+        referral = db.get(Referral, order.referral_id)
+        assert referral is not None
+        referral.status = ReferralStatus.active
+        referral.outcome = Outcome.home_delivery
+        referral.reason = "Moved off the waitlist: home delivery."
+        first = next_weekday(order.weekday, order.start_date)
+        timeline.record(db, referral, "waitlist_promoted",
+                        f"Capacity freed: moved off the waitlist; first delivery {first:%a %d %b %Y}.",
+                        actor_id)
+        db.flush()
+        moved.append(order)
+    return moved
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    """What clinic staff see before they refer: is there room, and how long is the wait?"""
+
+    food_bank_id: int
+    food_bank_name: str
+    boxes_per_delivery_day: int | None
+    next_delivery_day: dt.date | None
+    boxes_free_next_day: int | None
+    waiting: int
+    expected_wait_weeks: int | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.waiting == 0 and (self.boxes_free_next_day is None or self.boxes_free_next_day > 0)
+
+
+def program_status(db: Session, food_bank: Organization, today: dt.date) -> ProgramStatus:
+    waiting = waiting_orders(db, food_bank.id)
+    next_day = (next_weekday(food_bank.delivery_weekday, today)
+                if food_bank.delivery_weekday is not None else None)
+    free = None
+    if food_bank.boxes_per_delivery_day is not None and next_day is not None:
+        free = food_bank.boxes_per_delivery_day - committed(db, food_bank.id, today)[next_day]
+    # The rate capacity frees up: boxes of orders that ended in the last twelve weeks.
+    since = utcnow() - dt.timedelta(weeks=12)
+    freed = db.scalar(select(func.coalesce(func.sum(Order.boxes), 0)).where(
+        Order.food_bank_id == food_bank.id, Order.ended_at >= since)) or 0
+    wait = capacity.expected_wait_weeks(sum(o.boxes for o in waiting), freed / 12) if waiting else 0
+    return ProgramStatus(food_bank.id, food_bank.name, food_bank.boxes_per_delivery_day, next_day,
+                         free, len(waiting), wait)

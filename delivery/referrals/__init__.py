@@ -1,0 +1,1 @@
+"""Referral to order: intake from every channel, eligibility, CSV import, geocoding, the review queue."""

@@ -1,0 +1,302 @@
+"""Referral intake: the one write path from a clinic's referral to an outcome and an Order.
+
+The web form, the JSON API and the CSV import all call `refer()`; so every channel gets the
+same eligibility rule, the same capacity check and the same timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from geopy.distance import great_circle
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery.models import (
+    Depot,
+    GeocodeStatus,
+    Order,
+    OrderStatus,
+    Organization,
+    OrganizationKind,
+    Outcome,
+    Patient,
+    Referral,
+    ReferralStatus,
+    ReviewItem,
+    ReviewKind,
+    Screening,
+    Source,
+    utcnow,
+)
+from delivery.platform.errors import FieldError
+from delivery.program import waitlist
+from delivery.program.scheduling import next_weekday
+from delivery.referrals.eligibility import ScreeningAnswers, assess
+from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
+from delivery.timeline import events as timeline
+
+OPEN_STATUSES = (ReferralStatus.active, ReferralStatus.waitlisted)
+REPEAT_WINDOW = dt.timedelta(days=30)
+STATUS_FOR_OUTCOME = {
+    Outcome.home_delivery: ReferralStatus.active,
+    Outcome.waitlisted: ReferralStatus.waitlisted,
+    Outcome.pickup: ReferralStatus.pickup,
+    Outcome.not_eligible: ReferralStatus.not_eligible,
+}
+
+
+class IntakeError(FieldError):
+    """A referral that cannot be accepted as sent; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    referral: Referral
+    order: Order | None
+    created: bool  # False: the patient already had an open referral, which is returned instead
+
+
+def clinic_for(db: Session, clinic_id: int) -> tuple[Organization, Organization]:
+    """The referring clinic and the food bank whose program serves it."""
+    clinic = db.get(Organization, clinic_id)
+    if clinic is None or clinic.kind != OrganizationKind.clinic:
+        raise IntakeError(f"Organization {clinic_id} is not a clinic.", "clinic_id")
+    if clinic.food_bank_id is None:
+        raise IntakeError(f"{clinic.name} is not linked to a food bank program yet; ask an admin.")
+    food_bank = db.get(Organization, clinic.food_bank_id)
+    assert food_bank is not None
+    return clinic, food_bank
+
+
+def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None, source: Source,
+          today: dt.date | None = None) -> IntakeResult:
+    """Accept a referral: upsert the patient, decide the outcome, create the Order, record it all.
+
+    The caller commits. Nothing is written when this raises.
+    """
+    today = today or dt.date.today()
+    clinic, food_bank = clinic_for(db, clinic_id)
+    patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient)
+
+    existing = None if is_new else _same_referral(db, patient.id, data)
+    if existing is not None:
+        order = db.scalar(select(Order).where(Order.referral_id == existing.id,
+                                              Order.status != OrderStatus.ended))
+        return IntakeResult(existing, order, created=False)
+
+    s = data.screening
+    answers = ScreeningAnswers(s.hunger_worried, s.hunger_ran_out, s.transportation_barrier,
+                               s.mobility_barrier, s.errands_barrier)
+    eligibility = assess(answers)
+    referral = Referral(clinic_id=clinic.id, food_bank_id=food_bank.id, patient_id=patient.id,
+                        referred_by_id=actor_id, source=source, priority=data.priority,
+                        status=STATUS_FOR_OUTCOME[eligibility.outcome],
+                        outcome=eligibility.outcome, reason=eligibility.reason)
+    db.add(referral)
+    db.flush()
+    db.add(Screening(referral_id=referral.id, hunger_worried=s.hunger_worried,
+                     hunger_ran_out=s.hunger_ran_out,
+                     transportation_barrier=s.transportation_barrier,
+                     mobility_barrier=s.mobility_barrier, errands_barrier=s.errands_barrier))
+    note = f" Note: {data.note}" if data.note else ""
+    timeline.record(db, referral, "referred", f"Referred by {clinic.name} ({source}).{note}", actor_id)
+
+    order = None
+    if eligibility.outcome == Outcome.home_delivery:
+        order = _place_order(db, referral, food_bank, data.order or OrderIn(), today, actor_id)
+    elif eligibility.outcome == Outcome.pickup:
+        referral.reason += " " + pickup_advice(db, food_bank, patient)
+    timeline.record(db, referral, "outcome", referral.reason, actor_id)
+    db.flush()
+    return IntakeResult(referral, order, created=True)
+
+
+def _same_referral(db: Session, patient_id: int, data: ReferralIn) -> Referral | None:
+    """The referral this one repeats: the patient's open one, or a decided one (pick-up, not
+    eligible) from the last weeks with the very same screening answers: a re-sent file or form,
+    not news. New answers are a new referral."""
+    open_referral = db.scalar(select(Referral).where(Referral.patient_id == patient_id,
+                                                     Referral.status.in_(OPEN_STATUSES)))
+    if open_referral is not None:
+        return open_referral
+    s = data.screening
+    return db.scalar(
+        select(Referral).join(Screening, Screening.referral_id == Referral.id)
+        .where(Referral.patient_id == patient_id,
+               Referral.status.in_((ReferralStatus.pickup, ReferralStatus.not_eligible)),
+               Referral.created_at >= utcnow() - REPEAT_WINDOW,
+               Screening.hunger_worried == s.hunger_worried, Screening.hunger_ran_out == s.hunger_ran_out,
+               Screening.transportation_barrier == s.transportation_barrier,
+               Screening.mobility_barrier == s.mobility_barrier,
+               Screening.errands_barrier == s.errands_barrier)
+        .order_by(Referral.id.desc()).limit(1))
+
+
+def _place_order(db: Session, referral: Referral, food_bank: Organization, wanted: OrderIn,
+                 today: dt.date, actor_id: int | None, force_waitlist: bool = False) -> Order:
+    """Create the Order and put it on the program, or on the waitlist when capacity is full."""
+    weekday = wanted.weekday if wanted.weekday is not None else (food_bank.delivery_weekday or 0)
+    order = Order(referral_id=referral.id, patient_id=referral.patient_id,
+                  food_bank_id=food_bank.id, boxes=wanted.boxes, box_type=wanted.box_type,
+                  cadence=wanted.cadence, weekday=weekday,
+                  window_start=parse_time(wanted.window_start),
+                  window_end=parse_time(wanted.window_end),
+                  start_date=next_weekday(weekday, max(today, wanted.start_date or today)),
+                  priority=referral.priority, status=OrderStatus.active)
+    waitlist.lock_program(db, food_bank.id)
+    # Nobody jumps the queue: with patients of the same or higher priority already waiting, a new
+    # order waits too, even when it alone would fit (promote() serves the queue strictly in order).
+    if (force_waitlist or waitlist.waiting_ahead(db, food_bank.id, order.priority)
+            or not waitlist.order_fits(db, food_bank, order, today)):
+        order.status = OrderStatus.waitlisted
+        order.waitlisted_at = utcnow()
+    db.add(order)
+    db.flush()
+    if order.status == OrderStatus.waitlisted:
+        referral.status = ReferralStatus.waitlisted
+        referral.outcome = Outcome.waitlisted
+        place = waitlist.position(db, order)
+        referral.reason = (f"Eligible for home delivery, but the program's {food_bank.boxes_per_delivery_day}"
+                           f" boxes per delivery day are taken: waitlisted at position {place}.")
+    else:
+        referral.status = ReferralStatus.active
+        referral.outcome = Outcome.home_delivery
+        timeline.record(db, referral, "order_created",
+                        f"{order.boxes} {order.box_type} box(es), {order.cadence}, first delivery "
+                        f"{order.start_date:%a %d %b %Y}.", actor_id)
+    return order
+
+
+def pickup_advice(db: Session, food_bank: Organization, patient: Patient) -> str:
+    """The nearest pick-up depot and its hours, in words (all of them when the point is unknown)."""
+    depots = list(db.scalars(select(Depot).where(Depot.organization_id == food_bank.id,
+                                                 Depot.pickup.is_(True)).order_by(Depot.id)))
+    if not depots:
+        return f"Contact {food_bank.name} for pick-up times."
+    if patient.lat is None or patient.lon is None:
+        return "Pick up at " + "; or ".join(f"{d.name}, {d.address} ({d.hours})" for d in depots) + "."
+    here = (patient.lat, patient.lon)
+    nearest = min(depots, key=lambda d: great_circle(here, (d.lat, d.lon)).km)
+    km = great_circle(here, (nearest.lat, nearest.lon)).km
+    return f"Nearest pick-up: {nearest.name}, {nearest.address}, {km:.1f} km away ({nearest.hours})."
+
+
+# --- patients -------------------------------------------------------------------------------
+
+
+def _address_fields(p: PatientIn) -> dict[str, object]:
+    a = p.address
+    return {"address_line1": a.line1.strip(), "unit": (a.unit or "").strip() or None,
+            "city": a.city.strip(), "state": a.state.strip(), "postal_code": a.postal_code.strip()}
+
+
+def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn) -> tuple[Patient, bool]:
+    """Find the clinic's patient by MRN (update them) or create them; True when created.
+
+    An address a coordinator corrected by hand is never overwritten: the difference becomes a
+    proposed change in the review queue. A new MRN with the same name and birth date as another
+    patient is created and flagged for review, never merged silently.
+    """
+    patient = db.scalar(select(Patient).where(Patient.clinic_id == clinic_id, Patient.mrn == p.mrn))
+    details = {"given_name": p.given_name.strip(), "family_name": p.family_name.strip(),
+               "birth_date": p.birth_date, "phone": p.phone, "language": p.language.lower(),
+               "floor": p.floor, "elevator": p.elevator, "access_notes": p.access_notes,
+               "dietary": [str(d) for d in p.dietary], "consent_to_share": p.consent_to_share,
+               "do_not_contact": p.do_not_contact}
+    address = _address_fields(p)
+    point = (p.address.lat, p.address.lon) if p.address.lat is not None else None
+
+    if patient is None:
+        patient = Patient(clinic_id=clinic_id, mrn=p.mrn, **details, **address)
+        _set_point(patient, point)
+        db.add(patient)
+        db.flush()
+        twin = db.scalar(select(Patient).where(
+            Patient.clinic_id == clinic_id, Patient.id != patient.id,
+            Patient.given_name == patient.given_name, Patient.family_name == patient.family_name,
+            Patient.birth_date == patient.birth_date))
+        if twin is not None:
+            db.add(ReviewItem(kind=ReviewKind.possible_duplicate, patient_id=patient.id,
+                              food_bank_id=food_bank_id,
+                              message=(f"Same name and birth date as MRN {twin.mrn}: the same person "
+                                       "under two MRNs?"),
+                              details={"other_patient_id": twin.id, "other_mrn": twin.mrn}))
+        return patient, True
+
+    for key, value in details.items():
+        setattr(patient, key, value)
+    changed = any(getattr(patient, key) != value for key, value in address.items())
+    if changed and patient.address_corrected_at is not None:
+        proposed = {**address, "lat": point[0] if point else None, "lon": point[1] if point else None}
+        already = db.scalar(select(ReviewItem.id).where(
+            ReviewItem.patient_id == patient.id, ReviewItem.kind == ReviewKind.address_change,
+            ReviewItem.resolved_at.is_(None)))
+        if already is None:
+            db.add(ReviewItem(kind=ReviewKind.address_change, patient_id=patient.id,
+                              food_bank_id=food_bank_id,
+                              message="The clinic sent a different address than the one a "
+                                      "coordinator corrected.", details={"proposed": proposed}))
+    elif changed:
+        for key, value in address.items():
+            setattr(patient, key, value)
+        _set_point(patient, point)
+    elif point is not None and patient.geocode_status in (GeocodeStatus.pending,
+                                                           GeocodeStatus.needs_review):
+        _set_point(patient, point)
+    db.flush()
+    return patient, False
+
+
+def _set_point(patient: Patient, point: tuple[float, float] | None) -> None:
+    if point is not None:
+        patient.lat, patient.lon = point
+        patient.geocode_status = GeocodeStatus.given
+    else:
+        patient.lat = patient.lon = None
+        patient.geocode_status = GeocodeStatus.pending
+        patient.geocode_attempts = 0
+
+
+# --- a coordinator's override ----------------------------------------------------------------
+
+
+def override_outcome(db: Session, referral: Referral, outcome: Outcome, reason: str,
+                     actor_id: int, today: dt.date | None = None) -> Order | None:
+    """A coordinator sets the outcome by hand; the written reason goes on the timeline."""
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise IntakeError("Write the reason for the override.", "reason")
+    if len(reason) > 400:
+        raise IntakeError("Keep the reason under 400 characters.", "reason")
+    today = today or dt.date.today()
+    food_bank = db.get(Organization, referral.food_bank_id)
+    assert food_bank is not None
+    before = referral.outcome
+    open_order = db.scalar(select(Order).where(Order.referral_id == referral.id,
+                                               Order.status != OrderStatus.ended))
+    order = open_order
+    if outcome in (Outcome.home_delivery, Outcome.waitlisted):
+        if open_order is None:
+            order = _place_order(db, referral, food_bank, OrderIn(), today, actor_id,
+                                 force_waitlist=outcome == Outcome.waitlisted)
+        elif outcome == Outcome.home_delivery and open_order.status == OrderStatus.waitlisted:
+            open_order.status = OrderStatus.active  # the coordinator takes it over capacity on purpose
+        elif outcome == Outcome.waitlisted and open_order.status == OrderStatus.active:
+            open_order.status = OrderStatus.waitlisted
+            open_order.waitlisted_at = utcnow()
+    elif open_order is not None:
+        open_order.status = OrderStatus.ended
+        open_order.ended_at = utcnow()
+        open_order.end_reason = f"Outcome overridden to {outcome}: {reason}"
+        order = None
+    referral.outcome = outcome
+    referral.status = STATUS_FOR_OUTCOME[outcome]
+    referral.reason = f"Set by a coordinator: {reason}"
+    timeline.record(db, referral, "outcome_overridden",
+                    f"Outcome changed from {before} to {outcome}. Reason: {reason}", actor_id)
+    db.flush()
+    if open_order is not None and order is None:
+        waitlist.promote(db, food_bank, today, actor_id)
+    return order

@@ -1,0 +1,330 @@
+"""The coordinators' review queue: how a person settles each item, and a coordinator's own
+address corrections.
+
+Geocoding opens items for addresses it cannot place (not found, ambiguous); intake opens them for a
+clinic proposing a new address for one a coordinator corrected, and for a possible duplicate
+patient. Nothing here is dropped silently: every resolution records who, when and what on the
+item, and a timeline event on the patient's referral, in the caller's transaction. The caller
+commits, then wakes the geocoder when a patient went back to `pending`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from geopy.distance import great_circle
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery.models import (
+    Depot,
+    GeocodeStatus,
+    Order,
+    OrderStatus,
+    Patient,
+    Referral,
+    ReferralStatus,
+    ReviewItem,
+    ReviewKind,
+    utcnow,
+)
+from delivery.platform.errors import FieldError
+from delivery.program import orders
+from delivery.referrals.geocoding import mark_for_geocoding, normalise_query, patient_query
+from delivery.referrals.intake import OPEN_STATUSES
+from delivery.referrals.schemas import AddressIn
+from delivery.timeline import events as timeline
+
+GEOCODE_KINDS = (ReviewKind.geocode_failed, ReviewKind.geocode_ambiguous)
+MAX_KM_FROM_DEPOT = 150.0
+"""A point set by hand farther than this from every depot of the program is a typo (swapped
+latitude and longitude, a lost minus sign), not a patient the program can reach."""
+
+
+class ReviewError(FieldError):
+    """A resolution that cannot be applied as asked; the message says what to do instead."""
+
+
+# --- reading the queue -----------------------------------------------------------------------
+
+
+def open_items(db: Session, food_bank_ids: Sequence[int]) -> list[ReviewItem]:
+    """The programs' unresolved items, oldest first (first come, first checked)."""
+    return list(db.scalars(select(ReviewItem).where(ReviewItem.food_bank_id.in_(food_bank_ids),
+                                                    ReviewItem.resolved_at.is_(None))
+                           .order_by(ReviewItem.created_at, ReviewItem.id)))
+
+
+def recently_resolved(db: Session, food_bank_ids: Sequence[int], limit: int = 20) -> list[ReviewItem]:
+    return list(db.scalars(select(ReviewItem).where(ReviewItem.food_bank_id.in_(food_bank_ids),
+                                                    ReviewItem.resolved_at.is_not(None))
+                           .order_by(ReviewItem.resolved_at.desc(), ReviewItem.id.desc()).limit(limit)))
+
+
+def referral_of(db: Session, patient_id: int) -> Referral | None:
+    """The patient's open referral (the newest one), else their newest: where events belong."""
+    return db.scalar(select(Referral).where(Referral.patient_id == patient_id)
+                     .order_by(Referral.status.in_(OPEN_STATUSES).desc(), Referral.id.desc()).limit(1))
+
+
+def duplicate_pair(db: Session, item: ReviewItem) -> tuple[Referral | None, Referral | None]:
+    """For a possible duplicate: (the newer open referral, the other patient's open referral).
+
+    "Same person" ends the first one. Either may be None when that patient has no open referral.
+    """
+    other_id = int(item.details.get("other_patient_id") or 0)
+    found = []
+    for patient_id in (item.patient_id, other_id):
+        found.append(db.scalar(select(Referral).where(Referral.patient_id == patient_id,
+                                                      Referral.status.in_(OPEN_STATUSES))
+                               .order_by(Referral.id.desc()).limit(1)))
+    mine, theirs = found
+    if mine is not None and theirs is not None and theirs.created_at > mine.created_at:
+        return theirs, mine
+    return (mine, theirs) if mine is not None else (theirs, None)
+
+
+# --- geocoding items ----------------------------------------------------------------------------
+
+
+def fix_address(db: Session, item: ReviewItem, address: AddressIn, *, actor_id: int,
+                now: dt.datetime | None = None) -> ReviewItem:
+    """A geocoding item: the coordinator corrects the address; it is located on the map again."""
+    _check_open(item, GEOCODE_KINDS)
+    now = now or utcnow()
+    patient = item.patient
+    new_query = normalise_query(address.line1, address.city, address.state, address.postal_code)
+    if address.lat is None and new_query == patient_query(patient) and "last_error" not in item.details:
+        # The geocoder's answer for this query is cached: asking again would only bring it back.
+        raise ReviewError("The map could not place this exact address (the unit is not part of the "
+                          "search). Change the street, city or ZIP code, or set the point by hand.",
+                          "line1")
+    said = _apply_address(patient, address, now)
+    _resolve(db, item, f"Address corrected to {patient.address_text}; {said}", actor_id, now)
+    return item
+
+
+def set_point(db: Session, item: ReviewItem, lat: float, lon: float, *, actor_id: int,
+              now: dt.datetime | None = None) -> ReviewItem:
+    """A geocoding item: the coordinator places the point by hand (from a map, a phone call)."""
+    _check_open(item, GEOCODE_KINDS)
+    check_point(db, item.food_bank_id, lat, lon)
+    now = now or utcnow()
+    patient = item.patient
+    patient.lat, patient.lon = lat, lon
+    patient.geocode_status = GeocodeStatus.manual
+    patient.address_corrected_at = now  # a later import proposes changes instead of undoing this
+    _resolve(db, item, f"Point set by hand at {lat:.5f}, {lon:.5f} for {patient.address_text}.",
+             actor_id, now)
+    return item
+
+
+def pick_candidate(db: Session, item: ReviewItem, index: int, *, actor_id: int,
+                   now: dt.datetime | None = None) -> ReviewItem:
+    """An ambiguous address: the coordinator picks one of the places the geocoder offered."""
+    _check_open(item, (ReviewKind.geocode_ambiguous,))
+    candidates: list[dict[str, Any]] = list(item.details.get("candidates") or [])
+    if not 0 <= index < len(candidates):
+        raise ReviewError("Choose one of the places listed.", "candidate")
+    chosen = candidates[index]
+    lat, lon = float(chosen["lat"]), float(chosen["lon"])
+    check_point(db, item.food_bank_id, lat, lon)
+    now = now or utcnow()
+    patient = item.patient
+    patient.lat, patient.lon = lat, lon
+    patient.geocode_status = GeocodeStatus.manual
+    _resolve(db, item, f"Place chosen: {str(chosen.get('display_name') or '')[:300]} "
+                       f"({lat:.5f}, {lon:.5f}).", actor_id, now)
+    return item
+
+
+def check_point(db: Session, food_bank_id: int, lat: float, lon: float) -> None:
+    """A point typed by hand: on Earth, not 0,0, and within reach of one of the program's depots."""
+    if not (-90 <= lat <= 90):
+        raise ReviewError("Latitude is between -90 and 90 (Oakland is about 37.8).", "lat")
+    if not (-180 <= lon <= 180):
+        raise ReviewError("Longitude is between -180 and 180 (Oakland is about -122.2; west is "
+                          "negative).", "lon")
+    if lat == 0 and lon == 0:
+        raise ReviewError("0, 0 is in the ocean: enter the patient's latitude and longitude.", "lat")
+    depots = db.execute(select(Depot.name, Depot.lat, Depot.lon)
+                        .where(Depot.organization_id == food_bank_id)).all()
+    if depots:
+        name, km = min(((d.name, great_circle((lat, lon), (d.lat, d.lon)).km) for d in depots),
+                       key=lambda pair: pair[1])
+        if km > MAX_KM_FROM_DEPOT:
+            raise ReviewError(f"That point is {km:,.0f} km from {name}. Check the numbers: latitude "
+                              "first, then longitude, and west of Greenwich is negative.", "lat")
+
+
+# --- a coordinator's address correction, from anywhere -------------------------------------------
+
+
+def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_id: int,
+                    now: dt.datetime | None = None) -> str:
+    """A coordinator changes a patient's address (the order controls on a referral page).
+
+    The new address is located again (or placed at the given point); an open geocoding item for
+    the old address is resolved as superseded. Returns what happened, in words.
+    """
+    now = now or utcnow()
+    current = (patient.address_line1, patient.unit, patient.city, patient.state, patient.postal_code)
+    wanted = (address.line1.strip(), (address.unit or "").strip() or None, address.city.strip(),
+              address.state.strip(), address.postal_code.strip())
+    if wanted == current and address.lat is None:
+        raise ReviewError("That is the address on file already.", "line1")
+    old_query = patient_query(patient)
+    said = _apply_address(patient, address, now)
+    referral = referral_of(db, patient.id)
+    if address.lat is not None or patient_query(patient) != old_query:
+        # An open item was about the old address; if the new one fails too, geocoding opens another.
+        for item in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
+                                                        ReviewItem.kind.in_(GEOCODE_KINDS),
+                                                        ReviewItem.resolved_at.is_(None))):
+            _mark_resolved(item, "Superseded: a coordinator changed the address to "
+                                 f"{patient.address_text}.", actor_id, now)
+    if referral is not None:
+        timeline.record(db, referral, "address_corrected",
+                        f"Address changed by a coordinator to {patient.address_text}; {said}", actor_id)
+    db.flush()
+    return said
+
+
+def _apply_address(patient: Patient, address: AddressIn, now: dt.datetime) -> str:
+    """Set the address; keep, place or clear the point. Returns what happens to the point."""
+    old_query = patient_query(patient)
+    patient.address_line1 = address.line1.strip()
+    patient.unit = (address.unit or "").strip() or None
+    patient.city = address.city.strip()
+    patient.state = address.state.strip()
+    patient.postal_code = address.postal_code.strip()
+    patient.address_corrected_at = now
+    if address.lat is not None and address.lon is not None:
+        patient.lat, patient.lon = address.lat, address.lon
+        patient.geocode_status = GeocodeStatus.manual
+        return f"placed at {address.lat:.5f}, {address.lon:.5f}."
+    if (patient_query(patient) == old_query and patient.lat is not None
+            and patient.geocode_status != GeocodeStatus.needs_review):
+        return "the point on the map stays (only the unit changed)."
+    mark_for_geocoding(patient)
+    return "it is being located on the map again."
+
+
+# --- a clinic proposed a new address for a corrected one ----------------------------------------
+
+
+def accept_address_change(db: Session, item: ReviewItem, *, actor_id: int,
+                          now: dt.datetime | None = None) -> ReviewItem:
+    """Take the clinic's proposed address (and its point, if it sent one; else locate it again).
+
+    The address on file is the clinic's again, so its later changes apply without review.
+    """
+    _check_open(item, (ReviewKind.address_change,))
+    proposed: dict[str, Any] = dict(item.details.get("proposed") or {})
+    if not proposed.get("address_line1"):
+        raise ReviewError("This item carries no proposed address; keep the current one.")
+    now = now or utcnow()
+    patient = item.patient
+    patient.address_line1 = str(proposed["address_line1"])
+    patient.unit = proposed.get("unit") or None
+    patient.city = str(proposed.get("city") or "")
+    patient.state = str(proposed.get("state") or "")
+    patient.postal_code = str(proposed.get("postal_code") or "")
+    patient.address_corrected_at = None
+    if proposed.get("lat") is not None and proposed.get("lon") is not None:
+        patient.lat, patient.lon = float(proposed["lat"]), float(proposed["lon"])
+        patient.geocode_status = GeocodeStatus.given
+        said = "with the clinic's point."
+    else:
+        mark_for_geocoding(patient)
+        said = "it is being located on the map again."
+    for other in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
+                                                     ReviewItem.kind.in_(GEOCODE_KINDS),
+                                                     ReviewItem.resolved_at.is_(None))):
+        _mark_resolved(other, "Superseded: the clinic's new address was accepted.", actor_id, now)
+    _resolve(db, item, f"Clinic's address accepted: {patient.address_text}; {said}", actor_id, now)
+    return item
+
+
+def keep_corrected_address(db: Session, item: ReviewItem, *, actor_id: int,
+                           now: dt.datetime | None = None) -> ReviewItem:
+    """Keep the address a coordinator corrected; the clinic's proposal is set aside."""
+    _check_open(item, (ReviewKind.address_change,))
+    proposed = dict(item.details.get("proposed") or {})
+    offered = ", ".join(str(proposed[k]) for k in ("address_line1", "city", "postal_code") if proposed.get(k))
+    text = f"Kept the corrected address {item.patient.address_text}"
+    if offered:
+        text += f", not the clinic's {offered}"
+    _resolve(db, item, text + ".", actor_id, now or utcnow())
+    return item
+
+
+# --- possible duplicates ---------------------------------------------------------------------------
+
+
+def different_people(db: Session, item: ReviewItem, *, actor_id: int,
+                     now: dt.datetime | None = None) -> ReviewItem:
+    """Same name and birth date, but two people: both keep their referrals."""
+    _check_open(item, (ReviewKind.possible_duplicate,))
+    other = item.details.get("other_mrn") or "the other record"
+    _resolve(db, item, f"Checked: not the same person as MRN {other}.", actor_id, now or utcnow())
+    return item
+
+
+def same_person(db: Session, item: ReviewItem, reason: str, *, actor_id: int,
+                today: dt.date | None = None, now: dt.datetime | None = None) -> list[Order]:
+    """One person under two MRNs: the newer referral's order ends (with the reason) and the older
+    one carries on. Returns the orders that moved off the waitlist into the freed capacity."""
+    _check_open(item, (ReviewKind.possible_duplicate,))
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise ReviewError("Write how you know it is the same person.", "reason")
+    now = now or utcnow()
+    newer, kept = duplicate_pair(db, item)
+    other = item.details.get("other_mrn") or "another record"
+    moved: list[Order] = []
+    if newer is not None and kept is not None:
+        order = db.scalar(select(Order).where(Order.referral_id == newer.id,
+                                              Order.status != OrderStatus.ended))
+        why = f"Same person as referral #{kept.id}: {reason}"
+        if order is not None:
+            moved = orders.end_order(db, order, why, actor_id, today)
+        else:
+            newer.status = ReferralStatus.closed
+            timeline.record(db, newer, "referral_closed", f"Referral closed. Reason: {why}", actor_id)
+        text = f"Same person as MRN {other}: referral #{newer.id} ended, #{kept.id} carries on. {reason}"
+        timeline.record(db, kept, "duplicate_checked",
+                        f"A coordinator found referral #{newer.id} is the same person; it was ended.",
+                        actor_id)
+    else:
+        text = f"Same person as MRN {other}; only one open referral, so nothing was ended. {reason}"
+    _resolve(db, item, text, actor_id, now, referral=newer)
+    return moved
+
+
+# --- shared -----------------------------------------------------------------------------------------
+
+
+def _check_open(item: ReviewItem, kinds: Sequence[str]) -> None:
+    if item.resolved_at is not None:
+        raise ReviewError(f"Someone already resolved this item: {item.resolution}")
+    if item.kind not in kinds:
+        raise ReviewError(f"That does not resolve a {item.kind.replace('_', ' ')} item.")
+
+
+def _mark_resolved(item: ReviewItem, resolution: str, actor_id: int, now: dt.datetime) -> None:
+    item.resolved_at = now
+    item.resolved_by_id = actor_id
+    item.resolution = resolution[:500]
+
+
+def _resolve(db: Session, item: ReviewItem, resolution: str, actor_id: int, now: dt.datetime,
+             referral: Referral | None = None) -> None:
+    """Record who/when/what on the item and on the patient's referral timeline."""
+    _mark_resolved(item, resolution, actor_id, now)
+    referral = referral or referral_of(db, item.patient_id)
+    if referral is not None:
+        timeline.record(db, referral, "review_resolved", f"Review: {item.resolution}", actor_id)
+    db.flush()

@@ -1,0 +1,1 @@
+"""The numbers funders ask for, read from the timeline."""

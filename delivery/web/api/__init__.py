@@ -1,0 +1,1 @@
+"""The JSON API for systems (bearer tokens only)."""

@@ -1,0 +1,94 @@
+"""The JSON API for clinic systems (bearer tokens only): the same services the pages call."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import FromPath, JSONBody
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from delivery.models import Order, OrderStatus, Referral, ReferralEvent, Role, Source
+from delivery.platform.auth import Principal
+from delivery.program import waitlist
+from delivery.referrals import intake
+from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
+from delivery.web.render import DB, principal
+from delivery.web.workers import wake_geocoder
+
+READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
+
+
+def visible_referral(db: Session, who: Principal, referral_id: int) -> Referral:
+    """The referral if this person may see it: their clinic's, or their food bank's program.
+    Anything else is 404, so another clinic's referral ids reveal nothing."""
+    referral = db.get(Referral, referral_id)
+    if referral is None:
+        raise NotFoundException(f"No referral {referral_id}.")
+    clinics = who.organizations_with(Role.clinic_staff)
+    programs = who.organizations_with(Role.coordinator, Role.admin)
+    if referral.clinic_id not in clinics and referral.food_bank_id not in programs:
+        raise NotFoundException(f"No referral {referral_id}.")
+    return referral
+
+
+def referring_clinic(who: Principal, requested: int | None) -> int:
+    clinics = who.organizations_with(Role.clinic_staff)
+    if requested is not None:
+        if requested not in clinics:
+            raise HTTPException(status_code=422, detail=f"You do not refer for clinic {requested}.",
+                                extra={"field": "clinic_id"})
+        return requested
+    if len(clinics) != 1:
+        raise HTTPException(status_code=422, extra={"field": "clinic_id"},
+                            detail="Your account refers for several clinics: set clinic_id.")
+    return clinics[0]
+
+
+def referral_out(db: Session, referral: Referral, *, with_timeline: bool = False) -> ReferralOut:
+    order = db.scalar(select(Order).where(Order.referral_id == referral.id,
+                                          Order.status != OrderStatus.ended).order_by(Order.id.desc()))
+    timeline = None
+    if with_timeline:
+        events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
+                            .order_by(ReferralEvent.id))
+        timeline = [TimelineEvent(at=e.at, kind=e.kind, message=e.message) for e in events]
+    return ReferralOut(id=referral.id, status=referral.status, outcome=referral.outcome,
+                       reason=referral.reason, order_id=order.id if order else None,
+                       patient_id=referral.patient_id, clinic_id=referral.clinic_id,
+                       priority=referral.priority, created_at=referral.created_at,
+                       geocode_status=referral.patient.geocode_status,
+                       waitlist_position=waitlist.position(db, order) if order else None,
+                       timeline=timeline)
+
+
+class ReferralApi(Controller):
+    path = "/api/v1/referrals"
+    tags = ["referrals"]
+    security = [{"BearerToken": []}]
+
+    @post("/", status_code=201, opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
+          summary="Refer a patient", description=(
+              "Creates the referral, decides its outcome (home_delivery, waitlisted, pickup, "
+              "not_eligible) and the Order when there is one. 409 when the patient already has "
+              "an open referral."))
+    def create_referral(self, request: Request, db: DB, data: JSONBody[ReferralIn]) -> ReferralOut:
+        who = principal(request)
+        clinic_id = referring_clinic(who, data.clinic_id)
+        try:
+            result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api)
+        except intake.IntakeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc),
+                                extra={"field": exc.field or None}) from None
+        if not result.created:
+            raise HTTPException(status_code=409, extra={"referral_id": result.referral.id},
+                                detail=(f"Patient {data.patient.mrn} already has an open referral "
+                                        f"({result.referral.id}, {result.referral.status})."))
+        db.commit()
+        wake_geocoder(request.app)
+        return referral_out(db, result.referral, with_timeline=True)
+
+    @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True,
+         summary="A referral with its timeline")
+    def get_referral(self, request: Request, db: DB, referral_id: FromPath[Id]) -> ReferralOut:
+        return referral_out(db, visible_referral(db, principal(request), referral_id), with_timeline=True)
