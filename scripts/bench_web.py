@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event  # noqa: E402
 
-from delivery import auth  # noqa: E402
+from delivery.platform import auth  # noqa: E402
 from delivery.models import (  # noqa: E402
     Depot,
     Driver,
