@@ -115,6 +115,8 @@ def downgrade() -> None:
     op.drop_table('outbox_messages')
     with op.batch_alter_table('referral_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('message', sa.VARCHAR(length=1000), nullable=True))
+        batch_op.drop_constraint(batch_op.f('ck_referral_events_kind'), type_='check')  # old kinds come back
+        batch_op.drop_constraint(batch_op.f('uq_referral_events_referral_id'), type_='unique')
     events = sa.table('referral_events', sa.column('id', sa.Integer), sa.column('kind', sa.String),
                       sa.column('message', sa.String), sa.column('data', sa.JSON))
     bind = op.get_bind()
@@ -126,8 +128,6 @@ def downgrade() -> None:
                        'old_message': str(r.data.get('message') or json.dumps(r.data))[:1000]}
                       for r in rows])
     with op.batch_alter_table('referral_events', schema=None) as batch_op:
-        batch_op.drop_constraint('ck_referral_events_kind', type_='check')
-        batch_op.drop_constraint(batch_op.f('uq_referral_events_referral_id'), type_='unique')
         batch_op.alter_column('message', existing_type=sa.VARCHAR(length=1000), nullable=False)
         batch_op.drop_column('recorded_at')
         batch_op.drop_column('data')
