@@ -124,7 +124,7 @@ def test_a_payload_must_be_the_one_of_its_kind(database: Database, program: Prog
         before = db.scalar(select(func.count(ReferralEvent.id)))
         with pytest.raises(TypeError, match="a paused event carries Paused, not Ended"):
             timeline.record(db, first.referral, EventKind.paused, p.Ended(reason="x"))
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="only from migrating"):
             timeline.record(db, first.referral, EventKind.legacy, p.Migrated(old_kind="x", message="y"))
         assert db.scalar(select(func.count(ReferralEvent.id))) == before
 

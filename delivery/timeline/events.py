@@ -28,7 +28,9 @@ def record(db: Session, referral: Referral, kind: EventKind, data: Payload, *,
     when it happened (default: now). Set the referral's new status before calling: the outbox
     message tells it."""
     kind = EventKind(kind)
-    if type(data) is not PAYLOADS[kind] or kind is EventKind.legacy:
+    if kind is EventKind.legacy:
+        raise TypeError("legacy events come only from migrating the free-text timeline (0004)")
+    if type(data) is not PAYLOADS[kind]:
         raise TypeError(f"a {kind} event carries {PAYLOADS[kind].__name__}, not {type(data).__name__}")
     now = utcnow()
     event = ReferralEvent(referral_id=referral.id, sequence=_next_sequence(db, referral.id), kind=kind,
