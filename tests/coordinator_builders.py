@@ -9,16 +9,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.models import Depot, Organization, OrganizationKind, ReferralEvent, Role, Source
+from delivery.models import Depot, Organization, OrganizationKind, Role, Source
 from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.referrals import intake
 from delivery.referrals.geocoding import GeocodeAnswer, geocode_pending
 from delivery.referrals.schemas import ReferralIn
+from delivery.timeline import events
 from tests.builders import PASSWORD, Program, referral_body
 
 
@@ -92,8 +92,8 @@ def geocode_with(database: Database, settings: Settings, answer: GeocodeAnswer) 
 
 
 def timeline(db: Session, referral_id: int) -> list[tuple[str, str]]:
-    return [(e.kind, e.message) for e in db.scalars(
-        select(ReferralEvent).where(ReferralEvent.referral_id == referral_id).order_by(ReferralEvent.id))]
+    """The referral's timeline as (kind, sentence), oldest first."""
+    return [(e.kind, e.text) for e in events.history(db, referral_id)]
 
 
 def htmx(token: str) -> dict[str, str]:

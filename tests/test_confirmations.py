@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from delivery.field import confirmations
 from delivery.field.confirmations import ConfirmKind, confirm_stop, request_hash
-from delivery.models import Confirmation, Driver, ReferralEvent, Stop, utcnow
+from delivery.models import Confirmation, Driver, OutboxMessage, ReferralEvent, Stop, utcnow
 from delivery.platform.db import Database
+from delivery.timeline import events as timeline
 from tests.builders import Program
 from tests.plan_builders import make_day
 
@@ -80,18 +81,22 @@ def test_timeline_events_in_the_same_transaction(program: Program, database: Dat
         confirm(db, delivered, user_id, "delivered", "k1")  # type: ignore[arg-type]
         confirm(db, failed, user_id, "no_answer", "k2")  # type: ignore[arg-type]
         db.commit()
-        events = {e.referral_id: e.message for e in db.scalars(select(ReferralEvent))}
-        assert events[day.referral_ids[0][0]] == "Delivered 2 boxes on Tue 1 Dec"
-        assert events[day.referral_ids[0][1]] == "Delivery attempt failed: no answer"
+        told = {rid: timeline.history(db, rid)[-1] for rid in day.referral_ids[0][:2]}
+        assert (told[day.referral_ids[0][0]].kind, told[day.referral_ids[0][0]].text) == (
+            "delivered", "Delivered 2 boxes on Tue 1 Dec")
+        lost = told[day.referral_ids[0][1]]
+        assert (lost.kind, lost.text) == ("attempt_failed", "Delivery attempt failed: no answer")
+        assert lost.data.stop_id == failed.id  # type: ignore[attr-defined]
         assert db.get(Stop, failed.id).status == "failed"  # type: ignore[union-attr]
 
-    with database.writer() as db:  # rolled back: neither the confirmation nor the event remains
+    with database.writer() as db:  # rolled back: neither the confirmation, the event nor its outbox row
         stop = db.get(Stop, day.stop_ids[0][2])
         confirm(db, stop, user_id, "delivered", "k3")  # type: ignore[arg-type]
         db.rollback()
     with database.reader() as db:
         assert db.scalar(select(func.count(Confirmation.id))) == 2
         assert db.scalar(select(func.count(ReferralEvent.id))) == 2
+        assert db.scalar(select(func.count(OutboxMessage.id))) == 2
 
 
 @pytest.mark.req("R7.5")

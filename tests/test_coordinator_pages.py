@@ -163,8 +163,8 @@ def test_ending_an_order_frees_its_boxes_for_the_next_in_line(database, program,
     assert order_status(database, second.order.id) == OrderStatus.active
     assert order_status(database, third.order.id) == OrderStatus.waitlisted
     with database.reader() as db:
-        assert ("order_ended", "Deliveries ended. Reason: moved away") in timeline(db, first.referral.id)
-        assert "waitlist_promoted" in [kind for kind, _ in timeline(db, second.referral.id)]
+        assert ("ended", "Deliveries ended. Reason: moved away") in timeline(db, first.referral.id)
+        assert "moved_off_waitlist" in [kind for kind, _ in timeline(db, second.referral.id)]
 
 
 def test_more_boxes_than_capacity_is_refused_with_a_clear_message(database, program, client) -> None:
@@ -263,7 +263,7 @@ def test_raising_capacity_moves_the_first_waiting_patient_onto_the_program(datab
     assert order_status(database, third.order.id) == OrderStatus.waitlisted
     with database.reader() as db:
         assert db.get(Organization, program.food_bank_id).boxes_per_delivery_day == 2
-        assert "waitlist_promoted" in [kind for kind, _ in timeline(db, second.referral.id)]
+        assert "moved_off_waitlist" in [kind for kind, _ in timeline(db, second.referral.id)]
     lowered = save("1")
     assert lowered.status_code == 200 and "Nobody is removed" in lowered.text
     assert order_status(database, second.order.id) == OrderStatus.active

@@ -95,8 +95,8 @@ def test_example_file_imports_every_row_with_its_outcome(database, small_program
         assert (order.boxes, order.box_type, order.cadence, order.weekday, order.priority) == (
             2, "low_sodium", "biweekly", 3, 1)
         assert f"{order.window_start:%H:%M}-{order.window_end:%H:%M}" == "10:00-14:00"
-        notes = db.scalars(select(ReferralEvent.message).where(ReferralEvent.kind == "referred"))
-        assert any("Prefers a call before delivery" in n for n in notes)
+        notes = db.scalars(select(ReferralEvent.data).where(ReferralEvent.kind == "received"))
+        assert any("Prefers a call before delivery" in (n["note"] or "") for n in notes)
     assert "5 row(s) imported" in report.text() and "1 waitlisted" in report.text()
 
 

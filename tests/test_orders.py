@@ -118,7 +118,7 @@ def test_a_pause_lets_a_waiting_one_off_delivery_in(database, program) -> None:
                                    today=TODAY)
         assert [o.id for o in moved] == [once.order.id]
         assert timeline(db, weekly.referral.id)[-1] == (
-            "order_paused", "Deliveries paused through Wed 02 Dec 2026. Reason: in hospital")
+            "paused", "Deliveries paused through Wed 02 Dec 2026. Reason: in hospital")
 
 
 def test_resuming_early_is_refused_when_the_paused_day_was_given_away(database, program) -> None:
@@ -146,7 +146,7 @@ def test_resuming_early_when_there_is_room(database, program) -> None:
         assert weekly.order.paused_until is None
         assert orders.first_delivery(weekly.order, TODAY) == TUESDAY
         kind, message = timeline(db, weekly.referral.id)[-1]
-        assert kind == "order_resumed" and "next delivery Tue 24 Nov 2026" in message
+        assert kind == "resumed" and "next delivery Tue 24 Nov 2026" in message
 
 
 def test_a_pause_needs_a_reason(database, program) -> None:

@@ -63,8 +63,8 @@ def test_move_lock_remove_and_add_a_driver(database: Database, planned: int, set
         db.commit()
         removed = db.scalar(select(Stop).where(Stop.status == StopStatus.removed))
         assert removed.removed_reason == "In hospital" and removed.route_id is None
-        events = db.scalars(select(ReferralEvent.message).where(ReferralEvent.kind == "stop_removed")).all()
-        assert events and "In hospital" in events[0]
+        events = db.scalars(select(ReferralEvent).where(ReferralEvent.kind == "stop_removed")).all()
+        assert [(e.data["stop_id"], e.data["reason"]) for e in events] == [(first, "In hospital")]
         with pytest.raises(plan_edits.EditError, match="Write why"):
             plan_edits.remove_stop(db, planned, result.version, stop.id, "  ", settings)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 import pytest
 from sqlalchemy import func, select
@@ -30,8 +32,26 @@ def test_design_example_becomes_a_home_delivery_order(client, clinic1_headers) -
 
     fetched = client.get(f"/api/v1/referrals/{body['id']}", headers=clinic1_headers).json()
     kinds = [event["kind"] for event in fetched["timeline"]]
-    assert kinds == ["referred", "order_created", "outcome"]
+    assert kinds == ["received", "order_created", "outcome"]
     assert all(event["at"] for event in fetched["timeline"])
+
+
+def test_the_timeline_is_data_oldest_first(client, clinic1_headers) -> None:
+    """GET /api/v1/referrals/{id}: each event's sequence, kind, at, data (ids and values) and text."""
+    body = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
+    fetched = client.get(f"/api/v1/referrals/{body['id']}", headers=clinic1_headers).json()
+    timeline = fetched["timeline"]
+    assert [set(event) for event in timeline] == [{"sequence", "kind", "at", "data", "text"}] * 3
+    assert [(e["sequence"], e["kind"]) for e in timeline] == [
+        (1, "received"), (2, "order_created"), (3, "outcome")]
+    received, created, outcome = timeline
+    assert received["data"]["source"] == "api" and received["data"]["actor_id"] > 0
+    assert received["text"] == "Referred by Fruitvale Clinic (api)."
+    assert created["data"]["order_id"] == body["order_id"]
+    assert created["data"]["terms"]["boxes"] == 1
+    assert created["text"].startswith("1 standard box(es), weekly, first delivery ")
+    assert (outcome["data"]["outcome"], outcome["text"]) == ("home_delivery", body["reason"])
+    assert msgspec.json.decode(msgspec.json.encode(timeline[0]["at"]), type=dt.datetime).tzinfo is not None
 
 
 def test_food_insecure_without_barrier_is_told_the_nearest_depot(client, clinic1_headers) -> None:

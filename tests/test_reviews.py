@@ -232,7 +232,7 @@ def test_same_person_ends_the_newer_referrals_order_and_frees_its_boxes(database
         assert db.get(Referral, older).status == ReferralStatus.active
         ended = db.scalar(select(Order).where(Order.referral_id == newer))
         assert ended.status == OrderStatus.ended and "same phone, clinic confirmed" in ended.end_reason
-        assert "order_ended" in [kind for kind, _ in timeline(db, newer)]
+        assert "ended" in [kind for kind, _ in timeline(db, newer)]
         assert "duplicate_checked" in [kind for kind, _ in timeline(db, older)]
 
 

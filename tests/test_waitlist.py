@@ -35,7 +35,7 @@ def test_ending_an_order_moves_the_next_patient_off_the_waitlist(database, progr
         referral = db.get(Referral, third.referral.id)
         assert referral.status == "active" and referral.outcome == "home_delivery"
         kinds = db.scalars(select(ReferralEvent.kind).where(ReferralEvent.referral_id == referral.id)).all()
-        assert "waitlist_promoted" in kinds
+        assert "moved_off_waitlist" in kinds
 
 
 def test_pausing_frees_capacity_only_for_the_paused_weeks(database, program) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from delivery.models import (
     Confirmation,
     ConfirmationOutcome,
+    EventKind,
     Order,
     Referral,
     Stop,
@@ -32,6 +33,7 @@ from delivery.models import (
     utcnow,
 )
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads
 
 AHEAD_LIMIT = dt.timedelta(hours=24)
 BEHIND_LIMIT = dt.timedelta(days=7)
@@ -91,18 +93,15 @@ def clock_flag(occurred_at: dt.datetime, received_at: dt.datetime) -> str | None
     return None
 
 
-def _day(date: dt.date) -> str:
-    return f"{date:%a} {date.day} {date:%b}"
-
-
-def timeline_message(stop: Stop, outcome: ConfirmationOutcome, note: str | None) -> tuple[str, str]:
-    boxes = f"{stop.boxes} box{'es' if stop.boxes != 1 else ''}"
-    if outcome is ConfirmationOutcome.delivered:
-        return "delivered", f"Delivered {boxes} on {_day(stop.date)}"
-    if outcome is ConfirmationOutcome.left_at_door:
-        return "delivered", f"Delivered {boxes} on {_day(stop.date)} (left at the door)"
-    reason = outcome.value.replace("_", " ")
-    return "delivery_failed", f"Delivery attempt failed: {reason}" + (f" ({note})" if note else "")
+def timeline_event(stop: Stop, confirmation: Confirmation) -> tuple[EventKind, payloads.Payload]:
+    """The referral's event for a confirmation: delivered, left at the door, or a failed attempt."""
+    ids = {"order_id": stop.order_id, "stop_id": stop.id, "plan_id": stop.plan_id,
+           "confirmation_id": confirmation.id, "date": stop.date}
+    outcome = ConfirmationOutcome(confirmation.outcome)
+    if outcome.delivered_food:
+        kind = EventKind.delivered if outcome is ConfirmationOutcome.delivered else EventKind.left_at_door
+        return kind, payloads.Delivered(**ids, boxes=stop.boxes)
+    return EventKind.attempt_failed, payloads.AttemptFailed(**ids, reason=outcome, note=confirmation.note)
 
 
 def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: str | None,
@@ -145,13 +144,16 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
                                 request_hash=request_hash, outcome=wanted, note=note,
                                 occurred_at=occurred_at, received_at=utcnow())
     db.add(confirmation)
+    db.flush()  # the event names the confirmation's id
     locked.outcome = wanted
     locked.status = StopStatus.delivered if wanted.delivered_food else StopStatus.failed
     referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
                          .where(Order.id == locked.order_id))
     if referral is not None:
-        kind_name, message = timeline_message(locked, wanted, note)
-        timeline.record(db, referral, kind_name, message, actor_id=user_id)
+        kind, data = timeline_event(locked, confirmation)
+        # The door's time is the device's, unless that clock looks wrong (R7.5): then ours.
+        at = confirmation.received_at if clock_flag(occurred_at, confirmation.received_at) else occurred_at
+        timeline.record(db, referral, kind, data, actor_id=user_id, occurred_at=at)
     db.flush()
     return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
 

@@ -43,13 +43,13 @@ from delivery.models.referrals import (
     Outcome,
     Patient,
     Referral,
-    ReferralEvent,
     ReferralStatus,
     ReviewItem,
     ReviewKind,
     Screening,
     Source,
 )
+from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, ReferralEvent
 
 __all__ = [
     "NAMING",
@@ -63,6 +63,7 @@ __all__ = [
     "Depot",
     "Dietary",
     "Driver",
+    "EventKind",
     "GeocodeCacheEntry",
     "GeocodeStatus",
     "Holiday",
@@ -72,6 +73,8 @@ __all__ = [
     "OrderStatus",
     "Organization",
     "OrganizationKind",
+    "OutboxMessage",
+    "OutboxState",
     "Outcome",
     "Patient",
     "Plan",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -20,6 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from delivery.models.base import Base, utcnow
+
+if TYPE_CHECKING:
+    from delivery.models.timeline import ReferralEvent
 
 
 class HungerAnswer(StrEnum):
@@ -137,7 +140,7 @@ class Referral(Base):
     patient: Mapped[Patient] = relationship(lazy="joined")
     screening: Mapped[Screening] = relationship(back_populates="referral", lazy="joined")
     events: Mapped[list[ReferralEvent]] = relationship(
-        back_populates="referral", lazy="raise", order_by="ReferralEvent.id"
+        back_populates="referral", lazy="raise", order_by="ReferralEvent.sequence"
     )
 
 
@@ -155,21 +158,6 @@ class Screening(Base):
     errands_barrier: Mapped[bool] = mapped_column(Boolean, default=False)  # errands alone
 
     referral: Mapped[Referral] = relationship(back_populates="screening")
-
-
-class ReferralEvent(Base):
-    """One line of a referral's timeline, written in the same transaction as its change."""
-
-    __tablename__ = "referral_events"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    kind: Mapped[str] = mapped_column(String(40))
-    message: Mapped[str] = mapped_column(String(1000))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-
-    referral: Mapped[Referral] = relationship(back_populates="events")
 
 
 class ReviewItem(Base):

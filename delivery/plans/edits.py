@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from delivery.models import (
     Depot,
     Driver,
+    EventKind,
     Order,
     Plan,
     Referral,
@@ -30,6 +31,7 @@ from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform.settings import Settings
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads
 
 MANUAL = "manual"  # an unassigned reason: a coordinator took the stop off its route
 
@@ -171,9 +173,9 @@ def remove_stop(db: Session, plan_id: int, version: int, stop_id: int, reason: s
     referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
                          .where(Order.id == stop.order_id))
     if referral is not None:
-        timeline.record(db, referral, "stop_removed",
-                        f"Taken off the delivery of {plan.date:%a %d %b %Y}. Reason: {reason[:300]}",
-                        actor_id)
+        timeline.record(db, referral, EventKind.stop_removed,
+                        payloads.StopRemoved(order_id=stop.order_id, stop_id=stop.id, plan_id=plan.id,
+                                             date=plan.date, reason=reason[:300]), actor_id=actor_id)
     return _finish(db, plan, settings, {source}, "The stop is off the day.")
 
 

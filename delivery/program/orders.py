@@ -10,15 +10,25 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import msgspec
 from sqlalchemy.orm import Session
 
-from delivery.models import BoxType, Order, OrderStatus, Organization, Referral, ReferralStatus, utcnow
+from delivery.models import (
+    BoxType,
+    EventKind,
+    Order,
+    OrderStatus,
+    Organization,
+    Referral,
+    ReferralStatus,
+    utcnow,
+)
 from delivery.program import capacity, waitlist
 from delivery.program.scheduling import Recurrence, due_dates
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads
+from delivery.timeline.text import PRIORITIES, WEEKDAYS
 
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-PRIORITIES = {0: "normal", 1: "high", 2: "urgent"}
 MAX_BOXES = 6  # as a clinic may ask (schemas.OrderIn)
 Window = tuple[dt.time | None, dt.time | None]
 """A time window (start, end); (None, None) is any time of the day."""
@@ -51,9 +61,11 @@ def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id
         waitlist.lock_program(db, food_bank.id)
         _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=until),
                         order.boxes, today, "The pause cannot end sooner")
+    before_until = order.paused_until
     order.paused_until = until
-    timeline.record(db, referral, "order_paused",
-                    f"Deliveries paused through {until:%a %d %b %Y}. Reason: {reason.strip()}", actor_id)
+    timeline.record(db, referral, EventKind.paused,
+                    payloads.Paused(order_id=order.id, until=until, reason=reason.strip(),
+                                    before_until=before_until), actor_id=actor_id)
     db.flush()
     return waitlist.promote(db, food_bank, today, actor_id)
 
@@ -70,7 +82,8 @@ def end_order(db: Session, order: Order, reason: str, actor_id: int | None,
     order.ended_at = utcnow()
     order.end_reason = reason.strip()
     referral.status = ReferralStatus.closed
-    timeline.record(db, referral, "order_ended", f"Deliveries ended. Reason: {reason.strip()}", actor_id)
+    timeline.record(db, referral, EventKind.ended,
+                    payloads.Ended(order_id=order.id, reason=reason.strip()), actor_id=actor_id)
     db.flush()
     return waitlist.promote(db, food_bank, today or dt.date.today(), actor_id)
 
@@ -91,10 +104,9 @@ def resume_order(db: Session, order: Order, *, actor_id: int | None,
     _refuse_if_full(db, food_bank, order, replace(waitlist.recurrence(order), paused_until=None),
                     order.boxes, today, f"Deliveries cannot start again before {was:%a %d %b}")
     order.paused_until = None
-    first = first_delivery(order, today)
-    when = f"; next delivery {first:%a %d %b %Y}" if first else ""
-    timeline.record(db, referral, "order_resumed",
-                    f"Pause ended early (it was through {was:%a %d %b %Y}){when}.", actor_id)
+    timeline.record(db, referral, EventKind.resumed,
+                    payloads.Resumed(order_id=order.id, was_until=was,
+                                     first_delivery=first_delivery(order, today)), actor_id=actor_id)
     db.flush()
 
 
@@ -128,17 +140,10 @@ def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes
     new_boxes = order.boxes if boxes is None else boxes
     new_type = order.box_type if box_type is None else box_type
     new_window = (order.window_start, order.window_end) if window is None else window
-    changes = []
-    if new_weekday != order.weekday:
-        changes.append(f"delivery day {WEEKDAYS[order.weekday]} → {WEEKDAYS[new_weekday]}")
-    if new_boxes != order.boxes:
-        changes.append(f"boxes {order.boxes} → {new_boxes}")
-    if new_type != order.box_type:
-        changes.append(f"box type {order.box_type} → {new_type}".replace("_", " "))
-    if new_window != (order.window_start, order.window_end):
-        changes.append(f"time window {_window_text((order.window_start, order.window_end))} → "
-                       f"{_window_text(new_window)}")
-    if not changes:
+    before = payloads.terms_of(order)
+    after = msgspec.structs.replace(before, weekday=new_weekday, boxes=new_boxes, box_type=new_type,
+                                    window_start=new_window[0], window_end=new_window[1])
+    if after == before:
         raise OrderError("Nothing to change: these are the order's current settings.")
 
     referral, food_bank = _context(db, order)
@@ -154,7 +159,8 @@ def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes
     order.weekday, order.boxes, order.box_type = new_weekday, new_boxes, new_type
     order.start_date = new_start
     order.window_start, order.window_end = new_window
-    timeline.record(db, referral, "order_changed", "Order changed: " + "; ".join(changes) + ".", actor_id)
+    timeline.record(db, referral, EventKind.order_changed,
+                    payloads.OrderChanged(order_id=order.id, before=before, after=after), actor_id=actor_id)
     db.flush()
     return waitlist.promote(db, food_bank, today, actor_id) if frees else []
 
@@ -176,8 +182,9 @@ def change_priority(db: Session, order: Order, priority: int, *, actor_id: int |
     before = order.priority
     order.priority = priority
     referral.priority = priority
-    timeline.record(db, referral, "priority_changed",
-                    f"Priority {PRIORITIES[before]} → {PRIORITIES[priority]}.", actor_id)
+    timeline.record(db, referral, EventKind.priority_changed,
+                    payloads.PriorityChanged(order_id=order.id, before=before, after=priority),
+                    actor_id=actor_id)
     db.flush()
     if order.status != OrderStatus.waitlisted:
         return []
@@ -213,11 +220,6 @@ def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Rec
         f"No room: {day:%a %d %b %Y} has {room} for this order (the program delivers "
         f"{food_bank.boxes_per_delivery_day} boxes per delivery day). {consequence}. Ask for fewer "
         "boxes, choose another day, or raise the program's capacity first.")
-
-
-def _window_text(window: Window) -> str:
-    start, end = window
-    return f"{start:%H:%M}–{end:%H:%M}" if start and end else "any time"
 
 
 def first_delivery(order: Order, today: dt.date) -> dt.date | None:

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from delivery.models import (
+    EventKind,
     Order,
     OrderStatus,
     Organization,
@@ -20,6 +21,7 @@ from delivery.models import (
 from delivery.program import capacity
 from delivery.program.scheduling import Recurrence, next_weekday
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads
 
 
 def recurrence(order: Order) -> Recurrence:
@@ -114,9 +116,9 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
         referral.outcome = Outcome.home_delivery
         referral.reason = "Moved off the waitlist: home delivery."
         first = next_weekday(order.weekday, order.start_date)
-        timeline.record(db, referral, "waitlist_promoted",
-                        f"Capacity freed: moved off the waitlist; first delivery {first:%a %d %b %Y}.",
-                        actor_id)
+        timeline.record(db, referral, EventKind.moved_off_waitlist,
+                        payloads.MovedOffWaitlist(order_id=order.id, first_delivery=first),
+                        actor_id=actor_id)
         db.flush()
         moved.append(order)
     return moved

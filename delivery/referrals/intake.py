@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from delivery.models import (
     Depot,
+    EventKind,
     GeocodeStatus,
     Order,
     OrderStatus,
@@ -36,6 +37,7 @@ from delivery.program.scheduling import next_weekday
 from delivery.referrals.eligibility import ScreeningAnswers, assess
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads
 
 OPEN_STATUSES = (ReferralStatus.active, ReferralStatus.waitlisted)
 REPEAT_WINDOW = dt.timedelta(days=30)
@@ -100,15 +102,18 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
                      hunger_ran_out=s.hunger_ran_out,
                      transportation_barrier=s.transportation_barrier,
                      mobility_barrier=s.mobility_barrier, errands_barrier=s.errands_barrier))
-    note = f" Note: {data.note}" if data.note else ""
-    timeline.record(db, referral, "referred", f"Referred by {clinic.name} ({source}).{note}", actor_id)
+    timeline.record(db, referral, EventKind.received,
+                    payloads.Received(clinic_id=clinic.id, clinic_name=clinic.name, source=source,
+                                      note=data.note), actor_id=actor_id)
 
     order = None
     if eligibility.outcome == Outcome.home_delivery:
         order = _place_order(db, referral, food_bank, data.order or OrderIn(), today, actor_id)
     elif eligibility.outcome == Outcome.pickup:
         referral.reason += " " + pickup_advice(db, food_bank, patient)
-    timeline.record(db, referral, "outcome", referral.reason, actor_id)
+    timeline.record(db, referral, EventKind.outcome,
+                    payloads.OutcomeDecided(outcome=referral.outcome, reason=referral.reason),
+                    actor_id=actor_id)
     db.flush()
     return IntakeResult(referral, order, created=True)
 
@@ -160,12 +165,14 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
         place = waitlist.position(db, order)
         referral.reason = (f"Eligible for home delivery, but the program's {food_bank.boxes_per_delivery_day}"
                            f" boxes per delivery day are taken: waitlisted at position {place}.")
+        timeline.record(db, referral, EventKind.waitlisted,
+                        payloads.Waitlisted(order_id=order.id, position=place), actor_id=actor_id)
     else:
         referral.status = ReferralStatus.active
         referral.outcome = Outcome.home_delivery
-        timeline.record(db, referral, "order_created",
-                        f"{order.boxes} {order.box_type} box(es), {order.cadence}, first delivery "
-                        f"{order.start_date:%a %d %b %Y}.", actor_id)
+        timeline.record(db, referral, EventKind.order_created,
+                        payloads.OrderCreated(order_id=order.id, terms=payloads.terms_of(order),
+                                              first_delivery=order.start_date), actor_id=actor_id)
     return order
 
 
@@ -294,8 +301,9 @@ def override_outcome(db: Session, referral: Referral, outcome: Outcome, reason: 
     referral.outcome = outcome
     referral.status = STATUS_FOR_OUTCOME[outcome]
     referral.reason = f"Set by a coordinator: {reason}"
-    timeline.record(db, referral, "outcome_overridden",
-                    f"Outcome changed from {before} to {outcome}. Reason: {reason}", actor_id)
+    timeline.record(db, referral, EventKind.override,
+                    payloads.Override(before=before, after=outcome, reason=reason,
+                                      order_id=order.id if order else None), actor_id=actor_id)
     db.flush()
     if open_order is not None and order is None:
         waitlist.promote(db, food_bank, today, actor_id)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from delivery.models import (
     Depot,
+    EventKind,
     GeocodeStatus,
     Order,
     OrderStatus,
@@ -36,6 +37,7 @@ from delivery.referrals.geocoding import mark_for_geocoding, normalise_query, pa
 from delivery.referrals.intake import OPEN_STATUSES
 from delivery.referrals.schemas import AddressIn
 from delivery.timeline import events as timeline
+from delivery.timeline import payloads, text
 
 GEOCODE_KINDS = (ReviewKind.geocode_failed, ReviewKind.geocode_ambiguous)
 MAX_KM_FROM_DEPOT = 150.0
@@ -101,7 +103,7 @@ def fix_address(db: Session, item: ReviewItem, address: AddressIn, *, actor_id: 
         raise ReviewError("The map could not place this exact address (the unit is not part of the "
                           "search). Change the street, city or ZIP code, or set the point by hand.",
                           "line1")
-    said = _apply_address(patient, address, now)
+    said = text.POINT[_apply_address(patient, address, now)]
     _resolve(db, item, f"Address corrected to {patient.address_text}; {said}", actor_id, now)
     return item
 
@@ -176,7 +178,9 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
     if wanted == current and address.lat is None:
         raise ReviewError("That is the address on file already.", "line1")
     old_query = patient_query(patient)
-    said = _apply_address(patient, address, now)
+    before = patient.address_text
+    point = _apply_address(patient, address, now)
+    said = text.POINT[point]
     referral = referral_of(db, patient.id)
     if address.lat is not None or patient_query(patient) != old_query:
         # An open item was about the old address; if the new one fails too, geocoding opens another.
@@ -186,14 +190,17 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
             _mark_resolved(item, "Superseded: a coordinator changed the address to "
                                  f"{patient.address_text}.", actor_id, now)
     if referral is not None:
-        timeline.record(db, referral, "address_corrected",
-                        f"Address changed by a coordinator to {patient.address_text}; {said}", actor_id)
+        timeline.record(db, referral, EventKind.address_changed,
+                        payloads.AddressChanged(patient_id=patient.id, before=before,
+                                                after=patient.address_text, point=point),
+                        actor_id=actor_id)
     db.flush()
     return said
 
 
 def _apply_address(patient: Patient, address: AddressIn, now: dt.datetime) -> str:
-    """Set the address; keep, place or clear the point. Returns what happens to the point."""
+    """Set the address; keep, place or clear the point. Returns what happens to the point:
+    placed (by hand), kept or locating (see `text.POINT`)."""
     old_query = patient_query(patient)
     patient.address_line1 = address.line1.strip()
     patient.unit = (address.unit or "").strip() or None
@@ -204,12 +211,12 @@ def _apply_address(patient: Patient, address: AddressIn, now: dt.datetime) -> st
     if address.lat is not None and address.lon is not None:
         patient.lat, patient.lon = address.lat, address.lon
         patient.geocode_status = GeocodeStatus.manual
-        return f"placed at {address.lat:.5f}, {address.lon:.5f}."
+        return "placed"
     if (patient_query(patient) == old_query and patient.lat is not None
             and patient.geocode_status != GeocodeStatus.needs_review):
-        return "the point on the map stays (only the unit changed)."
+        return "kept"
     mark_for_geocoding(patient)
-    return "it is being located on the map again."
+    return "locating"
 
 
 # --- a clinic proposed a new address for a corrected one ----------------------------------------
@@ -239,7 +246,7 @@ def accept_address_change(db: Session, item: ReviewItem, *, actor_id: int,
         said = "with the clinic's point."
     else:
         mark_for_geocoding(patient)
-        said = "it is being located on the map again."
+        said = text.POINT["locating"]
     for other in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
                                                      ReviewItem.kind.in_(GEOCODE_KINDS),
                                                      ReviewItem.resolved_at.is_(None))):
@@ -254,10 +261,10 @@ def keep_corrected_address(db: Session, item: ReviewItem, *, actor_id: int,
     _check_open(item, (ReviewKind.address_change,))
     proposed = dict(item.details.get("proposed") or {})
     offered = ", ".join(str(proposed[k]) for k in ("address_line1", "city", "postal_code") if proposed.get(k))
-    text = f"Kept the corrected address {item.patient.address_text}"
+    resolution = f"Kept the corrected address {item.patient.address_text}"
     if offered:
-        text += f", not the clinic's {offered}"
-    _resolve(db, item, text + ".", actor_id, now or utcnow())
+        resolution += f", not the clinic's {offered}"
+    _resolve(db, item, resolution + ".", actor_id, now or utcnow())
     return item
 
 
@@ -293,14 +300,13 @@ def same_person(db: Session, item: ReviewItem, reason: str, *, actor_id: int,
             moved = orders.end_order(db, order, why, actor_id, today)
         else:
             newer.status = ReferralStatus.closed
-            timeline.record(db, newer, "referral_closed", f"Referral closed. Reason: {why}", actor_id)
-        text = f"Same person as MRN {other}: referral #{newer.id} ended, #{kept.id} carries on. {reason}"
-        timeline.record(db, kept, "duplicate_checked",
-                        f"A coordinator found referral #{newer.id} is the same person; it was ended.",
-                        actor_id)
+            timeline.record(db, newer, EventKind.ended, payloads.Ended(reason=why), actor_id=actor_id)
+        said = f"Same person as MRN {other}: referral #{newer.id} ended, #{kept.id} carries on. {reason}"
+        timeline.record(db, kept, EventKind.duplicate_checked,
+                        payloads.DuplicateChecked(other_referral_id=newer.id), actor_id=actor_id)
     else:
-        text = f"Same person as MRN {other}; only one open referral, so nothing was ended. {reason}"
-    _resolve(db, item, text, actor_id, now, referral=newer)
+        said = f"Same person as MRN {other}; only one open referral, so nothing was ended. {reason}"
+    _resolve(db, item, said, actor_id, now, referral=newer)
     return moved
 
 
@@ -326,5 +332,7 @@ def _resolve(db: Session, item: ReviewItem, resolution: str, actor_id: int, now:
     _mark_resolved(item, resolution, actor_id, now)
     referral = referral or referral_of(db, item.patient_id)
     if referral is not None:
-        timeline.record(db, referral, "review_resolved", f"Review: {item.resolution}", actor_id)
+        timeline.record(db, referral, EventKind.review_resolved,
+                        payloads.ReviewResolved(review_item_id=item.id, review_kind=item.kind,
+                                                resolution=item.resolution or ""), actor_id=actor_id)
     db.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -112,9 +112,14 @@ class ReferralIn(Closed, kw_only=True):
 
 
 class TimelineEvent(msgspec.Struct, kw_only=True):
-    at: dt.datetime
+    """One event of a referral's timeline, oldest first: its kind and payload as data, and the
+    sentence a person reads."""
+
+    sequence: int
     kind: str
-    message: str
+    at: dt.datetime
+    data: dict[str, Any]
+    text: str
 
 
 class ReferralOut(msgspec.Struct, kw_only=True):

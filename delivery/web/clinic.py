@@ -24,13 +24,13 @@ from delivery.models import (
     OrderStatus,
     Organization,
     Referral,
-    ReferralEvent,
     Role,
     Source,
 )
 from delivery.program import waitlist
 from delivery.referrals import csv_import, intake
 from delivery.referrals.schemas import ReferralIn
+from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
 from delivery.web.render import DB, page, principal
@@ -154,8 +154,7 @@ class ClinicController(Controller):
         referral = visible_referral(db, principal(request), referral_id)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by(Order.id.desc()))
-        events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
-                            .order_by(ReferralEvent.id)).all()
+        events = timeline.history(db, referral.id)
         return page(request, "clinic/referral.html", referral=referral, order=order, events=events,
                     position=waitlist.position(db, order) if order else None, already=already,
                     weekdays=WEEKDAYS)

@@ -8,11 +8,12 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.models import Order, OrderStatus, Referral, ReferralEvent, Role, Source
+from delivery.models import Order, OrderStatus, Referral, Role, Source
 from delivery.platform.auth import Principal
 from delivery.program import waitlist
 from delivery.referrals import intake
 from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
+from delivery.timeline import events
 from delivery.web.render import DB, principal
 from delivery.web.workers import wake_geocoder
 
@@ -50,9 +51,8 @@ def referral_out(db: Session, referral: Referral, *, with_timeline: bool = False
                                           Order.status != OrderStatus.ended).order_by(Order.id.desc()))
     timeline = None
     if with_timeline:
-        events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
-                            .order_by(ReferralEvent.id))
-        timeline = [TimelineEvent(at=e.at, kind=e.kind, message=e.message) for e in events]
+        timeline = [TimelineEvent(sequence=e.sequence, kind=e.kind, at=e.at, data=e.as_data(), text=e.text)
+                    for e in events.history(db, referral.id)]
     return ReferralOut(id=referral.id, status=referral.status, outcome=referral.outcome,
                        reason=referral.reason, order_id=order.id if order else None,
                        patient_id=referral.patient_id, clinic_id=referral.clinic_id,

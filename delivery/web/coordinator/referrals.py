@@ -35,7 +35,6 @@ from delivery.models import (
     Outcome,
     Patient,
     Referral,
-    ReferralEvent,
     ReferralStatus,
     ReviewItem,
     ReviewKind,
@@ -53,6 +52,7 @@ from delivery.referrals.schemas import (
     Weekday,
     parse_time,
 )
+from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
 from delivery.web.render import DB, page, principal
@@ -429,8 +429,7 @@ class ReferralDeskController(Controller):
         today = program_today(food_bank)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by((Order.status != OrderStatus.ended).desc(), Order.id.desc()).limit(1))
-        events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
-                            .order_by(ReferralEvent.id)).all()
+        events = timeline.history(db, referral.id)
         open_items = db.scalars(select(ReviewItem).where(ReviewItem.patient_id == referral.patient_id,
                                                          ReviewItem.resolved_at.is_(None))).all()
         clinic = db.get(Organization, referral.clinic_id)

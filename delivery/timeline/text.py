@@ -1,0 +1,188 @@
+"""The sentence a person reads for an event, rendered from its kind and payload at display time.
+
+One small function per kind, each a single English template filled from the payload, so a
+translation (Babel's gettext) can later wrap each template without touching stored events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from delivery.models import EventKind
+from delivery.timeline import payloads as p
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+PRIORITIES = {0: "normal", 1: "high", 2: "urgent"}
+POINT = {"kept": "the point on the map stays (only the unit changed).",
+         "placed": "placed on the map by hand.",
+         "locating": "it is being located on the map again."}
+
+
+def render(kind: EventKind, data: p.Payload) -> str:
+    """The sentence for one event (an event migrated from free text keeps its old sentence)."""
+    if isinstance(data, p.Migrated):
+        return data.message
+    return _SENTENCES[kind](data)  # type: ignore[arg-type]
+
+
+def long_date(day: dt.date) -> str:
+    return f"{day:%a %d %b %Y}"
+
+
+def window_text(start: dt.time | None, end: dt.time | None) -> str:
+    return f"{start:%H:%M}–{end:%H:%M}" if start and end else "any time"
+
+
+def _short_date(day: dt.date) -> str:
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def _with_note(sentence: str, note: str | None) -> str:
+    return f"{sentence} ({note})" if note else sentence
+
+
+def _received(d: p.Received) -> str:
+    note = f" Note: {d.note}" if d.note else ""
+    return f"Referred by {d.clinic_name} ({d.source}).{note}"
+
+
+def _outcome(d: p.OutcomeDecided) -> str:
+    return d.reason
+
+
+def _override(d: p.Override) -> str:
+    return f"Outcome changed from {d.before} to {d.after}. Reason: {d.reason}"
+
+
+def _waitlisted(d: p.Waitlisted) -> str:
+    return f"Waitlisted at position {d.position}."
+
+
+def _moved_off_waitlist(d: p.MovedOffWaitlist) -> str:
+    return f"Capacity freed: moved off the waitlist; first delivery {long_date(d.first_delivery)}."
+
+
+def _order_created(d: p.OrderCreated) -> str:
+    t = d.terms
+    return f"{t.boxes} {t.box_type} box(es), {t.cadence}, first delivery {long_date(d.first_delivery)}."
+
+
+def _order_changed(d: p.OrderChanged) -> str:
+    before, after = d.before, d.after
+    changes = []
+    if before.weekday != after.weekday:
+        changes.append(f"delivery day {WEEKDAYS[before.weekday]} → {WEEKDAYS[after.weekday]}")
+    if before.boxes != after.boxes:
+        changes.append(f"boxes {before.boxes} → {after.boxes}")
+    if before.box_type != after.box_type:
+        changes.append(f"box type {before.box_type} → {after.box_type}".replace("_", " "))
+    if before.cadence != after.cadence:
+        changes.append(f"cadence {before.cadence} → {after.cadence}")
+    if (before.window_start, before.window_end) != (after.window_start, after.window_end):
+        changes.append(f"time window {window_text(before.window_start, before.window_end)} → "
+                       f"{window_text(after.window_start, after.window_end)}")
+    return "Order changed: " + "; ".join(changes) + "."
+
+
+def _priority_changed(d: p.PriorityChanged) -> str:
+    return f"Priority {PRIORITIES[d.before]} → {PRIORITIES[d.after]}."
+
+
+def _paused(d: p.Paused) -> str:
+    return f"Deliveries paused through {long_date(d.until)}. Reason: {d.reason}"
+
+
+def _resumed(d: p.Resumed) -> str:
+    when = f"; next delivery {long_date(d.first_delivery)}" if d.first_delivery else ""
+    return f"Pause ended early (it was through {long_date(d.was_until)}){when}."
+
+
+def _ended(d: p.Ended) -> str:
+    if d.order_id is None:
+        return f"Referral closed. Reason: {d.reason}"
+    return f"Deliveries ended. Reason: {d.reason}"
+
+
+def _scheduled(d: p.StopPlanned) -> str:
+    return f"Scheduled for delivery on {long_date(d.date)}."
+
+
+def _out_for_delivery(d: p.StopPlanned) -> str:
+    return f"Out for delivery on {long_date(d.date)}."
+
+
+def _boxes(n: int) -> str:
+    return f"{n} box{'es' if n != 1 else ''}"
+
+
+def _delivered(d: p.Delivered) -> str:
+    return f"Delivered {_boxes(d.boxes)} on {_short_date(d.date)}"
+
+
+def _left_at_door(d: p.Delivered) -> str:
+    return f"Delivered {_boxes(d.boxes)} on {_short_date(d.date)} (left at the door)"
+
+
+def _attempt_failed(d: p.AttemptFailed) -> str:
+    return _with_note(f"Delivery attempt failed: {d.reason.replace('_', ' ')}", d.note)
+
+
+def _rescheduled(d: p.Rescheduled) -> str:
+    return f"Delivery moved from {long_date(d.from_date)} to {long_date(d.to_date)}."
+
+
+def _stop_removed(d: p.StopRemoved) -> str:
+    return f"Taken off the delivery of {long_date(d.date)}. Reason: {d.reason}"
+
+
+def _receipt_confirmed(d: p.Receipt) -> str:
+    return _with_note("The clinic confirmed the patient received the food", d.note) + "."
+
+
+def _receipt_denied(d: p.Receipt) -> str:
+    return _with_note("The clinic reported the patient did not receive the food", d.note) + "."
+
+
+def _address_changed(d: p.AddressChanged) -> str:
+    return f"Address changed by a coordinator to {d.after}; {POINT.get(d.point, d.point)}"
+
+
+def _review_resolved(d: p.ReviewResolved) -> str:
+    return f"Review: {d.resolution}"
+
+
+def _duplicate_checked(d: p.DuplicateChecked) -> str:
+    return f"A coordinator found referral #{d.other_referral_id} is the same person; it was ended."
+
+
+def _legacy(d: p.Migrated) -> str:
+    return d.message
+
+
+_SENTENCES: dict[EventKind, Callable[..., str]] = {
+    EventKind.received: _received,
+    EventKind.outcome: _outcome,
+    EventKind.override: _override,
+    EventKind.waitlisted: _waitlisted,
+    EventKind.moved_off_waitlist: _moved_off_waitlist,
+    EventKind.order_created: _order_created,
+    EventKind.order_changed: _order_changed,
+    EventKind.priority_changed: _priority_changed,
+    EventKind.paused: _paused,
+    EventKind.resumed: _resumed,
+    EventKind.ended: _ended,
+    EventKind.scheduled: _scheduled,
+    EventKind.out_for_delivery: _out_for_delivery,
+    EventKind.delivered: _delivered,
+    EventKind.left_at_door: _left_at_door,
+    EventKind.attempt_failed: _attempt_failed,
+    EventKind.rescheduled: _rescheduled,
+    EventKind.stop_removed: _stop_removed,
+    EventKind.receipt_confirmed: _receipt_confirmed,
+    EventKind.receipt_denied: _receipt_denied,
+    EventKind.address_changed: _address_changed,
+    EventKind.review_resolved: _review_resolved,
+    EventKind.duplicate_checked: _duplicate_checked,
+    EventKind.legacy: _legacy,
+}
