@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event  # noqa: E402
 
-from delivery.platform import auth  # noqa: E402
 from delivery.models import (  # noqa: E402
     Depot,
     Driver,
@@ -47,6 +46,7 @@ from delivery.models import (  # noqa: E402
     Stop,
 )
 from delivery.plans import day as days  # noqa: E402
+from delivery.platform import auth  # noqa: E402
 from delivery.platform.db import Database, upgrade  # noqa: E402
 from delivery.platform.settings import Settings  # noqa: E402
 
