@@ -254,7 +254,7 @@ def _already_loaded(db: Session, settings: Settings, password_file: Path, today:
         # Never write a new password over the one the demo users have: say what to do instead.
         return (f"{text}\n\nThe demo users' password is not the one in {password_file} (the file is "
                 "missing or was made again). To start over, load the demo into a new database (by default "
-                "delete var/delivery.platform.db) and run this again.")
+                "delete var/delivery.db) and run this again.")
     return f"{text}\n\n{sign_in_text(settings, password)}"
 
 

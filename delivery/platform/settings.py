@@ -15,7 +15,7 @@ VAR = ROOT / "var"
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the app needs to know about where it runs. Each field has a DELIVERY_* variable."""
 
-    database_url: str = f"sqlite:///{VAR / 'delivery.platform.db'}"
+    database_url: str = f"sqlite:///{VAR / 'delivery.db'}"
     """SQLAlchemy URL. SQLite (the default) for one machine; postgresql+psycopg://… in production."""
     secret_key: str = ""
     """Signs nothing secret by itself today but keys token hashes; set in production."""
