@@ -8,13 +8,15 @@ import datetime as dt
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import create_engine, select, text
 
-from delivery.models import Job, JobState
+from delivery.models import Job, JobState, PlanJob
 from delivery.platform import jobs
-from delivery.platform.db import Database
+from delivery.platform.db import Database, alembic_config, upgrade
 from delivery.platform.jobs import JobContext, Kind, Runner
 from delivery.platform.settings import Settings
 from tests.job_builders import FakeClock, running_worker
@@ -172,3 +174,37 @@ def test_two_workers_run_every_job_exactly_once(database: Database, settings: Se
     with database.reader() as db:
         states = Counter(db.scalars(select(Job.state).where(Job.kind == "count")))
     assert states == Counter({JobState.done: 40})
+
+
+def test_runs_waiting_before_the_upgrade_get_a_job_each(tmp_path: Path) -> None:
+    """Migration 0005 gives every plan run left queued or running a plan_solve job, and none to
+    finished runs, so a queued solve is not forgotten by the upgrade."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0003")
+    engine = create_engine(url)
+    now = "2026-11-30 10:00:00.000000"
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO organizations (id, name, kind, requires_language_match, timezone, "
+                          "created_at) VALUES (1, 'Food Bank', 'food_bank', 0, 'America/Los_Angeles', :t)"),
+                     {"t": now})
+        conn.execute(text("INSERT INTO plans (id, food_bank_id, date, status, version, created_at, "
+                          "updated_at) VALUES (1, 1, '2030-03-05', 'draft', 1, :t, :t)"), {"t": now})
+        for run_id, status in ((1, "done"), (2, "queued"), (3, "running")):
+            conn.execute(text("INSERT INTO plan_jobs (id, plan_id, status, time_limit_s, driver_ids, "
+                              "keep_locks, cancel_requested, progress, created_at) "
+                              "VALUES (:id, 1, :status, 5, '[]', 1, 0, '{}', :t)"),
+                         {"id": run_id, "status": status, "t": now})
+    engine.dispose()
+
+    upgrade(url)
+
+    database = Database(url)
+    try:
+        with database.reader() as db:
+            carried = {run.id: run.job_id for run in db.scalars(select(PlanJob))}
+            queued = {j.id: j.payload["plan_job_id"] for j in db.scalars(select(Job))
+                      if j.kind == "plan_solve" and j.state == JobState.queued}
+    finally:
+        database.dispose()
+    assert carried[1] is None
+    assert {queued[carried[2]], queued[carried[3]]} == {2, 3}
