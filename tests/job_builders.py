@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from delivery.models import Job
 from delivery.platform.db import Database
 from delivery.platform.jobs import Kind, Runner
 from delivery.platform.settings import Settings
@@ -39,3 +40,11 @@ def running_worker(database: Database, settings: Settings, kinds: Iterable[Kind]
     finally:
         runner.stop()
         thread.join(60)
+
+
+def job_row(database: Database, job_id: int) -> Job:
+    """The jobs row as it is now."""
+    with database.reader() as db:
+        found = db.get(Job, job_id)
+        assert found is not None
+        return found

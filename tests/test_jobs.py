@@ -19,7 +19,7 @@ from delivery.platform import jobs
 from delivery.platform.db import Database, alembic_config, upgrade
 from delivery.platform.jobs import JobContext, Kind, Runner
 from delivery.platform.settings import Settings
-from tests.job_builders import FakeClock, running_worker
+from tests.job_builders import FakeClock, job_row, running_worker
 
 
 def queue(database: Database, kind: str, payload: dict | None = None, **options: object) -> int:
@@ -27,13 +27,6 @@ def queue(database: Database, kind: str, payload: dict | None = None, **options:
         job = jobs.enqueue(db, kind, payload, **options)  # type: ignore[arg-type]
         db.commit()
         return job.id
-
-
-def job(database: Database, job_id: int) -> Job:
-    with database.reader() as db:
-        found = db.get(Job, job_id)
-        assert found is not None
-        return found
 
 
 def test_a_failing_job_waits_its_backoff_between_attempts_then_fails_with_its_error(
@@ -56,7 +49,7 @@ def test_a_failing_job_waits_its_backoff_between_attempts_then_fails_with_its_er
     waits = []
     for expected in (10, 20, 40, 60):
         assert runner.run_once()
-        queued = job(database, job_id)
+        queued = job_row(database, job_id)
         assert queued.state == JobState.queued and queued.claimed_by is None
         assert queued.last_error == "RuntimeError: the receiver answered 503"
         wait = (queued.run_after - clock.now()).total_seconds()
@@ -68,7 +61,7 @@ def test_a_failing_job_waits_its_backoff_between_attempts_then_fails_with_its_er
         clock.advance(0.5)
     assert runner.run_once()
 
-    failed = job(database, job_id)
+    failed = job_row(database, job_id)
     assert attempts == [1, 2, 3, 4, 5]
     assert (failed.state, failed.attempts, failed.finished_at) == (JobState.failed, 5, clock.now())
     assert failed.last_error == "RuntimeError: the receiver answered 503"
@@ -97,11 +90,11 @@ def test_a_job_whose_worker_stopped_beating_is_taken_back_and_finished(
     clock.advance(2)
     assert rescuer.run_once()
 
-    finished = job(database, twice)
+    finished = job_row(database, twice)
     assert (finished.state, finished.attempts, finished.claimed_by) == (JobState.done, 2, rescuer.name)
     assert "stopped answering" in finished.last_error and lost.name in finished.last_error
     assert ran == ["twice"]
-    dead = job(database, once)
+    dead = job_row(database, once)
     assert (dead.state, dead.attempts) == (JobState.failed, 1)
     assert given_up == [once]
 
@@ -113,14 +106,14 @@ def test_a_running_job_keeps_its_claim_while_it_beats(database: Database, settin
     job_id = queue(database, "long")
     with running_worker(database, settings, [kind], stale_after_s=0.4) as runner:
         deadline = time.monotonic() + 10
-        while job(database, job_id).state != JobState.running and time.monotonic() < deadline:
+        while job_row(database, job_id).state != JobState.running and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1.0)  # more than twice stale_after
         other = Runner(database, settings, [kind], stale_after_s=0.4)
         assert other.recover_stale() == 0
-        assert job(database, job_id).claimed_by == runner.name
+        assert job_row(database, job_id).claimed_by == runner.name
         release.set()
-    assert job(database, job_id).state == JobState.done
+    assert job_row(database, job_id).state == JobState.done
 
 
 def test_a_dedupe_key_keeps_one_queued_job_and_a_queued_job_can_be_cancelled(
@@ -129,7 +122,7 @@ def test_a_dedupe_key_keeps_one_queued_job_and_a_queued_job_can_be_cancelled(
     later = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     first = queue(database, "sync", dedupe_key="all", run_after=later)
     assert queue(database, "sync", dedupe_key="all") == first
-    assert job(database, first).run_after is None
+    assert job_row(database, first).run_after is None
     other = queue(database, "sync", dedupe_key="other")
     assert other != first
     with database.writer() as db:
@@ -139,7 +132,7 @@ def test_a_dedupe_key_keeps_one_queued_job_and_a_queued_job_can_be_cancelled(
     runner = Runner(database, settings, [Kind("sync", lambda ctx: ran.append(ctx.job_id))])
     assert runner.run_once() and not runner.run_once()
     assert ran == [first]
-    assert job(database, other).state == JobState.cancelled
+    assert job_row(database, other).state == JobState.cancelled
     assert queue(database, "sync", dedupe_key="all") != first  # the first one is done: a new ask
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery.models import Job, JobState, Organization, Plan, PlanJob, PlanJobStatus
+from delivery.models import JobState, Organization, Plan, PlanJob, PlanJobStatus
 from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform import jobs
@@ -22,6 +22,7 @@ from delivery.platform.settings import ROOT, Settings
 from delivery.referrals import geocoding
 from tests.builders import Program
 from tests.day_builders import DAY, make_day
+from tests.job_builders import job_row
 from tests.plan_checks import stored_check
 
 
@@ -55,13 +56,6 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
         time.sleep(0.1)
 
 
-def state(database: Database, job_id: int) -> Job:
-    with database.reader() as db:
-        job = db.get(Job, job_id)
-        assert job is not None
-        return job
-
-
 def test_a_worker_runs_only_the_kinds_it_is_given_and_stops_on_sigterm(
         database: Database, start_worker: Callable[..., subprocess.Popen]) -> None:
     with database.writer() as db:  # the plan job first: a worker that ignored --kinds would take it first
@@ -70,9 +64,9 @@ def test_a_worker_runs_only_the_kinds_it_is_given_and_stops_on_sigterm(
         db.commit()
 
     worker = start_worker("--kinds", "geocode")
-    wait_until(lambda: state(database, geocode).state == JobState.done, 60, "the geocode job")
+    wait_until(lambda: job_row(database, geocode).state == JobState.done, 60, "the geocode job")
     time.sleep(1.0)  # ten polls more
-    assert state(database, plan_job).state == JobState.queued
+    assert job_row(database, plan_job).state == JobState.queued
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
@@ -104,14 +98,14 @@ def test_a_plan_whose_worker_is_killed_mid_solve_is_finished_by_another_worker(
     wait_until(lambda: plan_job_status() == PlanJobStatus.running, 60, "the first worker to start solving")
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    killed = state(database, job_id)
+    killed = job_row(database, job_id)
     assert (killed.state, killed.attempts) == (JobState.running, 1)
 
     start_worker()
     wait_until(lambda: plan_job_status() not in planning.ACTIVE_JOBS, 120, "the second worker to finish")
-    wait_until(lambda: state(database, job_id).state != JobState.running, 30, "the job row to be closed")
+    wait_until(lambda: job_row(database, job_id).state != JobState.running, 30, "the job row to be closed")
 
-    finished = state(database, job_id)
+    finished = job_row(database, job_id)
     assert (finished.state, finished.attempts) == (JobState.done, 2)
     assert finished.claimed_by != killed.claimed_by
     assert "stopped answering" in (finished.last_error or "")
