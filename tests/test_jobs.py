@@ -173,7 +173,7 @@ def test_runs_waiting_before_the_upgrade_get_a_job_each(tmp_path: Path) -> None:
     """Migration 0005 gives every plan run left queued or running a plan_solve job, and none to
     finished runs, so a queued solve is not forgotten by the upgrade."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    command.upgrade(alembic_config(url), "0003")
+    command.upgrade(alembic_config(url), "0004")
     engine = create_engine(url)
     now = "2026-11-30 10:00:00.000000"
     with engine.begin() as conn:

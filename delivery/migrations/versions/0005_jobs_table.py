@@ -6,7 +6,7 @@ Runs left queued or running get their jobs row, and patients still waiting for a
 geocode job, so nothing that was waiting before the upgrade is forgotten.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 14:23:13.548462
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import delivery.models
 
 revision: str = '0005'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
