@@ -1,4 +1,4 @@
-"""The `delivery` command: serve, migrate, load the demo, import, plan, solve, tokens, backups."""
+"""The `delivery` command: serve, migrate, load the demo, import, plan, solve, tokens, backups, worker."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="plan a delivery day from the database")
     plan.add_argument("date", type=_date)
     plan.add_argument("--time-limit", type=float, default=30.0)
+
+    worker = sub.add_parser("worker", help="run background jobs (plan solves, geocoding, …) until stopped")
+    worker.add_argument("--kinds", metavar="K,...", help="run only these kinds of job (default: every kind)")
 
     link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
     link.add_argument("--driver", required=True, metavar="EMAIL")
@@ -137,6 +140,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             from delivery.plans import planning
 
             return planning.plan_command(database, settings, args.date, args.time_limit)
+        if args.command == "worker":
+            from delivery import worker
+
+            only = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+            try:
+                runner = worker.runner(database, settings, only)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            worker.serve(runner)
+            return 0
         if args.command == "route-link":
             from delivery.plans import publishing
 

@@ -16,9 +16,11 @@ from sqlalchemy.engine import make_url
 
 from delivery.models import Base
 from delivery.platform.db import Database, upgrade
+from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from delivery.web.app import create_app
 from tests.builders import Program, make_program
+from tests.job_builders import running_worker
 
 POSTGRES_URL = os.environ.get("DELIVERY_TEST_POSTGRES_URL", "")
 BASE_URL = "https://testserver.local"  # https, so the Secure __Host- cookies are sent back
@@ -97,3 +99,10 @@ def app(settings: Settings, database: Database):  # type: ignore[no-untyped-def]
 def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     with TestClient(app=app, base_url=BASE_URL) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def worker(database: Database, settings: Settings) -> Iterator[Runner]:
+    """A job runner with every kind, in a thread of this process (what `delivery worker` runs)."""
+    with running_worker(database, settings) as runner:
+        yield runner

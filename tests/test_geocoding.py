@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from delivery.models import (
     GeocodeCacheEntry,
     GeocodeStatus,
+    Job,
+    JobState,
     Order,
     OrderStatus,
     Patient,
@@ -27,12 +29,12 @@ from delivery.models import (
 )
 from delivery.platform import auth
 from delivery.platform.db import Database
+from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from delivery.referrals import geocoding, intake
 from delivery.referrals.geocoding import (
     Candidate,
     GeocodeAnswer,
-    GeocodingWorker,
     geocode_pending,
     normalise_query,
 )
@@ -41,6 +43,7 @@ from delivery.web.app import create_app
 from tests.builders import Program, api_token, referral_body
 from tests.conftest import BASE_URL
 from tests.geocoder_stub import CITY, HOUSE, SAME_PLACE, StubGeocoder
+from tests.job_builders import FakeClock, running_worker
 
 ROSA = "1234 98th ave, oakland, ca 94603"  # the normalised query for the example address
 TIMEOUT_S = 1.0  # generous: a loaded CI machine must not turn a good answer into a timeout
@@ -142,7 +145,8 @@ def test_the_app_geocodes_a_new_referral_in_the_background(database: Database, p
         db.commit()
     body = referral_body()
     del body["patient"]["address"]["lat"], body["patient"]["address"]["lon"]
-    with TestClient(app=create_app(geo, database), base_url=BASE_URL) as client:
+    with (TestClient(app=create_app(geo, database), base_url=BASE_URL) as client,
+          running_worker(database, geo)):
         created = client.post("/api/v1/referrals", json=body, headers=headers)
         assert created.status_code == 201, created.text
         assert created.json()["geocode_status"] == "pending"
@@ -182,7 +186,7 @@ def test_an_address_not_found_goes_to_the_review_queue_and_its_order_is_kept(
     with database.writer() as db:
         again = db.get(Patient, ghost)
         assert again is not None
-        geocoding.mark_for_geocoding(again)
+        geocoding.mark_for_geocoding(db, again)
         db.commit()
     summary = geocode_pending(database, geo)
     assert (summary.review, summary.from_cache) == (1, 1)
@@ -378,7 +382,7 @@ def test_an_answer_is_not_applied_when_the_patient_changed_during_the_lookup(
             # A coordinator sets Rosa's point by hand, and corrects Gus's address.
             first.lat, first.lon, first.geocode_status = 37.1, -122.1, GeocodeStatus.manual
             second.address_line1 = "9 Oak St"
-            geocoding.mark_for_geocoding(second)
+            geocoding.mark_for_geocoding(db, second)
             db.commit()
 
     fake = FakeGeocoder(meanwhile)
@@ -394,44 +398,42 @@ def test_an_answer_is_not_applied_when_the_patient_changed_during_the_lookup(
     assert patient(database, gus).geocode_status == GeocodeStatus.found
 
 
-def test_the_worker_geocodes_when_woken_and_stops_promptly(
-        database: Database, program: Program, geo: Settings, stub: StubGeocoder) -> None:
-    stub.script(ROSA, "house")
-    worker = GeocodingWorker(database, geo)
-    worker.start()
-    try:
-        wait_for(lambda: worker.passes >= 1)  # the first pass at start found nothing
-        rosa = refer(database, program, mrn="A-1")
-        worker.wake()
-        wait_for(lambda: patient(database, rosa).geocode_status == GeocodeStatus.found)
-    finally:
-        started = time.monotonic()
-        worker.stop()
-        assert time.monotonic() - started < 2.0  # not the 60 s poll
+class DownGeocoder(FakeGeocoder):
+    """Answers "try again later" until `up` is set."""
+
+    up = False
+
+    def lookup(self, query: str) -> GeocodeAnswer:
+        self.calls.append(query)
+        return GeocodeAnswer.found(37.75, -122.17, query) if self.up else GeocodeAnswer.error("HTTP 503")
 
 
-def test_the_worker_survives_a_failing_pass(adapter_settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                            caplog: pytest.LogCaptureFixture) -> None:
-    calls: list[int] = []
+def test_new_addresses_queue_one_geocode_job_that_retries_while_the_geocoder_is_down(
+        database: Database, program: Program, geo: Settings) -> None:
+    rosa = refer(database, program, mrn="A-1")
+    gus = refer(database, program, mrn="A-2", given="Gus", line1="77 Elm St")
+    with database.reader() as db:  # two addresses waiting, one pass asked for
+        queued = db.scalars(select(Job).where(Job.kind == geocoding.KIND)).all()
+    assert [j.state for j in queued] == [JobState.queued]
 
-    def flaky(*args: Any, **kwargs: Any) -> geocoding.GeocodeSummary:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("database went away")
-        return geocoding.GeocodeSummary()
+    clock, geocoder = FakeClock(), DownGeocoder()
+    runner = Runner(database, geo, [geocoding.job_kind(geocoder)], clock=clock)
+    assert runner.run_once()
+    with database.reader() as db:
+        job = db.get(Job, queued[0].id)
+    assert job.state == JobState.queued and job.attempts == 1 and "HTTP 503" in job.last_error
+    assert 60 <= (job.run_after - clock.now()).total_seconds() <= 120  # 1 minute, plus jitter
+    assert patient(database, rosa).geocode_status == GeocodeStatus.pending
 
-    monkeypatch.setattr(geocoding, "geocode_pending", flaky)
-    worker = GeocodingWorker(Database(adapter_settings.database_url), adapter_settings,
-                             geocoder=FakeGeocoder())
-    worker.start()
-    try:
-        wait_for(lambda: worker.passes >= 1)
-        worker.wake()
-        wait_for(lambda: worker.passes >= 2)
-    finally:
-        worker.stop()
-    assert len(calls) == 2
-    assert "geocoding pass failed" in caplog.text
+    assert not runner.run_once()  # not due yet: the geocoder is left alone
+    assert len(geocoder.calls) == 1
+    clock.advance(120)
+    geocoder.up = True
+    assert runner.run_once()
+    with database.reader() as db:
+        assert db.get(Job, queued[0].id).state == JobState.done
+    assert patient(database, rosa).geocode_status == GeocodeStatus.found
+    assert patient(database, gus).geocode_status == GeocodeStatus.found
 
 
 # --- the rules, on the real answer formats --------------------------------------------------------

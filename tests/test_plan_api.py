@@ -1,4 +1,4 @@
-"""The plan contract over HTTP for coordinators' systems: plan a day in the worker process, read it,
+"""The plan contract over HTTP for coordinators' systems: plan a day (a worker solves it), read it,
 publish it; refused for clinic tokens, other programs' plans, and a second solve while one runs."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 
 from delivery.models import Organization, OrganizationKind, Plan
 from delivery.platform.db import Database
+from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from tests.builders import Program, api_token
 from tests.day_builders import DAY, make_day
@@ -36,7 +37,8 @@ def coordinator(database: Database, program: Program) -> dict[str, str]:
 
 
 def test_a_coordinator_plans_a_day_over_the_api_and_publishes_it(
-        client: TestClient, coordinator: dict[str, str], database: Database, settings: Settings) -> None:
+        client: TestClient, coordinator: dict[str, str], database: Database, settings: Settings,
+        worker: Runner) -> None:
     ask = {"date": DAY.isoformat(), "time_limit_s": 1}
     queued = client.post("/api/v1/plans", json=ask, headers=coordinator)
     assert queued.status_code == 202, queued.text

@@ -11,12 +11,14 @@ import time
 import pytest
 from sqlalchemy import select
 
-from delivery.models import Organization, Plan, PlanJob, PlanJobStatus, Route, Stop
+from delivery.models import Job, JobState, Organization, Plan, PlanJob, PlanJobStatus, Route, Stop
 from delivery.plans import day as days
-from delivery.plans import plan_worker, planning
+from delivery.plans import planning
 from delivery.platform.db import Database
+from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from delivery.routing import service_seconds
+from delivery.worker import kinds
 from tests.builders import Program
 from tests.day_builders import DAY, add_driver, add_order, make_day
 from tests.plan_checks import stored_check
@@ -81,11 +83,10 @@ def test_one_solve_per_program_and_cancel_keeps_the_best_plan(
         with pytest.raises(planning.PlanBusy, match="already being planned"):
             planning.enqueue(db, plan, None, time_limit_s=1)
         db.rollback()
-    assert plan_worker.claim(database, "test") == job_id
-    assert plan_worker.claim(database, "test") is None
     began = time.monotonic()
-    runner = threading.Thread(target=plan_worker.run_job, args=(database, settings, job_id))
-    runner.start()
+    runner = Runner(database, settings, kinds(), poll_s=0.05)
+    worker = threading.Thread(target=runner.run)
+    worker.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait for a first plan, then cancel
         with database.reader() as db:
@@ -95,18 +96,29 @@ def test_one_solve_per_program_and_cancel_keeps_the_best_plan(
     with database.writer() as db:
         planning.cancel(db, db.get(Plan, plan_id))
         db.commit()
-    runner.join(60)
-    assert not runner.is_alive()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _ended(database, job_id):
+        time.sleep(0.2)
+    runner.stop()
+    worker.join(60)
+    assert not worker.is_alive()
     assert time.monotonic() - began < 55  # stopped well before its 60 s limit
     with database.reader() as db:
         finished = db.get(PlanJob, job_id)
         assert finished.status == PlanJobStatus.cancelled and finished.finished_at is not None
+        carrier = db.get(Job, finished.job_id)
+        assert carrier.state == JobState.done and carrier.attempts == 1
         plan = db.get(Plan, plan_id)
         assert plan.status == "planned"
         assert db.scalar(select(Route.id).where(Route.plan_id == plan_id)) is not None
         violations, stops = stored_check(db, plan, settings)
         assert violations == []
         assert all(s.route_id is not None or s.unassigned_reason for s in stops)
+
+
+def _ended(database: Database, plan_job_id: int) -> bool:
+    with database.reader() as db:
+        return db.get(PlanJob, plan_job_id).status not in planning.ACTIVE_JOBS
 
 
 def test_reoptimising_keeps_locked_stops(database: Database, program: Program, settings: Settings) -> None:

@@ -4,6 +4,7 @@ Everything is re-exported here, so `from delivery.models import Stop` works and 
 
 from delivery.models.base import NAMING, Base, UTCDateTime, utcnow
 from delivery.models.field import Confirmation, ConfirmationOutcome
+from delivery.models.jobs import Job, JobState
 from delivery.models.people import (
     ApiToken,
     AuditEvent,
@@ -68,6 +69,8 @@ __all__ = [
     "GeocodeStatus",
     "Holiday",
     "HungerAnswer",
+    "Job",
+    "JobState",
     "Membership",
     "Order",
     "OrderStatus",

@@ -67,7 +67,10 @@ class Plan(Base):
 
 
 class PlanJob(Base):
-    """One solver run for a plan, claimed by a worker process (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    """One solver run for a plan: what was asked, its progress and outcome (the plan's side of it).
+
+    A `jobs` row (kind plan_solve) carries the run to a worker: claiming, heartbeats, retries.
+    """
 
     __tablename__ = "plan_jobs"
 
@@ -79,7 +82,7 @@ class PlanJob(Base):
     driver_ids: Mapped[list[str]] = mapped_column(default=list)  # empty: every driver with a shift
     keep_locks: Mapped[bool] = mapped_column(Boolean, default=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    worker: Mapped[str | None] = mapped_column(String(100))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)  # solutions, cost, distance, seconds
     error: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

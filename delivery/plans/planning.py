@@ -5,8 +5,9 @@
   the planner's reason for each stop left out.
 - `retime()` recomputes the times of the current routes with the same travel model and re-checks
   the whole day with the planner's independent checker (used after each edit).
-- `enqueue()` / `cancel()` create and stop solver runs (PlanJob rows) that a worker process claims
-  (see `delivery.plans.plan_worker`); `plan_now()` solves in this process (the CLI).
+- `enqueue()` / `cancel()` create and stop solver runs (PlanJob rows, each carried by a plan_solve
+  job that a `delivery worker` runs: `delivery.plans.solve_job`); `plan_now()` solves in this
+  process (the CLI).
 
 Services do not commit; callers do.
 """
@@ -40,6 +41,7 @@ from delivery.models import (
     utcnow,
 )
 from delivery.plans import day as days
+from delivery.platform import jobs as job_table
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.routing import (
@@ -69,6 +71,8 @@ DEFAULT_TIME_LIMIT_S = 20.0
 REQUIRE_UPSTAIRS = True  # a stop above the first floor without a lift needs a driver who carries upstairs
 PREFERENCE_DAYS = 90  # how far back "the driver who served this order last time" is looked up
 ACTIVE_JOBS = (PlanJobStatus.queued, PlanJobStatus.running)
+SOLVE_KIND = "plan_solve"
+SOLVE_MAX_ATTEMPTS = 2  # a worker that dies mid-solve gets one more go, on another worker
 
 
 class PlanBusy(Exception):
@@ -436,6 +440,9 @@ def enqueue(db: Session, plan: Plan, actor_id: int | None, *, driver_ids: Iterab
                   progress={"solutions": 0})
     db.add(job)
     db.flush()
+    carrier = job_table.enqueue(db, SOLVE_KIND, {"plan_job_id": job.id}, max_attempts=SOLVE_MAX_ATTEMPTS)
+    job.job_id = carrier.id
+    db.flush()
     return job
 
 
@@ -446,6 +453,8 @@ def cancel(db: Session, plan: Plan) -> PlanJob | None:
         return None
     if job.status == PlanJobStatus.queued:
         job.status, job.finished_at = PlanJobStatus.cancelled, utcnow()
+        if job.job_id is not None:
+            job_table.cancel(db, job.job_id)
     else:
         job.cancel_requested = True
     db.flush()

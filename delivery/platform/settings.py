@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     osrm_url: str = ""
     tile_url: str = ""
     """Map tiles for the coordinator's map; empty draws routes on a plain background."""
+    job_poll_s: float = 0.5
+    """How often an idle `delivery worker` looks for due jobs."""
+    job_stale_after_s: float = 60.0
+    """A running job whose worker has not beaten its heartbeat for this long is taken back."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
 

@@ -15,7 +15,9 @@
   own short write transaction. Not found / ambiguous go to the coordinators' review queue (one open
   item per patient); errors are retried on later passes and go to review after `MAX_ATTEMPTS`.
   Nothing is dropped: the patient's Order stays, it is only not planned until it has a point.
-- `GeocodingWorker` runs `geocode_pending()` in a daemon thread when woken and every minute.
+- The geocode job (`delivery worker` runs it) is one `geocode_pending()` pass. Whatever leaves a
+  patient pending queues it in the same transaction (`queue(db)`: at most one queued at a time);
+  while the geocoder keeps failing the job is retried with growing delays (up to 15 minutes).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,7 @@ from delivery.models import (
     ReviewKind,
     utcnow,
 )
+from delivery.platform import jobs
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 
@@ -62,8 +64,10 @@ MAX_ATTEMPTS = 5
 """Retryable errors for one patient before the address goes to the review queue anyway."""
 NEGATIVE_CACHE_DAYS = 30
 """not_found / ambiguous answers are asked again after this long (the map data improves)."""
-POLL_SECONDS = 60.0
-MAX_BACKOFF_SECONDS = 15 * 60.0
+KIND = "geocode"
+JOB_MAX_ATTEMPTS = 50
+"""Passes that end on a geocoder error before the job gives up (each one counts an attempt against
+the first pending patient, who goes to review after MAX_ATTEMPTS); the next address queues it again."""
 REVIEW_KINDS = (ReviewKind.geocode_failed, ReviewKind.geocode_ambiguous)
 _PG_LOCK_KEY = 0x67656F63  # "geoc": one geocoding pass at a time across app processes (PostgreSQL)
 
@@ -332,6 +336,7 @@ class GeocodeSummary:
     review: int = 0
     retry_later: int = 0
     not_tried: int = 0  # left pending: the geocoder was failing, or the pass was stopped
+    busy: bool = False  # another process was geocoding: nothing was tried
     from_cache: int = 0
     last_error: str = ""
     note: str = ""
@@ -360,17 +365,21 @@ class _Pending:
     query: str
 
 
-def mark_for_geocoding(patient: Patient) -> None:
-    """Send a patient back to geocoding after a coordinator changed the address.
+def mark_for_geocoding(db: Session, patient: Patient) -> None:
+    """Send a patient (back) to geocoding: no point, no errors counted, pending, and the job queued.
 
-    Clears the point and the error count and sets the status to pending; the caller commits and
-    then wakes the worker (`delivery.web.workers.wake_geocoder(app)`). Open review items are left
-    to the caller, who resolves the one it acted on; if the new address fails too, a new item is
-    opened (or the still-open one updated, never a second one).
+    Open review items are left to the caller, who resolves the one it acted on; if the new address
+    fails too, a new item is opened (or the still-open one updated, never a second one).
     """
     patient.lat = patient.lon = None
     patient.geocode_status = GeocodeStatus.pending
     patient.geocode_attempts = 0
+    queue(db)
+
+
+def queue(db: Session) -> None:
+    """Ask for a geocoding pass, in the caller's transaction (one queued pass covers every patient)."""
+    jobs.enqueue(db, KIND, dedupe_key="pending", max_attempts=JOB_MAX_ATTEMPTS)
 
 
 def geocode_pending(database: Database, settings: Settings, limit: int | None = None, *,
@@ -390,6 +399,7 @@ def geocode_pending(database: Database, settings: Settings, limit: int | None = 
     with _one_pass_at_a_time(database) as ours:
         if not ours:
             summary.note = "another process is geocoding; skipped"
+            summary.busy = True
             return summary
         with database.reader() as db:
             stmt = select(Patient).where(Patient.geocode_status == GeocodeStatus.pending).order_by(Patient.id)
@@ -523,69 +533,33 @@ class _one_pass_at_a_time:
                 self.conn.close()
 
 
-# --- the worker ----------------------------------------------------------------------------------
+# --- the job ------------------------------------------------------------------------------------
 
 
-class GeocodingWorker:
-    """A daemon thread that geocodes pending addresses when woken and every `POLL_SECONDS`.
+class GeocoderUnavailable(Exception):
+    """A pass ended with patients still pending: the geocoder failed, or someone else was at it."""
 
-    It never raises into the app: a failed pass is logged and the next one comes. While the
-    geocoder keeps failing, timed passes back off (doubling up to 15 minutes); `wake()` still
-    runs a pass at once.
+
+class GeocodeJob:
+    """The geocode kind's handler: one `geocode_pending()` pass per job.
+
+    The geocoder (and so its rate limiter's clock) lives as long as the worker, across passes.
     """
 
-    def __init__(self, database: Database, settings: Settings, *, geocoder: Geocoder | None = None,
-                 poll_seconds: float = POLL_SECONDS) -> None:
-        self.database = database
-        self.settings = settings
-        self.poll_seconds = poll_seconds
+    def __init__(self, geocoder: Geocoder | None = None) -> None:
         self._geocoder = geocoder
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.passes = 0
-        self.last_summary: GeocodeSummary | None = None
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._wake.set()  # a first pass at start: whatever was left pending before a restart
-        self._thread = threading.Thread(target=self._run, name="geocoding-worker", daemon=True)
-        self._thread.start()
+    def __call__(self, ctx: jobs.JobContext) -> None:
+        if self._geocoder is None:
+            self._geocoder = make_geocoder(ctx.settings)
+        summary = geocode_pending(ctx.database, ctx.settings, geocoder=self._geocoder,
+                                  should_stop=ctx.stopping.is_set)
+        if summary.found or summary.review or summary.retry_later:
+            log.info("geocoding: %s", summary)
+        if summary.retry_later or summary.not_tried or summary.busy:
+            raise GeocoderUnavailable(str(summary))
 
-    def wake(self) -> None:
-        self._wake.set()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to stop and wait for it; a lookup in flight ends within its timeout."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(self.settings.geocoder_timeout_s + 1 if timeout is None else timeout)
-
-    def _run(self) -> None:
-        delay = self.poll_seconds
-        while not self._stop.is_set():
-            self._wake.wait(delay)
-            if self._stop.is_set():
-                break
-            self._wake.clear()
-            try:
-                if self._geocoder is None:
-                    self._geocoder = make_geocoder(self.settings)
-                    if self._geocoder is None:
-                        return
-                summary = geocode_pending(self.database, self.settings, geocoder=self._geocoder,
-                                          should_stop=self._stop.is_set)
-            except Exception:
-                log.exception("geocoding pass failed; trying again in %.0f s", delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-                continue
-            finally:
-                self.passes += 1
-            self.last_summary = summary
-            if summary.found or summary.review or summary.retry_later:
-                log.info("geocoding: %s", summary)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS) if summary.geocoder_failing else self.poll_seconds
+def job_kind(geocoder: Geocoder | None = None) -> jobs.Kind:
+    """geocode: retried after 1, 2, 4 … minutes (at most 15) while the geocoder fails."""
+    return jobs.Kind(KIND, GeocodeJob(geocoder), backoff=jobs.exponential(first_s=60.0, max_s=15 * 60.0))

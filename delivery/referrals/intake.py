@@ -35,6 +35,7 @@ from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.program.scheduling import next_weekday
 from delivery.referrals.eligibility import ScreeningAnswers, assess
+from delivery.referrals.geocoding import mark_for_geocoding
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
@@ -217,7 +218,7 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
 
     if patient is None:
         patient = Patient(clinic_id=clinic_id, mrn=p.mrn, **details, **address)
-        _set_point(patient, point)
+        _set_point(db, patient, point)
         db.add(patient)
         db.flush()
         twin = db.scalar(select(Patient).where(
@@ -248,22 +249,20 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
     elif changed:
         for key, value in address.items():
             setattr(patient, key, value)
-        _set_point(patient, point)
+        _set_point(db, patient, point)
     elif point is not None and patient.geocode_status in (GeocodeStatus.pending,
                                                            GeocodeStatus.needs_review):
-        _set_point(patient, point)
+        _set_point(db, patient, point)
     db.flush()
     return patient, False
 
 
-def _set_point(patient: Patient, point: tuple[float, float] | None) -> None:
+def _set_point(db: Session, patient: Patient, point: tuple[float, float] | None) -> None:
     if point is not None:
         patient.lat, patient.lon = point
         patient.geocode_status = GeocodeStatus.given
     else:
-        patient.lat = patient.lon = None
-        patient.geocode_status = GeocodeStatus.pending
-        patient.geocode_attempts = 0
+        mark_for_geocoding(db, patient)
 
 
 # --- a coordinator's override ----------------------------------------------------------------

@@ -103,7 +103,7 @@ def fix_address(db: Session, item: ReviewItem, address: AddressIn, *, actor_id: 
         raise ReviewError("The map could not place this exact address (the unit is not part of the "
                           "search). Change the street, city or ZIP code, or set the point by hand.",
                           "line1")
-    said = text.POINT[_apply_address(patient, address, now)]
+    said = text.POINT[_apply_address(db, patient, address, now)]
     _resolve(db, item, f"Address corrected to {patient.address_text}; {said}", actor_id, now)
     return item
 
@@ -179,7 +179,7 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
         raise ReviewError("That is the address on file already.", "line1")
     old_query = patient_query(patient)
     before = patient.address_text
-    point = _apply_address(patient, address, now)
+    point = _apply_address(db, patient, address, now)
     said = text.POINT[point]
     referral = referral_of(db, patient.id)
     if address.lat is not None or patient_query(patient) != old_query:
@@ -198,7 +198,7 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
     return said
 
 
-def _apply_address(patient: Patient, address: AddressIn, now: dt.datetime) -> str:
+def _apply_address(db: Session, patient: Patient, address: AddressIn, now: dt.datetime) -> str:
     """Set the address; keep, place or clear the point. Returns what happens to the point:
     placed (by hand), kept or locating (see `text.POINT`)."""
     old_query = patient_query(patient)
@@ -215,7 +215,7 @@ def _apply_address(patient: Patient, address: AddressIn, now: dt.datetime) -> st
     if (patient_query(patient) == old_query and patient.lat is not None
             and patient.geocode_status != GeocodeStatus.needs_review):
         return "kept"
-    mark_for_geocoding(patient)
+    mark_for_geocoding(db, patient)
     return "locating"
 
 
@@ -245,7 +245,7 @@ def accept_address_change(db: Session, item: ReviewItem, *, actor_id: int,
         patient.geocode_status = GeocodeStatus.given
         said = "with the clinic's point."
     else:
-        mark_for_geocoding(patient)
+        mark_for_geocoding(db, patient)
         said = text.POINT["locating"]
     for other in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
                                                      ReviewItem.kind.in_(GEOCODE_KINDS),

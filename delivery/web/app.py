@@ -30,7 +30,6 @@ from delivery.web.security import (
     policy_guard,
     redirect_to_login,
 )
-from delivery.web.workers import start_workers, stop_workers
 
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
@@ -76,8 +75,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         response_cache_config=ResponseCacheConfig(),
         logging_config=LoggingConfig(log_exceptions="always",  # a 500's trace goes to the server log
                                      disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422}),
-        on_startup=[start_workers],
-        on_shutdown=[stop_workers, lambda: database.dispose()],
+        on_shutdown=[lambda: database.dispose()],
         debug=False,
     )
     app.state.settings = settings

@@ -34,7 +34,6 @@ from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
 from delivery.web.render import DB, page, principal
-from delivery.web.workers import wake_geocoder
 
 STAFF = (Role.clinic_staff,)
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -137,7 +136,6 @@ class ClinicController(Controller):
                 errors = {exc.field or "": str(exc)}
             else:
                 db.commit()
-                wake_geocoder(request.app)
                 target = f"/clinic/referrals/{result.referral.id}"
                 if not result.created:
                     target += "?already=1"
@@ -190,7 +188,6 @@ class ClinicController(Controller):
                                             source_name=upload.filename[:200])
         if report.ok:
             db.commit()
-            wake_geocoder(request.app)
         else:
             db.rollback()
         return page(request, "clinic/import.html", status_code=200 if report.ok else 422, clinic=clinic,

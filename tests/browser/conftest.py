@@ -16,6 +16,7 @@ import pytest
 
 from delivery.platform.db import Database, upgrade
 from delivery.platform.settings import ROOT, Settings
+from tests.job_builders import running_worker
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
                  os.path.exists(p)), None)
@@ -56,7 +57,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", database, settings, password)
+    with running_worker(database, settings):  # what scripts/run starts beside the app
+        yield LiveServer(f"http://127.0.0.1:{port}", database, settings, password)
     server.should_exit = True
     thread.join(timeout=20)
     sock.close()

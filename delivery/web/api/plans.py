@@ -19,7 +19,6 @@ from delivery.plans import planning, publishing
 from delivery.platform.auth import Principal
 from delivery.referrals.schemas import Id
 from delivery.web.render import DB, Config, principal
-from delivery.web.workers import ensure_plan_worker
 
 COORDINATORS = (Role.coordinator, Role.admin)
 Clock = Annotated[str, Meta(description="Local time of the program's time zone, HH:MM (24 h)")]
@@ -180,7 +179,6 @@ class PlanApi(Controller):
         except (days.DayError, planning.PlanningError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         db.commit()
-        ensure_plan_worker(request.app)
         return PlanQueued(id=plan.id, date=plan.date, status=plan.status, job_id=job.id,
                           job_status=job.status, time_limit_s=job.time_limit_s)
 

@@ -15,7 +15,6 @@ from delivery.referrals import intake
 from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
 from delivery.web.render import DB, principal
-from delivery.web.workers import wake_geocoder
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
 
@@ -85,7 +84,6 @@ class ReferralApi(Controller):
                                 detail=(f"Patient {data.patient.mrn} already has an open referral "
                                         f"({result.referral.id}, {result.referral.status})."))
         db.commit()
-        wake_geocoder(request.app)
         return referral_out(db, result.referral, with_timeline=True)
 
     @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True,

@@ -25,7 +25,6 @@ from delivery.plans import planning, publishing
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.web.render import DB, Config, page, principal
-from delivery.web.workers import ensure_plan_worker
 
 COORDINATORS = (Role.coordinator, Role.admin)
 POLICY = {"roles": COORDINATORS}
@@ -152,7 +151,6 @@ class PlanController(Controller):
             db.rollback()
             return self._day_block(request, db, plan, settings, conflict=str(exc))
         db.commit()
-        ensure_plan_worker(request.app)
         return self._day_block(request, db, plan, settings)
 
     @get("/plans/{plan_id:int}/progress", opt=POLICY, sync_to_thread=True)

@@ -28,7 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import (
-    GeocodeStatus,
     Order,
     OrderStatus,
     Organization,
@@ -56,7 +55,6 @@ from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
 from delivery.web.render import DB, page, principal
-from delivery.web.workers import wake_geocoder
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
@@ -314,10 +312,7 @@ class ReferralDeskController(Controller):
             return self._reviews_page(request, db, failed=item, errors=errors, values=form, status_code=422)
         extras = review_extras(db, [item])
         extras[item.id]["resolver"] = principal(request).display_name
-        relocate = item.patient.geocode_status == GeocodeStatus.pending
         db.commit()
-        if relocate:
-            wake_geocoder(request.app)
         if not is_htmx(request):
             return Redirect("/coordinator/reviews", status_code=303)
         return page(request, "coordinator/reviews.html", block="review_item", item=item, extras=extras,
@@ -472,11 +467,8 @@ class ReferralDeskController(Controller):
             context = self._referral_context(db, referral, errors=errors, values=values)
             return page(request, "coordinator/referral.html", block="referral_body" if is_htmx(request)
                         else None, status_code=422, **context)
-        relocate = referral.patient.geocode_status == GeocodeStatus.pending
         context = self._referral_context(db, referral, notice=notice)
         db.commit()
-        if relocate:
-            wake_geocoder(request.app)
         if not is_htmx(request):
             return Redirect(f"/coordinator/referrals/{referral.id}", status_code=303)
         return page(request, "coordinator/referral.html", block="referral_body", **context)

@@ -1,0 +1,298 @@
+"""One job runner for all background work (plan solves, geocoding, outbox delivery, FHIR polling, …).
+
+- `enqueue(db, kind, payload)` adds a `jobs` row in the caller's transaction: the job exists exactly
+  when the change that asked for it was committed. With a `dedupe_key` there is at most one queued
+  job per (kind, key) (a partial unique index), so "geocode what is pending" is asked once.
+- `Runner` is what `delivery worker` runs: it claims one due job at a time (`FOR UPDATE SKIP LOCKED`
+  on PostgreSQL, so any number of workers share the table; on SQLite the single writer's BEGIN
+  IMMEDIATE makes the claim atomic across processes), runs the kind's handler and records the end.
+- While a handler runs, a heartbeat thread stamps `heartbeat_at`. A running job whose heartbeat is
+  older than `stale_after_s` lost its worker (killed, machine gone): any runner queues it again,
+  or marks it failed when that was its last attempt.
+- A handler that raises has failed one attempt: the job is queued again after `kind.backoff(n)`
+  seconds (exponential with jitter, tenacity's `wait_exponential_jitter`), until `max_attempts`;
+  then it is failed with its last error and `kind.on_give_up` runs in that same transaction.
+
+Handlers are registered per kind in one place, `delivery.worker.kinds()`. The runner takes its
+clock as an argument, so tests move time without patching anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import tenacity
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from delivery.models import Job, JobState, utcnow
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+
+log = logging.getLogger("delivery.platform.jobs")
+
+DEFAULT_MAX_ATTEMPTS = 5
+ERROR_LENGTH = 2000
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return utcnow()
+
+
+Backoff = Callable[[int], float]
+"""Seconds to wait before the next attempt, given how many attempts have failed so far (1, 2, …)."""
+
+
+def exponential(*, first_s: float, max_s: float, jitter_s: float | None = None) -> Backoff:
+    """first_s · 2^(n-1) plus a random 0..jitter_s (first_s by default), never more than max_s."""
+    wait = tenacity.wait_exponential_jitter(multiplier=first_s, max=max_s,
+                                            jitter=first_s if jitter_s is None else jitter_s)
+
+    def delay(failed_attempts: int) -> float:
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = failed_attempts
+        return float(wait(state))
+
+    return delay
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler gets: its job's payload, the attempt it is on, and the worker's means."""
+
+    job_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    database: Database
+    settings: Settings
+    clock: Clock
+    stopping: threading.Event
+    """Set when the worker is asked to stop: finish soon and leave things consistent."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of job and how to run it. Raising from `run` fails the attempt."""
+
+    name: str
+    run: Callable[[JobContext], None]
+    backoff: Backoff = field(default_factory=lambda: exponential(first_s=5.0, max_s=3600.0))
+    on_give_up: Callable[[Session, Job], None] | None = None
+    """Called in the transaction that marks the job failed for good (e.g. tell the plan it failed)."""
+
+
+# --- the table API (in the caller's transaction; services never commit) ----------------------------
+
+
+def enqueue(db: Session, kind: str, payload: dict[str, Any] | None = None, *,
+            run_after: dt.datetime | None = None, dedupe_key: str | None = None,
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Job:
+    """Queue a job; with `dedupe_key`, the queued twin of the same kind and key if there is one
+    (moved earlier when this one is wanted sooner)."""
+    if dedupe_key is not None:
+        twin = _queued_twin(db, kind, dedupe_key)
+        if twin is not None:
+            _sooner(twin, run_after)
+            return twin
+    job = Job(kind=kind, payload=payload or {}, state=JobState.queued, dedupe_key=dedupe_key,
+              attempts=0, max_attempts=max_attempts, run_after=run_after)
+    if dedupe_key is None:
+        db.add(job)
+        db.flush()
+        return job
+    try:  # PostgreSQL: another transaction may queue the twin between our look and our insert
+        with db.begin_nested():
+            db.add(job)
+    except IntegrityError:
+        twin = _queued_twin(db, kind, dedupe_key)
+        assert twin is not None
+        _sooner(twin, run_after)
+        return twin
+    return job
+
+
+def cancel(db: Session, job_id: int) -> bool:
+    """Cancel a job that has not started; True if it was queued (a running one is its handler's to stop)."""
+    job = db.get(Job, job_id, with_for_update=True)
+    if job is None or job.state != JobState.queued:
+        return False
+    job.state, job.finished_at = JobState.cancelled, utcnow()
+    db.flush()
+    return True
+
+
+def _queued_twin(db: Session, kind: str, dedupe_key: str) -> Job | None:
+    return db.scalar(select(Job).where(Job.kind == kind, Job.dedupe_key == dedupe_key,
+                                       Job.state == JobState.queued))
+
+
+def _sooner(job: Job, run_after: dt.datetime | None) -> None:
+    if job.run_after is not None and (run_after is None or run_after < job.run_after):
+        job.run_after = run_after
+
+
+# --- the runner ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Claims due jobs of the kinds it runs, one at a time, until `stop()`."""
+
+    def __init__(self, database: Database, settings: Settings, kinds: Iterable[Kind], *,
+                 only: Iterable[str] | None = None, clock: Clock | None = None,
+                 poll_s: float | None = None, stale_after_s: float | None = None) -> None:
+        self.database = database
+        self.settings = settings
+        self.kinds = {k.name: k for k in kinds}
+        wanted = sorted(set(only)) if only is not None else sorted(self.kinds)
+        unknown = [k for k in wanted if k not in self.kinds]
+        if unknown or not wanted:
+            raise ValueError(f"unknown job kind {', '.join(unknown) or '(none given)'}: "
+                             f"choose from {', '.join(sorted(self.kinds))}")
+        self.claimable = wanted
+        self.clock = clock or SystemClock()
+        self.poll_s = settings.job_poll_s if poll_s is None else poll_s
+        self.stale_after = dt.timedelta(seconds=settings.job_stale_after_s if stale_after_s is None
+                                        else stale_after_s)
+        self.heartbeat_s = self.stale_after.total_seconds() / 4
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:100]
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        log.info("worker %s runs %s", self.name, ", ".join(self.claimable))
+        while not self.stopping.is_set():
+            try:
+                ran = self.run_once()
+            except SQLAlchemyError:  # the database went away for a moment: try again at the next poll
+                log.exception("worker %s could not reach the database", self.name)
+                ran = False
+            if not ran:
+                self.stopping.wait(self.poll_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run_once(self) -> bool:
+        """Recover stale claims, then claim one due job and run it; False when none was due."""
+        self.recover_stale()
+        ctx = self.claim()
+        if ctx is None:
+            return False
+        self._run(ctx)
+        return True
+
+    def claim(self) -> JobContext | None:
+        now = self.clock.now()
+        due = ((Job.state == JobState.queued) & Job.kind.in_(self.claimable)
+               & (Job.run_after.is_(None) | (Job.run_after <= now)))
+        with self.database.reader() as db:  # a cheap look first: an idle worker never takes the writer
+            if db.scalar(select(Job.id).where(due).limit(1)) is None:
+                return None
+        with self.database.writer() as db:
+            job = db.scalar(select(Job).where(due).order_by(Job.id).limit(1)
+                            .with_for_update(skip_locked=True))
+            if job is None:
+                db.commit()
+                return None
+            job.state, job.attempts = JobState.running, job.attempts + 1
+            job.claimed_by, job.claimed_at, job.heartbeat_at = self.name, now, now
+            db.commit()
+            return JobContext(job_id=job.id, kind=job.kind, payload=dict(job.payload), attempt=job.attempts,
+                              database=self.database, settings=self.settings, clock=self.clock,
+                              stopping=self.stopping)
+
+    def recover_stale(self) -> int:
+        """Queue again (or fail, after their last attempt) running jobs whose worker stopped beating."""
+        now = self.clock.now()
+        stale = (Job.state == JobState.running) & (Job.heartbeat_at < now - self.stale_after)
+        with self.database.reader() as db:
+            if db.scalar(select(Job.id).where(stale).limit(1)) is None:
+                return 0
+        with self.database.writer() as db:
+            jobs = list(db.scalars(select(Job).where(stale).order_by(Job.id)
+                                   .with_for_update(skip_locked=True)))
+            for job in jobs:
+                log.warning("job %s (%s): worker %s stopped answering; taking it back", job.id, job.kind,
+                            job.claimed_by)
+                self._retry_or_give_up(db, job, f"The worker running it ({job.claimed_by}) stopped "
+                                       f"answering after {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC.",
+                                       now, delay_s=0.0)
+            db.commit()
+        return len(jobs)
+
+    def _run(self, ctx: JobContext) -> None:
+        kind = self.kinds[ctx.kind]
+        beating = threading.Event()
+        heart = threading.Thread(target=self._beat, args=(ctx.job_id, beating), daemon=True,
+                                 name=f"job-{ctx.job_id}-heartbeat")
+        heart.start()
+        try:
+            kind.run(ctx)
+        except Exception as exc:
+            log.exception("job %s (%s) attempt %s failed", ctx.job_id, ctx.kind, ctx.attempt)
+            error: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        finally:
+            beating.set()
+            heart.join()
+        with self.database.writer() as db:
+            job = db.scalar(select(Job).where(Job.id == ctx.job_id, Job.claimed_by == self.name,
+                                              Job.state == JobState.running).with_for_update())
+            if job is None:  # another runner took it back meanwhile (we missed heartbeats): theirs now
+                log.warning("job %s ended here after its claim was taken back", ctx.job_id)
+                db.commit()
+                return
+            now = self.clock.now()
+            if error is None:
+                job.state, job.finished_at, job.heartbeat_at = JobState.done, now, None
+            else:
+                self._retry_or_give_up(db, job, error, now)
+            db.commit()
+
+    def _retry_or_give_up(self, db: Session, job: Job, error: str, now: dt.datetime, *,
+                          delay_s: float | None = None) -> None:
+        kind = self.kinds.get(job.kind)
+        job.last_error = error[:ERROR_LENGTH]
+        job.heartbeat_at = None
+        if job.attempts >= job.max_attempts:
+            job.state, job.finished_at = JobState.failed, now
+            if kind is not None and kind.on_give_up is not None:
+                kind.on_give_up(db, job)
+            return
+        twin = _queued_twin(db, job.kind, job.dedupe_key) if job.dedupe_key is not None else None
+        if twin is not None:  # the same work was asked for again meanwhile: that job will do it
+            job.state, job.finished_at = JobState.cancelled, now
+            job.last_error = f"{error} (superseded by job {twin.id})"[:ERROR_LENGTH]
+            return
+        if delay_s is None:
+            delay_s = kind.backoff(job.attempts) if kind is not None else 60.0
+        job.state, job.claimed_by, job.claimed_at = JobState.queued, None, None
+        job.run_after = now + dt.timedelta(seconds=delay_s)
+
+    def _beat(self, job_id: int, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_s):
+            try:
+                with self.database.writer() as db:
+                    db.execute(update(Job).where(Job.id == job_id, Job.claimed_by == self.name,
+                                                 Job.state == JobState.running)
+                               .values(heartbeat_at=self.clock.now()))
+                    db.commit()
+            except SQLAlchemyError:  # a missed beat or two is what stale_after_s allows for
+                log.warning("job %s: heartbeat not written", job_id, exc_info=True)

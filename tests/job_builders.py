@@ -1,0 +1,50 @@
+"""Helpers for tests of background jobs: a clock the test moves, and a worker in a thread."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from delivery.models import Job
+from delivery.platform.db import Database
+from delivery.platform.jobs import Kind, Runner
+from delivery.platform.settings import Settings
+from delivery.worker import kinds as every_kind
+
+
+class FakeClock:
+    """Time stands still until the test moves it."""
+
+    def __init__(self, at: dt.datetime | None = None) -> None:
+        self.at = at or dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += dt.timedelta(seconds=seconds)
+
+
+@contextmanager
+def running_worker(database: Database, settings: Settings, kinds: Iterable[Kind] | None = None,
+                   **options: object) -> Iterator[Runner]:
+    """A job runner (every kind unless told) in a thread of this process, stopped on the way out."""
+    runner = Runner(database, settings, every_kind() if kinds is None else kinds,
+                    poll_s=0.05, **options)  # type: ignore[arg-type]
+    thread = threading.Thread(target=runner.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(60)
+
+
+def job_row(database: Database, job_id: int) -> Job:
+    """The jobs row as it is now."""
+    with database.reader() as db:
+        found = db.get(Job, job_id)
+        assert found is not None
+        return found
