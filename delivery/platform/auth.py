@@ -149,7 +149,7 @@ def authenticate(db: Session, email: str, password: str, *, ip: str | None = Non
 def start_session(db: Session, user: User, settings: Settings) -> tuple[str, UserSession]:
     """A new server-side session; returns the raw cookie value (only its hash is stored)."""
     raw = secrets.token_urlsafe(32)
-    now = utcnow()
+    now = settings.clock.now()
     _, absolute = _limits(user, settings)
     session = UserSession(token_hash=token_hash(raw), user_id=user.id,
                           csrf_token=secrets.token_urlsafe(32), created_at=now,
@@ -159,10 +159,9 @@ def start_session(db: Session, user: User, settings: Settings) -> tuple[str, Use
     return raw, session
 
 
-def resolve_session(db: Session, raw: str, settings: Settings,
-                    now: dt.datetime | None = None) -> tuple[User, UserSession] | None:
+def resolve_session(db: Session, raw: str, settings: Settings) -> tuple[User, UserSession] | None:
     """The live session for a cookie, or None once it is ended, idle too long or too old."""
-    now = now or utcnow()
+    now = settings.clock.now()
     session = db.scalar(select(UserSession).where(UserSession.token_hash == token_hash(raw)))
     if session is None or session.ended_at is not None or now >= session.expires_at:
         return None
@@ -175,9 +174,8 @@ def resolve_session(db: Session, raw: str, settings: Settings,
     return user, session
 
 
-def touch_session(db: Session, session_id: int, now: dt.datetime | None = None) -> None:
-    db.execute(update(UserSession).where(UserSession.id == session_id)
-               .values(last_seen_at=now or utcnow()))
+def touch_session(db: Session, session_id: int, now: dt.datetime) -> None:
+    db.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
 
 
 def end_session(db: Session, session_id: int) -> None:

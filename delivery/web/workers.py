@@ -8,14 +8,13 @@ import subprocess
 import sys
 import threading
 
-import msgspec
 from litestar import Litestar
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from delivery.models import PlanJob, PlanJobStatus
 from delivery.platform.db import Database
-from delivery.platform.settings import ROOT, Settings
+from delivery.platform.settings import ROOT, Settings, encode
 from delivery.referrals.geocoding import GeocodingWorker
 
 _plan_worker_lock = threading.Lock()
@@ -63,7 +62,7 @@ def ensure_plan_worker(app: Litestar) -> None:
         if process is not None and process.poll() is None:
             return
         settings: Settings = app.state.settings
-        env = {**os.environ, SETTINGS_ENV: msgspec.json.encode(settings).decode(),
+        env = {**os.environ, SETTINGS_ENV: encode(settings).decode(),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         app.state.plan_worker = subprocess.Popen(
             [sys.executable, "-m", "delivery.plans.plan_worker", "--parent-pid", str(os.getpid())],
