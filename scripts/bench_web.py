@@ -273,15 +273,15 @@ def mixed(seconds: float, rate: float, stops: int, routes: int, inflight: int, k
         database = Database(url)
         setup = build_mixed(database, stops, routes)
         database.dispose()
-        child = subprocess.Popen([sys.executable, __file__, "--serve", url], stdout=subprocess.PIPE,
-                                 text=True)
-        try:
-            assert child.stdout is not None
-            base = f"http://127.0.0.1:{int(child.stdout.readline())}"
-            result = _drive(httpx, base, setup, seconds, rate, inflight, kinds)
-        finally:
-            child.terminate()
-            child.wait(timeout=30)
+        with subprocess.Popen([sys.executable, __file__, "--serve", url], stdout=subprocess.PIPE,
+                              text=True) as child:
+            try:
+                assert child.stdout is not None
+                base = f"http://127.0.0.1:{int(child.stdout.readline())}"
+                result = _drive(httpx, base, setup, seconds, rate, inflight, kinds)
+            finally:
+                child.terminate()
+                child.wait(timeout=30)
     return {"mode": "mixed", "database": "sqlite", "seconds": seconds, "small_write_rate": rate,
             "stops": stops, "routes": routes, "target_small_write_p99_ms": 100, **result}
 
