@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "import":
             from delivery.referrals import csv_import
 
-            report = csv_import.import_file(database, args.file, clinic=args.clinic)
+            report = csv_import.import_file(database, args.file, clinic=args.clinic, clock=settings.clock)
             print(report.text())
             return 0 if report.ok else 1
         if args.command == "geocode":

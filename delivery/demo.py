@@ -37,6 +37,7 @@ from delivery.models import (
     User,
 )
 from delivery.platform import auth
+from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.platform.settings import VAR, Settings
 from delivery.program.scheduling import is_due, next_weekday
@@ -49,6 +50,7 @@ PASSWORD_FILE = VAR / "demo-password"
 
 FOOD_BANK = "Eastside Community Food Bank"
 DELIVERY_WEEKDAY = 1  # Tuesday
+TIMEZONE = "America/Los_Angeles"  # the program's local time decides "today" and the delivery day
 # A little under what the demo's clinics ask for, so the newest referrals show the waitlist.
 BOXES_PER_DELIVERY_DAY = 52
 CLINICS = ("Elmhurst Community Health Center", "Fruitvale Family Clinic")
@@ -227,15 +229,14 @@ def demo_referrals(path: Path = PATIENTS_CSV) -> list[DemoReferral]:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load(database: Database, settings: Settings, *, password_file: Path = PASSWORD_FILE,
-         today: dt.date | None = None) -> str:
+def load(database: Database, settings: Settings, *, password_file: Path = PASSWORD_FILE) -> str:
     """Load the demo program once; returns what was done (or found) and how to sign in."""
-    today = today or dt.date.today()
+    today = settings.clock.today(TIMEZONE)
     with database.writer() as db:
         loaded = db.scalar(select(Organization.id).where(Organization.name == FOOD_BANK)) is not None
         if not loaded:
             password = demo_password(password_file)
-            food_bank = _build(db, auth.hash_password(password), today)
+            food_bank = _build(db, auth.hash_password(password), settings.clock)
             summary = _summary(db, food_bank, today)
             db.commit()
     if loaded:  # outside the writer: checking the password takes a while and needs no lock
@@ -258,8 +259,9 @@ def _already_loaded(db: Session, settings: Settings, password_file: Path, today:
     return f"{text}\n\n{sign_in_text(settings, password)}"
 
 
-def _build(db: Session, password_hash: str, today: dt.date) -> Organization:
-    food_bank = Organization(name=FOOD_BANK, kind=OrganizationKind.food_bank,
+def _build(db: Session, password_hash: str, clock: Clock) -> Organization:
+    today = clock.today(TIMEZONE)
+    food_bank = Organization(name=FOOD_BANK, kind=OrganizationKind.food_bank, timezone=TIMEZONE,
                              boxes_per_delivery_day=BOXES_PER_DELIVERY_DAY,
                              delivery_weekday=DELIVERY_WEEKDAY)
     db.add(food_bank)
@@ -278,7 +280,7 @@ def _build(db: Session, password_hash: str, today: dt.date) -> Organization:
         staff[u.organization] = _create_user(db, u.email, u.name, password_hash,
                                              (orgs[u.organization].id, u.role))
     _add_drivers(db, food_bank, depots, password_hash, today)
-    _refer_patients(db, orgs, staff, today)
+    _refer_patients(db, orgs, staff, clock)
     return food_bank
 
 
@@ -313,14 +315,15 @@ def _add_drivers(db: Session, food_bank: Organization, depots: list[Depot], pass
 
 
 def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str, User],
-                    today: dt.date) -> None:
+                    clock: Clock) -> None:
     """Each clinic refers its patients, oldest referral first, so the newest ones meet the waitlist."""
     referrals = sorted(demo_referrals(), key=lambda r: -r.days_ago)
     per_day: Counter[int] = Counter()
+    today = clock.today(TIMEZONE)
     for demo in referrals:
         clinic = orgs[demo.clinic]
         result = intake.refer(db, demo.body, clinic_id=clinic.id, actor_id=staff[demo.clinic].id,
-                              source=Source.demo, today=today)
+                              source=Source.demo, clock=clock)
         # Back-date what intake just wrote to the clinic's working hours on the day the patient was
         # referred, so lists and timelines read like the week before the first delivery day.
         at = _clinic_hours(today - dt.timedelta(days=demo.days_ago), per_day[demo.days_ago],

@@ -112,6 +112,7 @@ def child_import(db_url: str, csv_path: str, trace: bool) -> dict[str, Any]:
     """Run in a fresh process: one import, its time, its peak memory."""
     import tracemalloc
 
+    from delivery.platform.clock import Clock
     from delivery.platform.db import Database
     from delivery.referrals import csv_import
 
@@ -120,7 +121,7 @@ def child_import(db_url: str, csv_path: str, trace: bool) -> dict[str, Any]:
     if trace:
         tracemalloc.start()
     start, cpu_start = time.perf_counter(), time.process_time()
-    report = csv_import.import_file(database, csv_path, clinic=CLINIC)
+    report = csv_import.import_file(database, csv_path, clinic=CLINIC, clock=Clock())
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     database.dispose()

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from litestar.testing import TestClient
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from delivery.models import Depot, Organization, OrganizationKind, Role
 from delivery.platform import auth
+from delivery.platform.clock import FixedClock
 
 PASSWORD = "correct horse battery staple"
 
@@ -103,3 +105,8 @@ def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "page carries no CSRF token"
     return match.group(1)
+
+
+def clock_on(day: dt.date, hour: int = 12, timezone: str = "America/Los_Angeles") -> FixedClock:
+    """A clock standing at `hour` o'clock of `day` in the program's time zone (the builders' default)."""
+    return FixedClock(dt.datetime.combine(day, dt.time(hour), tzinfo=ZoneInfo(timezone)))

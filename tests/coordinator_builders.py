@@ -19,7 +19,7 @@ from delivery.referrals import intake
 from delivery.referrals.geocoding import GeocodeAnswer, geocode_pending
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events
-from tests.builders import PASSWORD, Program, referral_body
+from tests.builders import PASSWORD, Program, clock_on, referral_body
 
 
 def program_today() -> dt.date:
@@ -41,7 +41,7 @@ def refer(db: Session, program: Program, mrn: str, *, today: dt.date, given: str
     if note is not None:
         body["note"] = note
     return intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=clinic_id or program.clinic1_id,
-                        actor_id=None, source=Source.api, today=today)
+                        actor_id=None, source=Source.api, clock=clock_on(today))
 
 
 def set_capacity(db: Session, program: Program, boxes: int) -> None:

@@ -22,6 +22,7 @@ from delivery.models import (
     ReviewItem,
     utcnow,
 )
+from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.referrals import csv_import
 from delivery.referrals.schemas import ReferralIn
@@ -56,7 +57,7 @@ def to_csv(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:
 def run_import(database: Database, clinic_id: int, text: str | bytes) -> csv_import.ImportReport:
     """What a caller does: import, commit only when the report is ok."""
     with database.writer() as db:
-        report = csv_import.import_rows(db, text, clinic_id=clinic_id, actor_id=None)
+        report = csv_import.import_rows(db, text, clinic_id=clinic_id, actor_id=None, clock=Clock())
         if report.ok:
             db.commit()
     return report
@@ -271,7 +272,7 @@ def test_clinic_column_names_each_rows_clinic(database, program) -> None:
     rows[1]["clinic"] = str(program.clinic2_id)
     rows[2]["clinic"] = "Nowhere Clinic"
     with database.writer() as db:
-        report = csv_import.import_rows(db, to_csv(rows), clinic_id=None, actor_id=None)
+        report = csv_import.import_rows(db, to_csv(rows), clinic_id=None, actor_id=None, clock=Clock())
     assert problems(report) == {(4, "clinic")}
     rows[2]["clinic"] = "Elmhurst Clinic"
     assert run_import_any(database, to_csv(rows)).ok
@@ -283,7 +284,7 @@ def test_clinic_column_names_each_rows_clinic(database, program) -> None:
 
 def run_import_any(database: Database, text: str) -> csv_import.ImportReport:
     with database.writer() as db:
-        report = csv_import.import_rows(db, text, clinic_id=None, actor_id=None)
+        report = csv_import.import_rows(db, text, clinic_id=None, actor_id=None, clock=Clock())
         if report.ok:
             db.commit()
     return report
@@ -312,7 +313,7 @@ def test_a_clinic_without_a_program_imports_nothing(database, program) -> None:
 ])
 def test_import_file_needs_a_known_clinic(database, program, clinic, reason) -> None:
     """Two clinics, no --clinic and no clinic column (or an unknown one): a clear error, nothing written."""
-    report = csv_import.import_file(database, EXAMPLE, clinic=clinic)
+    report = csv_import.import_file(database, EXAMPLE, clinic=clinic, clock=Clock())
     assert not report.ok and reason in report.text() and count(database, Patient) == 0
 
 
@@ -324,7 +325,7 @@ def test_import_file_uses_the_only_clinic(database) -> None:
         db.flush()
         db.add(Organization(name="Only Clinic", kind=OrganizationKind.clinic, food_bank_id=bank.id))
         db.commit()
-    report = csv_import.import_file(database, EXAMPLE, clinic=None)
+    report = csv_import.import_file(database, EXAMPLE, clinic=None, clock=Clock())
     assert report.ok, report.text()
     assert count(database, Patient) == 5
 

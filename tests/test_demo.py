@@ -7,6 +7,7 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -35,6 +36,7 @@ from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.program.scheduling import is_due
 from delivery.program.waitlist import recurrence
+from tests.builders import clock_on
 
 TODAY = dt.date(2026, 3, 4)  # a Wednesday: the next delivery day (Tuesday) is six days away
 NEXT_TUESDAY = dt.date(2026, 3, 10)
@@ -46,9 +48,13 @@ def password_file(tmp_path: Path) -> Path:
     return tmp_path / "var" / "demo-password"
 
 
+def on_today(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, clock=clock_on(TODAY, hour=9))
+
+
 @pytest.fixture
 def loaded(database: Database, settings: Settings, password_file: Path) -> str:
-    return demo.load(database, settings, password_file=password_file, today=TODAY)
+    return demo.load(database, on_today(settings), password_file=password_file)
 
 
 def _row_counts(db: Session) -> dict[str, int]:
@@ -171,7 +177,7 @@ def test_second_load_changes_nothing(database: Database, settings: Settings, pas
     password = password_file.read_text()
     with database.reader() as db:
         before = _row_counts(db)
-    again = demo.load(database, settings, password_file=password_file, today=TODAY)
+    again = demo.load(database, on_today(settings), password_file=password_file)
     with database.reader() as db:
         assert _row_counts(db) == before
     assert "already loaded" in again
@@ -183,7 +189,7 @@ def test_lost_password_file_is_reported_not_replaced(database: Database, setting
                                                      password_file: Path, loaded: str) -> None:
     """Without var/demo-password a second load says how to start over instead of inventing a password."""
     password_file.unlink()
-    again = demo.load(database, settings, password_file=password_file, today=TODAY)
+    again = demo.load(database, on_today(settings), password_file=password_file)
     assert "already loaded" in again
     assert "not the one in" in again
     assert not password_file.exists()

@@ -28,6 +28,7 @@ from delivery.models import (
     Source,
 )
 from delivery.platform import auth
+from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
@@ -86,7 +87,7 @@ def refer(database: Database, program: Program, *, mrn: str, given: str = "Rosa"
     body = referral_body(patient__mrn=mrn, patient__given_name=given, patient__address=address)
     with database.writer() as db:
         result = intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=program.clinic1_id,
-                              actor_id=None, source=Source.api)
+                              actor_id=None, source=Source.api, clock=Clock())
         db.commit()
         assert result.order is not None and result.referral.patient.geocode_status == GeocodeStatus.pending
         return result.referral.patient_id

@@ -44,22 +44,22 @@ def test_publish_gives_each_driver_a_hashed_personal_link(database: Database, pl
         stored = db.scalars(select(RouteLink.token_hash)).all()
         assert sorted(stored) == sorted(token_hash(raw) for raw in raws)
         assert not any(raw in h for raw in raws for h in stored)
-        link = publishing.route_for_link(db, raws[0])
+        link = publishing.route_for_link(db, raws[0], dt.datetime.now(dt.UTC))
         assert link is not None and link.route_id == published[0].route_id
         # 06:00 the next morning in the program's time zone (America/Los_Angeles, PST in March 2030)
         assert link.expires_at == dt.datetime(2030, 3, 6, 14, 0, tzinfo=dt.UTC)
-        assert publishing.route_for_link(db, "not-a-token") is None
+        assert publishing.route_for_link(db, "not-a-token", dt.datetime.now(dt.UTC)) is None
 
         # re-issuing revokes the previous link
         route = db.get(Route, published[0].route_id)
         fresh = publishing.issue_link(db, route, settings)
         db.commit()
-        assert publishing.route_for_link(db, raws[0]) is None
-        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1]) is not None
+        assert publishing.route_for_link(db, raws[0], dt.datetime.now(dt.UTC)) is None
+        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1], dt.datetime.now(dt.UTC)) is not None
         publishing.revoke_links(db, route)
-        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1]) is None
+        assert publishing.route_for_link(db, fresh.rsplit("/", 1)[1], dt.datetime.now(dt.UTC)) is None
     with time_machine.travel(dt.datetime(2030, 3, 6, 14, 1, tzinfo=dt.UTC)), database.reader() as db:
-        assert publishing.route_for_link(db, raws[1]) is None  # expired
+        assert publishing.route_for_link(db, raws[1], dt.datetime.now(dt.UTC)) is None  # expired
 
 
 def test_republishing_after_an_edit_flags_the_changed_route_only(database: Database, planned: int,
@@ -100,6 +100,6 @@ def test_route_link_command(database: Database, planned: int, settings: Settings
     link = capsys.readouterr().out.strip()
     assert link.startswith(f"{settings.base_url}/r/")
     with database.reader() as db:
-        assert publishing.route_for_link(db, link.rsplit("/", 1)[1]) is not None
+        assert publishing.route_for_link(db, link.rsplit("/", 1)[1], dt.datetime.now(dt.UTC)) is not None
     assert publishing.route_link_command(database, settings, "nobody@example.org", DAY) == 2
     assert "no driver" in capsys.readouterr().err

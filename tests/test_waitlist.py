@@ -11,7 +11,7 @@ from delivery.models import Order, OrderStatus, Organization, Referral, Referral
 from delivery.program import orders, waitlist
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
-from tests.builders import referral_body
+from tests.builders import clock_on, referral_body
 
 TODAY = dt.date(2026, 11, 23)
 
@@ -19,7 +19,7 @@ TODAY = dt.date(2026, 11, 23)
 def refer(db, program, mrn: str, priority: int = 0) -> intake.IntakeResult:
     body = {**referral_body(patient__mrn=mrn, patient__given_name=f"P{mrn}"), "priority": priority}
     return intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=program.clinic1_id, actor_id=None,
-                        source=Source.api, today=TODAY)
+                        source=Source.api, clock=clock_on(TODAY))
 
 
 def test_ending_an_order_moves_the_next_patient_off_the_waitlist(database, program) -> None:
@@ -71,7 +71,7 @@ def test_a_new_referral_does_not_jump_the_queue(database, program) -> None:
         big = msgspec.convert({**referral_body(patient__mrn="M2", patient__given_name="Big"),
                                "order": {"boxes": 2}}, ReferralIn)
         waiting = intake.refer(db, big, clinic_id=program.clinic1_id, actor_id=None, source=Source.api,
-                               today=TODAY)
+                               clock=clock_on(TODAY))
         small = refer(db, program, "M3")
         assert waiting.order.status == OrderStatus.waitlisted
         assert small.order.status == OrderStatus.waitlisted

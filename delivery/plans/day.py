@@ -39,6 +39,7 @@ from delivery.routing import service_seconds
 
 NO_LOCATION = "no_location"  # an unassigned reason of our own: the address has no point yet
 CARRY_BACK_DAYS = 28  # failed attempts older than this are not carried over any more
+WINDOW = dt.timedelta(days=366)  # days further from today than this are not delivery days to plan
 
 
 class DayError(ValueError):
@@ -56,11 +57,19 @@ def clock(s: int | None) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
-def next_delivery_day(food_bank: Organization, today: dt.date | None = None) -> dt.date:
-    today = today or dt.date.today()
+def next_delivery_day(food_bank: Organization, today: dt.date) -> dt.date:
     if food_bank.delivery_weekday is None:
         return today
     return next_weekday(food_bank.delivery_weekday, today)
+
+
+def in_window(date: dt.date, today: dt.date) -> bool:
+    """A day a coordinator may open: within about a year of today (not 1800, not 9999)."""
+    return today - WINDOW <= date <= today + WINDOW
+
+
+def closed_message(date: dt.date, closed: Holiday) -> str:
+    return f"{date:%a %d %b %Y} is a holiday ({closed.name}): the program is closed."
 
 
 def holiday(db: Session, food_bank_id: int, date: dt.date) -> Holiday | None:
@@ -111,7 +120,7 @@ def prepare(db: Session, food_bank: Organization, date: dt.date) -> Plan:
     """
     closed = holiday(db, food_bank.id, date)
     if closed is not None:
-        raise DayError(f"{date:%a %d %b %Y} is a holiday ({closed.name}): the program is closed.")
+        raise DayError(closed_message(date, closed))
     plan = db.scalar(select(Plan).where(Plan.food_bank_id == food_bank.id, Plan.date == date))
     if plan is None:
         plan = Plan(food_bank_id=food_bank.id, date=date, status=PlanStatus.draft, version=1)
@@ -174,6 +183,23 @@ def prepare(db: Session, food_bank: Organization, date: dt.date) -> Plan:
         plan.version += 1
     db.flush()
     return plan
+
+
+def changes_waiting(db: Session, food_bank: Organization, date: dt.date, plan: Plan | None) -> int:
+    """How many stops `prepare()` would add or drop now: orders that became due since the stops
+    were built, and unrouted stops whose order is no longer due (0: the stops are up to date).
+    Failed attempts to carry over are left to `prepare()` itself."""
+    due = {o.id for o in due_orders(db, food_bank.id, date)}
+    if plan is None:
+        return len(due)
+    if plan.status == PlanStatus.done:
+        return 0
+    stops = db.execute(select(Stop.order_id, Stop.route_id, Stop.status).where(Stop.plan_id == plan.id)).all()
+    gone = 0
+    if plan.status != PlanStatus.published:
+        gone = sum(1 for s in stops if s.order_id not in due and s.route_id is None
+                   and s.status == StopStatus.pending)
+    return len(due - {s.order_id for s in stops}) + gone
 
 
 # --- reading the day ----------------------------------------------------------------------------
@@ -282,5 +308,5 @@ def view(db: Session, food_bank: Organization, date: dt.date, *, plan: Plan | No
                    carried=sum(1 for s in stops if s.carried_from_id is not None))
 
 
-__all__ = ["NO_LOCATION", "Cadence", "DayError", "DayView", "clock", "due_orders", "next_delivery_day",
-           "prepare", "seconds", "view"]
+__all__ = ["NO_LOCATION", "Cadence", "DayError", "DayView", "changes_waiting", "clock", "due_orders",
+           "in_window", "next_delivery_day", "prepare", "seconds", "view"]

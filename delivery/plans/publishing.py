@@ -97,12 +97,12 @@ def revoke_links(db: Session, route: Route) -> int:
     return result.rowcount or 0
 
 
-def route_for_link(db: Session, raw_token: str) -> RouteLink | None:
+def route_for_link(db: Session, raw_token: str, now: dt.datetime) -> RouteLink | None:
     """The link behind a raw token if it is known, not revoked and not expired."""
     if not raw_token or len(raw_token) > 200:
         return None
     link = db.scalar(select(RouteLink).where(RouteLink.token_hash == auth.token_hash(raw_token)))
-    if link is None or link.revoked_at is not None or link.expires_at <= utcnow():
+    if link is None or link.revoked_at is not None or link.expires_at <= now:
         return None
     return link
 
@@ -146,7 +146,7 @@ def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -
         raise PublishError("No route has any stop yet: plan the day first.")
     users = {u.id: u for u in db.scalars(select(User).join(Driver, Driver.user_id == User.id)
                                           .where(Driver.id.in_([r.driver_id for r in routes])))}
-    now = utcnow()
+    now = settings.clock.now()
     out = []
     for route in routes:
         mine = by_route.get(route.id, [])

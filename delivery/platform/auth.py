@@ -133,12 +133,26 @@ def _limits(user: User, settings: Settings) -> tuple[dt.timedelta, dt.timedelta]
     return dt.timedelta(minutes=idle), dt.timedelta(hours=settings.staff_absolute_hours)
 
 
-def authenticate(db: Session, email: str, password: str, *, ip: str | None = None,
-                 user_agent: str | None = None) -> User | None:
-    """The user for these credentials, or None; every attempt leaves an audit row."""
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in checked against the stored hash (slow: argon2), before anything is written."""
+    user_id: int | None  # None: no such account
+    password_ok: bool
+
+
+def check_password(db: Session, email: str, password: str) -> Attempt:
+    """Only reads, so it runs without the writer: hashing takes most of a second."""
     user = db.scalar(select(User).where(User.email == normalise_email(email)))
     ok = verify_password(user.password_hash if user else None, password)
-    ok = ok and user is not None and user.is_active
+    return Attempt(user.id if user else None, ok and user is not None)
+
+
+def record_attempt(db: Session, attempt: Attempt, *, ip: str | None = None,
+                   user_agent: str | None = None) -> User | None:
+    """The signed-in user, or None; every attempt leaves an audit row. The account is read again
+    here, so one disabled since the password was checked is refused."""
+    user = db.get(User, attempt.user_id) if attempt.user_id is not None else None
+    ok = attempt.password_ok and user is not None and user.is_active
     db.add(AuditEvent(user_id=user.id if user else None, action="login" if ok else "fail",
                       resource="session", ip=ip, user_agent=(user_agent or "")[:300],
                       outcome="ok" if ok else "denied",
@@ -146,10 +160,16 @@ def authenticate(db: Session, email: str, password: str, *, ip: str | None = Non
     return user if ok else None
 
 
+def authenticate(db: Session, email: str, password: str, *, ip: str | None = None,
+                 user_agent: str | None = None) -> User | None:
+    """The user for these credentials, or None; every attempt leaves an audit row."""
+    return record_attempt(db, check_password(db, email, password), ip=ip, user_agent=user_agent)
+
+
 def start_session(db: Session, user: User, settings: Settings) -> tuple[str, UserSession]:
     """A new server-side session; returns the raw cookie value (only its hash is stored)."""
     raw = secrets.token_urlsafe(32)
-    now = utcnow()
+    now = settings.clock.now()
     _, absolute = _limits(user, settings)
     session = UserSession(token_hash=token_hash(raw), user_id=user.id,
                           csrf_token=secrets.token_urlsafe(32), created_at=now,
@@ -159,10 +179,9 @@ def start_session(db: Session, user: User, settings: Settings) -> tuple[str, Use
     return raw, session
 
 
-def resolve_session(db: Session, raw: str, settings: Settings,
-                    now: dt.datetime | None = None) -> tuple[User, UserSession] | None:
+def resolve_session(db: Session, raw: str, settings: Settings) -> tuple[User, UserSession] | None:
     """The live session for a cookie, or None once it is ended, idle too long or too old."""
-    now = now or utcnow()
+    now = settings.clock.now()
     session = db.scalar(select(UserSession).where(UserSession.token_hash == token_hash(raw)))
     if session is None or session.ended_at is not None or now >= session.expires_at:
         return None
@@ -175,9 +194,8 @@ def resolve_session(db: Session, raw: str, settings: Settings,
     return user, session
 
 
-def touch_session(db: Session, session_id: int, now: dt.datetime | None = None) -> None:
-    db.execute(update(UserSession).where(UserSession.id == session_id)
-               .values(last_seen_at=now or utcnow()))
+def touch_session(db: Session, session_id: int, now: dt.datetime) -> None:
+    db.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
 
 
 def end_session(db: Session, session_id: int) -> None:

@@ -34,7 +34,9 @@ class Database:
             self.write_engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
             self.read_engine = self.write_engine
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.read_engine, expire_on_commit=False, info={"reads_only": True})
+        self._request = sessionmaker(self.write_engine, class_=WriteThenRead, expire_on_commit=False,
+                                     reader=self.read_engine)
 
     @contextmanager
     def writer(self) -> Iterator[Session]:
@@ -44,13 +46,54 @@ class Database:
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
+        """A session that only reads: a flush (an INSERT, UPDATE or DELETE through it) is refused."""
         with self._reader() as session:
+            yield session
+
+    @contextmanager
+    def write_then_read(self) -> Iterator[Session]:
+        """A request's session that writes: the single writer from its first query to its first
+        commit or rollback, a reader afterwards (see WriteThenRead)."""
+        with self._request() as session:
             yield session
 
     def dispose(self) -> None:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+class WriteThenRead(Session):
+    """The writer until the first commit or rollback, then a reader.
+
+    A request that writes takes SQLite's single writer at its first query (so the reads that decide
+    the write see what the write will change) and lets go of it when it commits or rolls back; what
+    it reads afterwards (the answer it renders) goes through a reader, so the next writer need not
+    wait for a page to render. Do the slow work (hashing, parsing, matrices) before the first query.
+    """
+
+    def __init__(self, *args: object, reader: Engine, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._read_engine = reader
+
+    @property
+    def holds_writer(self) -> bool:
+        return self.bind is not self._read_engine and self.in_transaction()
+
+    def commit(self) -> None:
+        super().commit()
+        self.bind = self._read_engine
+
+    def rollback(self) -> None:
+        super().rollback()
+        self.bind = self._read_engine
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_writes_through_a_reader(session: Session, _context: object, _instances: object) -> None:
+    if session.info.get("reads_only") and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("This session only reads (a GET request, or Database.reader()): "
+                           "write through Database.writer() instead.")
 
 
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> Engine:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from delivery.platform.clock import Clock
+
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var"
 
@@ -45,10 +47,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A running job whose worker has not beaten its heartbeat for this long is taken back."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
+    clock: Clock = msgspec.field(default_factory=Clock)
+    """What time it is (not from the environment): tests pass a FixedClock."""
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def encode(settings: Settings) -> bytes:
+    """Settings as JSON for a child process (decode with type=Settings). The clock stays behind:
+    a child process reads the system clock."""
+    fields = {name: getattr(settings, name) for name in settings.__struct_fields__ if name != "clock"}
+    return msgspec.json.encode(fields)
 
 
 def _as_bool(value: str) -> bool:
@@ -60,6 +71,8 @@ def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Sett
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for field in msgspec.structs.fields(Settings):
+        if field.name == "clock":
+            continue
         raw = env.get(f"DELIVERY_{field.name.upper()}")
         if raw is None:
             continue

@@ -46,9 +46,8 @@ def _context(db: Session, order: Order) -> tuple[Referral, Organization]:
 
 
 def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id: int | None,
-                today: dt.date | None = None) -> list[Order]:
+                today: dt.date) -> list[Order]:
     """No deliveries through `until` (a hospital stay, a trip). Returns the orders moved off the waitlist."""
-    today = today or dt.date.today()
     if order.status != OrderStatus.active:
         raise OrderError(f"Only an active order can be paused; this one is {order.status}.")
     if until < today:
@@ -71,7 +70,7 @@ def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id
 
 
 def end_order(db: Session, order: Order, reason: str, actor_id: int | None,
-              today: dt.date | None = None) -> list[Order]:
+              today: dt.date) -> list[Order]:
     """Stop the order for good, with a reason. Returns the orders moved off the waitlist."""
     if not reason.strip():
         raise OrderError("Write why the order ends.")
@@ -85,17 +84,16 @@ def end_order(db: Session, order: Order, reason: str, actor_id: int | None,
     timeline.record(db, referral, EventKind.ended,
                     payloads.Ended(order_id=order.id, reason=reason.strip()), actor_id=actor_id)
     db.flush()
-    return waitlist.promote(db, food_bank, today or dt.date.today(), actor_id)
+    return waitlist.promote(db, food_bank, today, actor_id)
 
 
 def resume_order(db: Session, order: Order, *, actor_id: int | None,
-                 today: dt.date | None = None) -> None:
+                 today: dt.date) -> None:
     """End a pause early: deliveries start again from today, if the paused days are still free.
 
     While an order is paused its boxes can go to waiting patients; if they did, the order resumes
     by itself after its pause, and resuming earlier is refused with the day that is full.
     """
-    today = today or dt.date.today()
     if order.status != OrderStatus.active or order.paused_until is None or order.paused_until < today:
         raise OrderError("This order is not paused.")
     referral, food_bank = _context(db, order)
@@ -112,7 +110,7 @@ def resume_order(db: Session, order: Order, *, actor_id: int | None,
 
 def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes: int | None = None,
                  box_type: str | None = None, window: Window | None = None, actor_id: int | None,
-                 today: dt.date | None = None) -> list[Order]:
+                 today: dt.date) -> list[Order]:
     """Change an order's weekday, boxes, box type or time window (None: leave as is).
 
     More boxes, or another weekday, must fit under the program's capacity on every delivery day
@@ -120,7 +118,6 @@ def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes
     changes. Fewer boxes or another weekday free capacity: returns the orders that moved off the
     waitlist into it.
     """
-    today = today or dt.date.today()
     if order.status == OrderStatus.ended:
         raise OrderError("This order has ended; it cannot be changed.")
     if weekday is not None and not 0 <= weekday <= 6:
@@ -166,7 +163,7 @@ def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes
 
 
 def change_priority(db: Session, order: Order, priority: int, *, actor_id: int | None,
-                    today: dt.date | None = None) -> list[Order]:
+                    today: dt.date) -> list[Order]:
     """Set the order's priority (0 normal, 1 high, 2 urgent): the waitlist is served by it first.
 
     A waiting order that moves to the front may fit where the one ahead of it did not, so the
@@ -188,7 +185,7 @@ def change_priority(db: Session, order: Order, priority: int, *, actor_id: int |
     db.flush()
     if order.status != OrderStatus.waitlisted:
         return []
-    return waitlist.promote(db, food_bank, today or dt.date.today(), actor_id)
+    return waitlist.promote(db, food_bank, today, actor_id)
 
 
 def room_on(db: Session, food_bank: Organization, order: Order, rec: Recurrence, boxes: int,

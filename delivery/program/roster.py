@@ -117,9 +117,9 @@ def _apply(driver: Driver, data: DriverIn) -> None:
     driver.home_lat, driver.home_lon = data.home_lat, data.home_lon
 
 
-def _shifts_from_home(db: Session, driver: Driver) -> bool:
+def _shifts_from_home(db: Session, driver: Driver, today: dt.date) -> bool:
     return db.scalar(select(Shift.id).where(
-        Shift.driver_id == driver.id, Shift.date >= dt.date.today(),
+        Shift.driver_id == driver.id, Shift.date >= today,
         (Shift.start_depot_id.is_(None)) | (Shift.end_depot_id.is_(None))).limit(1)) is not None
 
 

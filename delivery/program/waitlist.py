@@ -16,7 +16,6 @@ from delivery.models import (
     Outcome,
     Referral,
     ReferralStatus,
-    utcnow,
 )
 from delivery.program import capacity
 from delivery.program.scheduling import Recurrence, next_weekday
@@ -149,7 +148,7 @@ def program_status(db: Session, food_bank: Organization, today: dt.date) -> Prog
     if food_bank.boxes_per_delivery_day is not None and next_day is not None:
         free = food_bank.boxes_per_delivery_day - committed(db, food_bank.id, today)[next_day]
     # The rate capacity frees up: boxes of orders that ended in the last twelve weeks.
-    since = utcnow() - dt.timedelta(weeks=12)
+    since = dt.datetime.combine(today - dt.timedelta(weeks=12), dt.time(), dt.UTC)
     freed = db.scalar(select(func.coalesce(func.sum(Order.boxes), 0)).where(
         Order.food_bank_id == food_bank.id, Order.ended_at >= since)) or 0
     wait = capacity.expected_wait_weeks(sum(o.boxes for o in waiting), freed / 12) if waiting else 0

@@ -9,7 +9,6 @@ one write path) in the caller's transaction, and the report counts what happened
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import math
 import re
@@ -37,6 +36,7 @@ from delivery.models import (
     ReviewItem,
     Source,
 )
+from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
@@ -635,8 +635,7 @@ class _RowFailed(Exception):
 
 
 def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic_id: int | None,
-                actor_id: int | None, source_name: str = "file",
-                today: dt.date | None = None) -> ImportReport:
+                actor_id: int | None, clock: Clock, source_name: str = "file") -> ImportReport:
     """Check the whole file, then refer every row through `intake.refer()` (source csv).
 
     `clinic_id` is the clinic the file is imported for; None lets each row name its clinic in a
@@ -666,7 +665,7 @@ def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
             for row in rows:
                 try:
                     result = intake.refer(db, row.data, clinic_id=row.clinic_id, actor_id=actor_id,
-                                          source=Source.csv, today=today)
+                                          source=Source.csv, clock=clock)
                 except intake.IntakeError as exc:
                     raise _RowFailed(row, exc) from None
                 patient_row[result.referral.patient_id] = row
@@ -708,8 +707,7 @@ def _column_of(field: str | None) -> str | None:
     return column.name if column else field
 
 
-def import_file(database: Database, path: Path | str, *, clinic: str | None,
-                today: dt.date | None = None) -> ImportReport:
+def import_file(database: Database, path: Path | str, *, clinic: str | None, clock: Clock) -> ImportReport:
     """The `delivery import referrals FILE [--clinic NAME]` command: check, import, commit.
 
     The clinic comes from `clinic` (a name or an id), else from a `clinic` column, else it is the
@@ -737,7 +735,7 @@ def import_file(database: Database, path: Path | str, *, clinic: str | None,
             report.add(None, "--clinic", "There is no clinic yet: an admin adds the clinic first.")
             return report
         report = import_rows(db, data, clinic_id=clinic_id, actor_id=None, source_name=path.name,
-                             today=today)
+                             clock=clock)
         if report.ok:
             db.commit()
         else:

@@ -296,14 +296,14 @@ def patient_query(patient: Patient) -> str:
     return normalise_query(patient.address_line1, patient.city, patient.state, patient.postal_code)
 
 
-def _cached(db: Session, provider: str, query: str) -> GeocodeAnswer | None:
+def _cached(db: Session, provider: str, query: str, now: dt.datetime) -> GeocodeAnswer | None:
     entry = db.scalar(select(GeocodeCacheEntry).where(GeocodeCacheEntry.provider == provider,
                                                       GeocodeCacheEntry.query == query))
     if entry is None:
         return None
     if entry.status == AnswerKind.found and entry.lat is not None and entry.lon is not None:
         return GeocodeAnswer.found(entry.lat, entry.lon, entry.display_name or "")
-    if utcnow() - entry.created_at > dt.timedelta(days=NEGATIVE_CACHE_DAYS):
+    if now - entry.created_at > dt.timedelta(days=NEGATIVE_CACHE_DAYS):
         return None
     data = entry.candidates or {}
     candidates = tuple(Candidate(float(c["lat"]), float(c["lon"]), str(c.get("display_name", "")),
@@ -412,7 +412,7 @@ def geocode_pending(database: Database, settings: Settings, limit: int | None = 
                 summary.note = "stopped"
                 break
             with database.reader() as db:
-                answer = _cached(db, geocoder.provider, item.query)
+                answer = _cached(db, geocoder.provider, item.query, settings.clock.now())
             if answer is not None:
                 summary.from_cache += 1
             else:

@@ -31,6 +31,7 @@ from delivery.models import (
     Source,
     utcnow,
 )
+from delivery.platform.clock import Clock
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.program.scheduling import next_weekday
@@ -74,16 +75,18 @@ def clinic_for(db: Session, clinic_id: int) -> tuple[Organization, Organization]
 
 
 def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None, source: Source,
-          today: dt.date | None = None) -> IntakeResult:
+          clock: Clock) -> IntakeResult:
     """Accept a referral: upsert the patient, decide the outcome, create the Order, record it all.
 
     The caller commits. Nothing is written when this raises.
     """
-    today = today or dt.date.today()
     clinic, food_bank = clinic_for(db, clinic_id)
+    today = clock.today(food_bank.timezone)
+    if data.patient.birth_date > today:
+        raise IntakeError("The birth date is in the future: check the year.", "patient.birth_date")
     patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient)
 
-    existing = None if is_new else _same_referral(db, patient.id, data)
+    existing = None if is_new else _same_referral(db, patient.id, data, clock.now())
     if existing is not None:
         order = db.scalar(select(Order).where(Order.referral_id == existing.id,
                                               Order.status != OrderStatus.ended))
@@ -119,7 +122,7 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     return IntakeResult(referral, order, created=True)
 
 
-def _same_referral(db: Session, patient_id: int, data: ReferralIn) -> Referral | None:
+def _same_referral(db: Session, patient_id: int, data: ReferralIn, now: dt.datetime) -> Referral | None:
     """The referral this one repeats: the patient's open one, or a decided one (pick-up, not
     eligible) from the last weeks with the very same screening answers: a re-sent file or form,
     not news. New answers are a new referral."""
@@ -132,7 +135,7 @@ def _same_referral(db: Session, patient_id: int, data: ReferralIn) -> Referral |
         select(Referral).join(Screening, Screening.referral_id == Referral.id)
         .where(Referral.patient_id == patient_id,
                Referral.status.in_((ReferralStatus.pickup, ReferralStatus.not_eligible)),
-               Referral.created_at >= utcnow() - REPEAT_WINDOW,
+               Referral.created_at >= now - REPEAT_WINDOW,
                Screening.hunger_worried == s.hunger_worried, Screening.hunger_ran_out == s.hunger_ran_out,
                Screening.transportation_barrier == s.transportation_barrier,
                Screening.mobility_barrier == s.mobility_barrier,
@@ -269,14 +272,13 @@ def _set_point(db: Session, patient: Patient, point: tuple[float, float] | None)
 
 
 def override_outcome(db: Session, referral: Referral, outcome: Outcome, reason: str,
-                     actor_id: int, today: dt.date | None = None) -> Order | None:
+                     actor_id: int, today: dt.date) -> Order | None:
     """A coordinator sets the outcome by hand; the written reason goes on the timeline."""
     reason = reason.strip()
     if len(reason) < 3:
         raise IntakeError("Write the reason for the override.", "reason")
     if len(reason) > 400:
         raise IntakeError("Keep the reason under 400 characters.", "reason")
-    today = today or dt.date.today()
     food_bank = db.get(Organization, referral.food_bank_id)
     assert food_bank is not None
     before = referral.outcome

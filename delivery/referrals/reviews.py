@@ -281,7 +281,7 @@ def different_people(db: Session, item: ReviewItem, *, actor_id: int,
 
 
 def same_person(db: Session, item: ReviewItem, reason: str, *, actor_id: int,
-                today: dt.date | None = None, now: dt.datetime | None = None) -> list[Order]:
+                today: dt.date, now: dt.datetime | None = None) -> list[Order]:
     """One person under two MRNs: the newer referral's order ends (with the reason) and the older
     one carries on. Returns the orders that moved off the waitlist into the freed capacity."""
     _check_open(item, (ReviewKind.possible_duplicate,))

@@ -62,8 +62,6 @@ class PatientIn(Closed, kw_only=True):
     do_not_contact: bool = False
 
     def __post_init__(self) -> None:
-        if self.birth_date > dt.date.today():
-            raise ValueError("birth_date is in the future")
         if self.birth_date.year < 1900:
             raise ValueError("birth_date is before 1900")
         if not self.consent_to_share:

@@ -23,7 +23,7 @@ from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import account, clinic, coordinator, driver
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
-from delivery.web.render import provide_db, provide_settings
+from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
 from delivery.web.security import (
     AuthMiddleware,
     SecurityHeadersMiddleware,
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ],
         dependencies={"db": Provide(provide_db),
                       "settings": Provide(provide_settings, sync_to_thread=False)},
+        before_request=track_sessions, after_request=release_writer,
         guards=[policy_guard],
         middleware=[SecurityHeadersMiddleware(settings), AuthMiddleware(settings, database)],
         exception_handlers={NotAuthorizedException: redirect_to_login},

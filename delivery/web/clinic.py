@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -33,7 +32,7 @@ from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
-from delivery.web.render import DB, page, principal
+from delivery.web.render import DB, clock_of, page, principal, program_today
 
 STAFF = (Role.clinic_staff,)
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -83,11 +82,12 @@ def staff_clinic(db: Session, request: Request) -> Organization:
     return clinic
 
 
-def form_context(db: Session, clinic: Organization) -> dict[str, Any]:
+def form_context(request: Request, db: Session, clinic: Organization) -> dict[str, Any]:
     food_bank = db.get(Organization, clinic.food_bank_id) if clinic.food_bank_id else None
     return {
         "clinic": clinic,
-        "program": waitlist.program_status(db, food_bank, dt.date.today()) if food_bank else None,
+        "program": (waitlist.program_status(db, food_bank, program_today(request, food_bank))
+                    if food_bank else None),
         "hunger_answers": [(HungerAnswer.often, "Often true"), (HungerAnswer.sometimes, "Sometimes true"),
                            (HungerAnswer.never, "Never true")],
         "dietary_options": [d.value for d in Dietary], "box_types": [b.value for b in BoxType],
@@ -110,12 +110,13 @@ class ClinicController(Controller):
                                               & (Order.status != OrderStatus.ended))
             .where(Referral.clinic_id == clinic.id).order_by(Referral.id.desc()).limit(200)
         ).all()
-        return page(request, "clinic/referrals.html", rows=rows, **form_context(db, clinic))
+        return page(request, "clinic/referrals.html", rows=rows, **form_context(request, db, clinic))
 
     @get("/referrals/new", opt={"roles": STAFF}, sync_to_thread=True)
     def new_referral(self, request: Request, db: DB) -> Template:
         clinic = staff_clinic(db, request)
-        return page(request, "clinic/referral_new.html", values={}, errors={}, **form_context(db, clinic))
+        return page(request, "clinic/referral_new.html", values={}, errors={},
+                    **form_context(request, db, clinic))
 
     @post("/referrals", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
     def refer_patient(self, request: Request, db: DB, data: FormData) -> Response | Template:
@@ -131,7 +132,8 @@ class ClinicController(Controller):
         if referral_in is not None:
             try:
                 result = intake.refer(db, referral_in, clinic_id=clinic.id,
-                                      actor_id=principal(request).user_id, source=Source.web)
+                                      actor_id=principal(request).user_id, source=Source.web,
+                                      clock=clock_of(request))
             except intake.IntakeError as exc:
                 errors = {exc.field or "": str(exc)}
             else:
@@ -144,7 +146,7 @@ class ClinicController(Controller):
                 return Redirect(target, status_code=303)
         fragment = "referral_form" if request.headers.get("hx-request") else None
         return page(request, "clinic/referral_new.html", block=fragment, status_code=422, values=data,
-                    errors=errors, **form_context(db, clinic))
+                    errors=errors, **form_context(request, db, clinic))
 
     @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
     def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int],
@@ -184,7 +186,7 @@ class ClinicController(Controller):
             with upload.file:  # a spooled temporary file: close it, not the garbage collector
                 content = upload.file.read()
             report = csv_import.import_rows(db, content, clinic_id=clinic.id,
-                                            actor_id=principal(request).user_id,
+                                            actor_id=principal(request).user_id, clock=clock_of(request),
                                             source_name=upload.filename[:200])
         if report.ok:
             db.commit()

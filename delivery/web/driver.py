@@ -33,12 +33,11 @@ from delivery.models import (
     Stop,
     StopStatus,
     User,
-    utcnow,
 )
 from delivery.plans import publishing
 from delivery.platform import auth
 from delivery.platform.db import Database
-from delivery.web.render import DB, Config, page, principal
+from delivery.web.render import DB, Config, clock_of, page, principal
 from delivery.web.security import session_cookie
 
 DRIVERS = (Role.driver,)
@@ -150,10 +149,10 @@ class DriverController(Controller):
         until the link expires and marks the link used; opening it again works only in that same
         browser. A used link in another browser, an expired or a revoked one gets a plain page."""
         database: Database = request.app.state.database
-        now = utcnow()
+        now = settings.clock.now()
         me: auth.Principal | None = request.scope.get("user")
         with database.writer() as db:
-            link = publishing.route_for_link(db, token)
+            link = publishing.route_for_link(db, token, now)
             if link is None:  # unknown (404), or known but expired or revoked (410)
                 known = len(token) <= 200 and db.scalar(
                     select(RouteLink.id).where(RouteLink.token_hash == auth.token_hash(token))) is not None
@@ -191,13 +190,14 @@ class DriverController(Controller):
     @get("/driver", opt={"roles": DRIVERS}, sync_to_thread=True)
     def routes(self, request: Request, db: DB) -> Template:
         """The signed-in driver's published routes for today and the coming days."""
-        now = utcnow()
+        now = clock_of(request).now()
         rows = db.execute(select(Route, Plan, Organization).join(Plan, Plan.id == Route.plan_id)
                           .join(Organization, Organization.id == Plan.food_bank_id)
                           .join(Driver, Driver.id == Route.driver_id)
                           .where(Driver.user_id == principal(request).user_id,
                                  Plan.status.in_(VISIBLE_PLANS),
-                                 Plan.date >= dt.date.today() - dt.timedelta(days=1))
+                                 # yesterday somewhere on Earth; is_visible() decides exactly
+                                 Plan.date >= now.date() - dt.timedelta(days=2))
                           .order_by(Plan.date)).all()
         counts: dict[int, int] = dict(db.execute(  # type: ignore[arg-type]
             select(Stop.route_id, func.count(Stop.id))
@@ -214,7 +214,7 @@ class DriverController(Controller):
     @get("/driver/routes/{route_id:int}", opt={"roles": DRIVERS}, sync_to_thread=True)
     def route(self, request: Request, db: DB, route_id: FromPath[int]) -> Template:
         """One route's stops in order: who, where, how to get in, what to hand over."""
-        route, plan = own_route(db, principal(request).user_id, route_id, utcnow())
+        route, plan = own_route(db, principal(request).user_id, route_id, clock_of(request).now())
         stops = [driver_stop(stop) for stop in route_stops(db, route.id)]
         return page(request, "driver/route.html", day=day_label(plan.date), start=clock(route.planned_start),
                     stops=stops, boxes=sum(s.boxes for s in stops),

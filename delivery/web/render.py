@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.response import Template
 from sqlalchemy.orm import Session
 
+from delivery.models import Organization
 from delivery.platform.auth import Principal
-from delivery.platform.db import Database
+from delivery.platform.clock import Clock
+from delivery.platform.db import Database, WriteThenRead
 from delivery.platform.settings import Settings
 from delivery.web.security import CSRF_FIELD, SAFE_METHODS
 
@@ -43,13 +47,48 @@ def principal(request: Request) -> Principal:
     return user
 
 
-def provide_db(request: Request) -> Iterator[Session]:
-    """A session per request: the single writer for unsafe methods, a reader otherwise.
-    Controllers commit; anything not committed is rolled back when the request ends."""
+# The sessions of the request being handled (before_request makes the list in the request's own
+# task; dependencies may be resolved in child tasks, so they add to it through request.state).
+_SESSIONS: ContextVar[list[Session] | None] = ContextVar("request_sessions", default=None)
+
+
+def track_sessions(request: Request) -> None:
+    request.state.sessions = []
+    _SESSIONS.set(request.state.sessions)
+
+
+async def provide_db(request: Request) -> AsyncIterator[Session]:
+    """A session per request: a reader for GET (which never writes); for unsafe methods the single
+    writer from the first query until the controller commits or rolls back, a reader afterwards
+    (so the answer renders without holding the writer). Anything not committed is rolled back.
+
+    Async so that closing it runs on the event loop: a sync generator's cleanup waits for a worker
+    thread, and those may all be waiting for the connection this session holds."""
     database: Database = request.app.state.database
-    door = database.reader if request.method in SAFE_METHODS else database.writer
+    door = database.reader if request.method in SAFE_METHODS else database.write_then_read
     with door() as session:
+        request.state.sessions.append(session)
         yield session
+
+
+def release_writer(response: Response) -> Response:
+    """After the handler, before its answer renders: a request that still holds the writer (it
+    refused the change and neither committed nor rolled back) lets go of it; what it did not
+    commit is discarded, as it would be at the end of the request."""
+    for session in _SESSIONS.get() or ():
+        if isinstance(session, WriteThenRead) and session.holds_writer:
+            session.rollback()
+    return response
+
+
+def clock_of(request: Request) -> Clock:
+    """The app's one clock (from its Settings)."""
+    return request.app.state.settings.clock
+
+
+def program_today(request: Request, food_bank: Organization) -> dt.date:
+    """Today where the program delivers (the server may run on UTC)."""
+    return clock_of(request).today(food_bank.timezone)
 
 
 def provide_settings(request: Request) -> Settings:

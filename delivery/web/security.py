@@ -104,10 +104,11 @@ class AuthMiddleware(ASGIMiddleware):
                 return None
             user, session = found
             principal = auth.principal_for(user, via="session", session=session)
-            stale = auth.utcnow() - session.last_seen_at > TOUCH_EVERY
+            now = self.settings.clock.now()
+            stale = now - session.last_seen_at > TOUCH_EVERY
         if stale:
             with self.database.writer() as db:
-                auth.touch_session(db, session.id)
+                auth.touch_session(db, session.id, now)
                 db.commit()
         return principal
 

@@ -14,7 +14,7 @@ from delivery.program import waitlist
 from delivery.referrals import intake
 from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
-from delivery.web.render import DB, principal
+from delivery.web.render import DB, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
 
@@ -75,7 +75,8 @@ class ReferralApi(Controller):
         who = principal(request)
         clinic_id = referring_clinic(who, data.clinic_id)
         try:
-            result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api)
+            result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api,
+                                  clock=clock_of(request))
         except intake.IntakeError as exc:
             raise HTTPException(status_code=422, detail=str(exc),
                                 extra={"field": exc.field or None}) from None

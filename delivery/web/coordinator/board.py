@@ -29,7 +29,7 @@ from delivery.models import (
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.coordinator.sheets import coordinator_plan
 from delivery.web.driver import clock, day_label, display_name
-from delivery.web.render import DB, page, principal
+from delivery.web.render import DB, clock_of, page, principal
 
 POLICY = {"roles": COORDINATORS}
 LATE_AFTER = dt.timedelta(minutes=30)
@@ -137,7 +137,7 @@ class BoardController(Controller):
     def _board(self, request: Request, db: Session, plan_id: int, *, block: str | None) -> Template:
         plan, food_bank = coordinator_plan(db, request, plan_id)
         tz = ZoneInfo(food_bank.timezone)
-        now = dt.datetime.now(tz)
+        now = clock_of(request).local(food_bank.timezone)
         routes = progress(db, plan, food_bank, now)
         exceptions = open_exceptions(db, plan, {r.route_id: r.number for r in routes})
         totals = {"delivered": sum(r.delivered for r in routes), "failed": sum(r.failed for r in routes),

@@ -22,9 +22,8 @@ from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
-from delivery.platform.db import Database
 from delivery.platform.settings import Settings
-from delivery.web.render import DB, Config, page, principal
+from delivery.web.render import DB, Config, page, principal, program_today
 
 COORDINATORS = (Role.coordinator, Role.admin)
 POLICY = {"roles": COORDINATORS}
@@ -71,6 +70,7 @@ def plan_for(db: Session, request: Request, plan_id: int) -> Plan:
 def day_context(db: Session, food_bank: Organization, date: dt.date, settings: Settings,
                 **extra: Any) -> dict[str, Any]:
     view = days.view(db, food_bank, date)
+    waiting = days.changes_waiting(db, food_bank, date, view.plan)
     others = []
     if view.plan is not None:
         on_day = {d.driver.id for d in view.drivers if d.route is not None}
@@ -82,7 +82,8 @@ def day_context(db: Session, food_bank: Organization, date: dt.date, settings: S
         chosen = {int(d) for d in view.job.driver_ids}
     return {"view": view, "plan": view.plan, "clock": days.clock, "tile_url": settings.tile_url,
             "other_drivers": others, "chosen": chosen, "palette": PALETTE,
-            "warnings": [], "message": "", "conflict": "", "links": [], **extra}
+            "warnings": [], "message": "", "conflict": "", "links": [], "changes_waiting": waiting,
+            **extra}
 
 
 class PlanController(Controller):
@@ -100,27 +101,42 @@ class PlanController(Controller):
         plans = db.scalars(select(Plan).where(Plan.food_bank_id == food_bank.id)
                            .order_by(Plan.date.desc()).limit(20)).all()
         return page(request, "coordinator/plans.html", food_bank=food_bank, plans=plans,
-                    next_day=days.next_delivery_day(food_bank), bad_date=bool(date))
+                    next_day=days.next_delivery_day(food_bank, program_today(request, food_bank)),
+                    bad_date=bool(date))
 
-    @get("/plans/{date:str}", opt=POLICY, sync_to_thread=True)
-    def day(self, request: Request, settings: Config, date: FromPath[str]) -> Template:
-        """The day: its stops, the drivers with shifts, capacity, the plan with its map and edits."""
+    def _when(self, request: Request, food_bank: Organization, date: str) -> dt.date:
+        """The day in the path: a date within about a year of today, else 404 (nothing is made)."""
         try:
             when = dt.date.fromisoformat(date)
         except ValueError:
-            raise NotFoundException(f"{date!r} is not a date (YYYY-MM-DD).") from None
-        database: Database = request.app.state.database
-        with database.writer() as db:  # building the day's stops is idempotent; it writes
-            food_bank = food_bank_for(db, request)
-            closed = ""
-            try:
-                days.prepare(db, food_bank, when)
-                db.commit()
-            except days.DayError as exc:
-                db.rollback()
-                closed = str(exc)
-            return page(request, "coordinator/plan_day.html",
-                        **day_context(db, food_bank, when, settings, closed=closed))
+            raise NotFoundException(f"{date[:40]!r} is not a date (YYYY-MM-DD).") from None
+        if not days.in_window(when, program_today(request, food_bank)):
+            raise NotFoundException(f"{when} is not a delivery day to plan: choose a day within a year "
+                                    "of today.")
+        return when
+
+    @get("/plans/{date:str}", opt=POLICY, sync_to_thread=True)
+    def day(self, request: Request, db: DB, settings: Config, date: FromPath[str]) -> Template:
+        """The day: its stops, the drivers with shifts, capacity, the plan with its map and edits.
+        Only reads: the stops are built by 'Build the day's stops' / 'Refresh stops' (POST)."""
+        food_bank = food_bank_for(db, request)
+        when = self._when(request, food_bank, date)
+        closed = days.holiday(db, food_bank.id, when)
+        return page(request, "coordinator/plan_day.html", **day_context(
+            db, food_bank, when, settings, closed=days.closed_message(when, closed) if closed else ""))
+
+    @post("/plans/{date:str}/stops", opt=POLICY, sync_to_thread=True, status_code=303)
+    def build_stops(self, request: Request, db: DB, date: FromPath[str]) -> Redirect:
+        """Build (or bring up to date) the day's stops from the standing orders, then show the day."""
+        food_bank = food_bank_for(db, request)
+        when = self._when(request, food_bank, date)
+        try:
+            days.prepare(db, food_bank, when)
+        except days.DayError:
+            db.rollback()  # a holiday: the day page says so
+        else:
+            db.commit()
+        return Redirect(f"/coordinator/plans/{when}", status_code=303)
 
     def _day_block(self, request: Request, db: Session, plan: Plan, settings: Settings,
                    **extra: Any) -> Template:
@@ -140,6 +156,9 @@ class PlanController(Controller):
         reoptimise = _one(data.get("mode")) == "reoptimise"
         limit = _int(data.get("time_limit_s"), int(PAGE_TIME_LIMIT_S)) or int(PAGE_TIME_LIMIT_S)
         try:
+            food_bank = db.get(Organization, plan.food_bank_id)
+            assert food_bank is not None
+            days.prepare(db, food_bank, plan.date)  # plan from the stops as the orders stand now
             planning.enqueue(db, plan, principal(request).user_id, time_limit_s=limit, keep_locks=True,
                              driver_ids=None if reoptimise or not drivers else drivers)
         except planning.PlanBusy as exc:
@@ -147,7 +166,7 @@ class PlanController(Controller):
             response = self._day_block(request, db, plan, settings, conflict=str(exc))
             response.status_code = 409  # htmx swaps it (see plan_map.js responseHandling)
             return response
-        except planning.PlanningError as exc:
+        except (planning.PlanningError, days.DayError) as exc:
             db.rollback()
             return self._day_block(request, db, plan, settings, conflict=str(exc))
         db.commit()

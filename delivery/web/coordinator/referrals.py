@@ -15,7 +15,6 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -54,7 +53,7 @@ from delivery.referrals.schemas import (
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
-from delivery.web.render import DB, page, principal
+from delivery.web.render import DB, page, principal, program_today
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
@@ -178,14 +177,6 @@ def programs(request: Request) -> list[int]:
 
 def is_htmx(request: Request) -> bool:
     return bool(request.headers.get("hx-request"))
-
-
-def program_today(food_bank: Organization) -> dt.date:
-    """Today where the program delivers (the server may run on UTC)."""
-    try:
-        return dt.datetime.now(ZoneInfo(food_bank.timezone)).date()
-    except (KeyError, ValueError):
-        return dt.date.today()
 
 
 def own_item(db: Session, request: Request, item_id: int) -> ReviewItem:
@@ -383,7 +374,7 @@ class ReferralDeskController(Controller):
                     data: FormData) -> Response | Template:
         """One person under two MRNs: the newer referral's order ends, with the reason."""
         def act(item: ReviewItem, form: ReasonForm) -> str:
-            today = program_today(food_bank_of(db, item.food_bank_id))
+            today = program_today(request, food_bank_of(db, item.food_bank_id))
             moved = reviews.same_person(db, item, form.reason, actor_id=principal(request).user_id,
                                         today=today)
             return "Marked as the same person." + moved_text(db, moved)
@@ -416,12 +407,13 @@ class ReferralDeskController(Controller):
     def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int]) -> Template:
         """One referral: its timeline, the outcome override and the order controls."""
         referral = own_referral(db, request, referral_id)
-        return page(request, "coordinator/referral.html", **self._referral_context(db, referral))
+        return page(request, "coordinator/referral.html", **self._referral_context(request, db, referral))
 
-    def _referral_context(self, db: Session, referral: Referral, *, errors: Errors | None = None,
+    def _referral_context(self, request: Request, db: Session, referral: Referral, *,
+                          errors: Errors | None = None,
                           values: dict[str, Any] | None = None, notice: str = "") -> dict[str, Any]:
         food_bank = food_bank_of(db, referral.food_bank_id)
-        today = program_today(food_bank)
+        today = program_today(request, food_bank)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by((Order.status != OrderStatus.ended).desc(), Order.id.desc()).limit(1))
         events = timeline.history(db, referral.id)
@@ -464,10 +456,10 @@ class ReferralDeskController(Controller):
             db.rollback()
             referral = own_referral(db, request, referral_id)
             values = {f"{form_name}.{k}": v for k, v in form.items() if k != "csrf_token"}
-            context = self._referral_context(db, referral, errors=errors, values=values)
+            context = self._referral_context(request, db, referral, errors=errors, values=values)
             return page(request, "coordinator/referral.html", block="referral_body" if is_htmx(request)
                         else None, status_code=422, **context)
-        context = self._referral_context(db, referral, notice=notice)
+        context = self._referral_context(request, db, referral, notice=notice)
         db.commit()
         if not is_htmx(request):
             return Redirect(f"/coordinator/referrals/{referral.id}", status_code=303)
@@ -479,7 +471,7 @@ class ReferralDeskController(Controller):
         """Set the outcome by hand, with a written reason that goes on the timeline."""
         def act(referral: Referral) -> str:
             form = valid(OverrideForm, data, "override.")
-            today = program_today(food_bank_of(db, referral.food_bank_id))
+            today = program_today(request, food_bank_of(db, referral.food_bank_id))
             before = db.scalars(select(Order.id).where(Order.food_bank_id == referral.food_bank_id,
                                                        Order.status == OrderStatus.waitlisted)).all()
             intake.override_outcome(db, referral, form.outcome, form.reason,
@@ -493,7 +485,7 @@ class ReferralDeskController(Controller):
     def _order_action(self, request: Request, db: Session, order_id: int, form_name: str,
                       data: dict[str, Any], action: Callable[[Order, dt.date], str]) -> Response | Template:
         order = own_order(db, request, order_id)
-        today = program_today(food_bank_of(db, order.food_bank_id))
+        today = program_today(request, food_bank_of(db, order.food_bank_id))
         return self._referral_answer(request, db, order.referral_id, form_name, data,
                                      lambda _referral: action(order, today))
 
@@ -559,13 +551,13 @@ class ReferralDeskController(Controller):
 
     # --- waitlist -------------------------------------------------------------------------------
 
-    def _waitlist_section(self, db: Session, food_bank: Organization) -> dict[str, Any]:
+    def _waitlist_section(self, request: Request, db: Session, food_bank: Organization) -> dict[str, Any]:
         waiting = waitlist.waiting_orders(db, food_bank.id)
         referrals = {r.id: r for r in db.scalars(select(Referral).where(
             Referral.id.in_([o.referral_id for o in waiting])))} if waiting else {}
         return {"food_bank": food_bank, "rows": [(o, referrals[o.referral_id]) for o in waiting],
                 "clinics": clinic_names(db, [food_bank.id]),
-                "status": waitlist.program_status(db, food_bank, program_today(food_bank))}
+                "status": waitlist.program_status(db, food_bank, program_today(request, food_bank))}
 
     @get("/waitlist", opt=POLICY, sync_to_thread=True)
     def waitlist_page(self, request: Request, db: DB) -> Template:
@@ -573,7 +565,8 @@ class ReferralDeskController(Controller):
         food_banks = db.scalars(select(Organization).where(Organization.id.in_(programs(request)))
                                 .order_by(Organization.name)).all()
         return page(request, "coordinator/waitlist.html", priorities=PRIORITY_NAMES,
-                    sections=[self._waitlist_section(db, fb) for fb in food_banks], errors={}, notice="")
+                    sections=[self._waitlist_section(request, db, fb) for fb in food_banks],
+                    errors={}, notice="")
 
     @post("/orders/{order_id:int}/priority", opt=POLICY, sync_to_thread=True, status_code=200)
     def change_priority(self, request: Request, db: DB, order_id: FromPath[int],
@@ -586,7 +579,7 @@ class ReferralDeskController(Controller):
         if form is not None:
             try:
                 moved = orders.change_priority(db, order, form.priority, actor_id=principal(request).user_id,
-                                               today=program_today(food_bank))
+                                               today=program_today(request, food_bank))
             except orders.OrderError as exc:
                 errors = {"priority": str(exc)}
             else:
@@ -596,7 +589,7 @@ class ReferralDeskController(Controller):
         if errors:
             db.rollback()
             status_code = 422
-        section = self._waitlist_section(db, food_bank)
+        section = self._waitlist_section(request, db, food_bank)
         if not errors:
             db.commit()
             if not is_htmx(request):
@@ -611,14 +604,15 @@ class ReferralDeskController(Controller):
 
     # --- program settings -------------------------------------------------------------------------
 
-    def _program_section(self, db: Session, food_bank: Organization, *, values: dict[str, Any] | None = None,
+    def _program_section(self, request: Request, db: Session, food_bank: Organization, *,
+                         values: dict[str, Any] | None = None,
                          errors: Errors | None = None, notice: str = "",
                          over: list[tuple[dt.date, int]] | None = None) -> dict[str, Any]:
         current = {"boxes_per_delivery_day": "" if food_bank.boxes_per_delivery_day is None
                    else str(food_bank.boxes_per_delivery_day),
                    "delivery_weekday": "" if food_bank.delivery_weekday is None
                    else str(food_bank.delivery_weekday)}
-        status = waitlist.program_status(db, food_bank, program_today(food_bank))
+        status = waitlist.program_status(db, food_bank, program_today(request, food_bank))
         return {"food_bank": food_bank, "status": status, "values": current | (values or {}),
                 "errors": errors or {}, "notice": notice, "over": over or []}
 
@@ -629,7 +623,7 @@ class ReferralDeskController(Controller):
                                                            Organization.kind == "food_bank")
                                 .order_by(Organization.name)).all()
         return page(request, "coordinator/program.html", weekday_options=WEEKDAY_OPTIONS,
-                    sections=[self._program_section(db, fb) for fb in food_banks])
+                    sections=[self._program_section(request, db, fb) for fb in food_banks])
 
     @post("/program/{food_bank_id:int}", opt=POLICY, sync_to_thread=True, status_code=200)
     def update_program(self, request: Request, db: DB, food_bank_id: FromPath[int],
@@ -647,18 +641,18 @@ class ReferralDeskController(Controller):
                 change = program_settings.update_settings(
                     db, food_bank, boxes_per_delivery_day=form.boxes_per_delivery_day,
                     delivery_weekday=form.delivery_weekday, actor_id=principal(request).user_id,
-                    today=program_today(food_bank))
+                    today=program_today(request, food_bank))
             except program_settings.ProgramError as exc:
                 errors = {exc.field or "form": str(exc)}
         if change is None:
             db.rollback()
             food_bank = food_bank_of(db, food_bank_id)
-            section = self._program_section(db, food_bank, values={k: v for k, v in data.items()
+            section = self._program_section(request, db, food_bank, values={k: v for k, v in data.items()
                                                                    if k != "csrf_token"}, errors=errors)
             status_code = 422
         else:
             notice = "Saved: " + "; ".join(change.changes) + "." + moved_text(db, change.promoted)
-            section = self._program_section(db, food_bank, notice=notice, over=change.over_capacity)
+            section = self._program_section(request, db, food_bank, notice=notice, over=change.over_capacity)
             db.commit()
             status_code = 200
         if is_htmx(request):

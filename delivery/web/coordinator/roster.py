@@ -14,11 +14,11 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.models import Driver, Holiday, Shift
+from delivery.models import Driver, Holiday, Organization, Shift
 from delivery.program import roster
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
-from delivery.web.render import DB, page, principal
+from delivery.web.render import DB, page, principal, program_today
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
@@ -26,6 +26,12 @@ POLICY = {"roles": COORDINATORS}
 
 def programs(request: Request) -> list[int]:
     return principal(request).organizations_with(*COORDINATORS)
+
+
+def _today(request: Request, db: Session, food_bank_id: int) -> dt.date:
+    food_bank = db.get(Organization, food_bank_id)
+    assert food_bank is not None
+    return program_today(request, food_bank)
 
 
 def visible_driver(db: Session, request: Request, driver_id: int) -> Driver:
@@ -124,7 +130,7 @@ class RosterController(Controller):
     @post("/drivers/{driver_id:int}/deactivate", opt=POLICY, sync_to_thread=True, status_code=200)
     def deactivate_driver(self, request: Request, db: DB, driver_id: FromPath[int]) -> Response:
         driver = visible_driver(db, request, driver_id)
-        roster.deactivate_driver(db, driver, today=dt.date.today())
+        roster.deactivate_driver(db, driver, today=_today(request, db, driver.food_bank_id))
         db.commit()
         return Redirect("/coordinator/drivers?done=deactivated")
 
@@ -140,7 +146,7 @@ class RosterController(Controller):
     def _shifts_page(self, request: Request, db: Session, driver: Driver, *, values: dict[str, Any],
                      errors: Errors, editing: Shift | None = None, status_code: int = 200,
                      done: str = "") -> Template:
-        today = dt.date.today()
+        today = _today(request, db, driver.food_bank_id)
         last = today + dt.timedelta(weeks=roster.SHIFT_WEEKS)
         shifts = roster.shifts_between(db, driver, today, last)
         depots = roster.program_depots(db, driver.food_bank_id)
@@ -183,7 +189,7 @@ class RosterController(Controller):
         if shift_in is not None:
             try:
                 roster.save_shift(db, driver=driver, data=shift_in, offered_by="coordinator",
-                                  today=dt.date.today(), shift=shift)
+                                  today=_today(request, db, driver.food_bank_id), shift=shift)
             except roster.RosterError as exc:
                 errors = {exc.field: str(exc)}
             else:
@@ -230,7 +236,7 @@ class RosterController(Controller):
 
     def _holidays_page(self, request: Request, db: Session, *, values: dict[str, Any], errors: Errors,
                        status_code: int = 200, done: str = "") -> Template:
-        today = dt.date.today()
+        today = _today(request, db, programs(request)[0])
         holidays = db.scalars(select(Holiday).where(Holiday.food_bank_id.in_(programs(request)),
                                                     Holiday.date >= today).order_by(Holiday.date)).all()
         return page(request, "coordinator/holidays.html", status_code=status_code, holidays=holidays,
@@ -252,7 +258,7 @@ class RosterController(Controller):
             try:
                 food_bank = programs(request)[0]
                 roster.mark_holiday(db, food_bank_id=food_bank, date=day, name=_one(data.get("name")),
-                                    today=dt.date.today())
+                                    today=_today(request, db, food_bank))
             except roster.RosterError as exc:
                 errors = {exc.field: str(exc)}
             else:
