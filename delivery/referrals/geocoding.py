@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from geopy.adapters import URLLibAdapter
 from geopy.distance import great_circle
 from geopy.exc import GeocoderQueryError, GeopyError
 from geopy.extra.rate_limiter import RateLimiter
@@ -208,6 +209,12 @@ _NOMINATIM_PRECISE_ADDRESSTYPES = {"house", "building"}
 _POINT_LIKE_M = 100.0  # a bounding box smaller than this is a building, whatever its tags
 
 
+def _adapter(*, proxies: Any, ssl_context: Any) -> URLLibAdapter:
+    # geopy picks requests when it is installed, whose session retries a 429 that carries
+    # Retry-After on its own: our pass must see every error once, whatever else is installed.
+    return URLLibAdapter(proxies=proxies, ssl_context=ssl_context)
+
+
 class NominatimGeocoder(_GeopyGeocoder):
     provider = "nominatim"
 
@@ -215,7 +222,7 @@ class NominatimGeocoder(_GeopyGeocoder):
         scheme, domain = _endpoint(settings.geocoder_url, "nominatim.openstreetmap.org")
         super().__init__(
             Nominatim(domain=domain, scheme=scheme, user_agent=USER_AGENT,
-                      timeout=settings.geocoder_timeout_s),
+                      timeout=settings.geocoder_timeout_s, adapter_factory=_adapter),
             min_delay_s=settings.geocoder_min_delay_s, limit=RESULT_LIMIT, country_codes=COUNTRY_CODES)
 
     def _candidate(self, raw: dict[str, Any]) -> Candidate:
@@ -244,7 +251,8 @@ class PhotonGeocoder(_GeopyGeocoder):
     def __init__(self, settings: Settings) -> None:
         scheme, domain = _endpoint(settings.geocoder_url, "photon.komoot.io")
         super().__init__(
-            Photon(domain=domain, scheme=scheme, user_agent=USER_AGENT, timeout=settings.geocoder_timeout_s),
+            Photon(domain=domain, scheme=scheme, user_agent=USER_AGENT, timeout=settings.geocoder_timeout_s,
+                   adapter_factory=_adapter),
             min_delay_s=settings.geocoder_min_delay_s, limit=RESULT_LIMIT)
 
     def _candidate(self, raw: dict[str, Any]) -> Candidate | None:
