@@ -45,6 +45,8 @@ class Organization(Base):
     delivery_weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday
     requires_language_match: Mapped[bool] = mapped_column(Boolean, default=False)
     timezone: Mapped[str] = mapped_column(String(60), default="America/Los_Angeles")
+    # Consecutive failed attempts after which an order stops being rescheduled and waits for review.
+    max_failed_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
