@@ -34,6 +34,8 @@ class Organization(Base):
     """A clinic, a food bank or another partner; every record belongs to one."""
 
     __tablename__ = "organizations"
+    # Columns filled by the server (max_failed_attempts) are read when used, not RETURNed on insert.
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -46,7 +48,7 @@ class Organization(Base):
     requires_language_match: Mapped[bool] = mapped_column(Boolean, default=False)
     timezone: Mapped[str] = mapped_column(String(60), default="America/Los_Angeles")
     # Consecutive failed attempts after which an order stops being rescheduled and waits for review.
-    max_failed_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    max_failed_attempts: Mapped[int] = mapped_column(Integer, server_default="2")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
