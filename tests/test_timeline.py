@@ -232,7 +232,8 @@ SAMPLES: dict[EventKind, p.Payload] = {
     EventKind.review_resolved: p.ReviewResolved(review_item_id=6, review_kind="geocode_failed",
                                                 resolution="Point set by hand."),
     EventKind.duplicate_checked: p.DuplicateChecked(other_referral_id=8),
-    EventKind.held_for_review: p.HeldForReview(order_id=3, review_item_id=9, reasons=["no_answer", "refused"]),
+    EventKind.held_for_review: p.HeldForReview(order_id=3, review_item_id=9,
+                                               reasons=["no_answer", "refused"]),
     EventKind.legacy: p.Migrated(old_kind="postcard_sent", message="A postcard was sent."),
 }
 SENTENCES = {

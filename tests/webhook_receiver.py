@@ -21,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    path: str = "/hooks/"
 
     @property
     def event(self) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def serve(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
-            item = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            item = Received(headers, body, time.monotonic(), self.path)
             with receiver.lock:
                 receiver.requests.append(item)
                 behaviour = receiver.behaviours.popleft() if receiver.behaviours else "ok"

@@ -24,6 +24,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from delivery.field import followup
 from delivery.models import (
     Confirmation,
     ConfirmationOutcome,
@@ -34,7 +35,6 @@ from delivery.models import (
     StopStatus,
     utcnow,
 )
-from delivery.field import followup
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 

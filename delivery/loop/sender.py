@@ -149,12 +149,15 @@ def claim(db: Session, now: dt.datetime, lease: dt.timedelta, limit: int = BATCH
 # --- 3. send ---------------------------------------------------------------------------------------
 
 
-def send(client: httpx.Client, item: Outgoing, *, allow_loopback: bool, now: Now = utcnow) -> Answer:
-    """One signed POST; never follows a redirect, never raises (a failure is an Answer)."""
+def send(client: httpx.Client, item: Outgoing, *, allow_loopback: bool) -> Answer:
+    """One signed POST; never follows a redirect, never raises (a failure is an Answer).
+
+    The signature's timestamp is the wall clock's, whatever clock schedules retries: receivers
+    refuse one more than five minutes off."""
     start = time.perf_counter()
     try:
         endpoint_rules.refuse_private(item.url, allow_loopback=allow_loopback)
-        timestamp = int(now().timestamp())
+        timestamp = int(time.time())
         response = client.post(item.url, content=item.body,
                                headers=signing.headers(item.secrets, item.webhook_id, timestamp, item.body))
         status, error = response.status_code, None
@@ -265,8 +268,8 @@ def relay_once(database: Database, settings: Settings, client: httpx.Client, poo
         db.commit()
     if not batch:
         return result
-    answers = list(pool.map(lambda item: send(client, item, allow_loopback=settings.webhook_allow_loopback,
-                                              now=now), batch))
+    answers = list(pool.map(lambda item: send(client, item, allow_loopback=settings.webhook_allow_loopback),
+                            batch))
     with database.writer() as db:
         record(db, zip(batch, answers, strict=True), now())
         db.commit()
@@ -280,9 +283,6 @@ def next_due(db: Session) -> dt.datetime | None:
     return db.scalar(select(func.min(WebhookDelivery.next_attempt_at))
                      .where(WebhookDelivery.state == DeliveryState.pending))
 
-
-def pending_dispatch(db: Session) -> bool:
-    return db.scalar(select(OutboxMessage.id).where(OutboxMessage.dispatched_at.is_(None)).limit(1)) is not None
 
 
 def relay(database: Database, settings: Settings, *, now: Now = utcnow,
@@ -323,7 +323,8 @@ def send_test(endpoint: WebhookEndpoint, settings: Settings, now: dt.datetime) -
         return send(client, item, allow_loopback=settings.webhook_allow_loopback)
 
 
-def recent(db: Session, endpoint_id: int, limit: int = 50) -> Sequence[tuple[WebhookDelivery, WebhookAttempt | None]]:
+def recent(db: Session, endpoint_id: int,
+           limit: int = 50) -> Sequence[tuple[WebhookDelivery, WebhookAttempt | None]]:
     """The endpoint's latest deliveries, newest first, each with its latest attempt."""
     deliveries = list(db.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
                                  .order_by(WebhookDelivery.id.desc()).limit(limit)).unique())

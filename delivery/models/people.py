@@ -35,7 +35,7 @@ class Organization(Base):
 
     __tablename__ = "organizations"
     # Columns filled by the server (max_failed_attempts) are read when used, not RETURNed on insert.
-    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012
+    __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

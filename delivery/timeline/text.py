@@ -159,7 +159,8 @@ def _duplicate_checked(d: p.DuplicateChecked) -> str:
 def _held_for_review(d: p.HeldForReview) -> str:
     reasons = ", ".join(r.replace("_", " ") for r in d.reasons)
     if d.reasons and d.reasons[-1] == "wrong_address":
-        return f"Deliveries on hold: the driver found the address wrong ({reasons}). A coordinator is checking it."
+        return (f"Deliveries on hold: the driver found the address wrong ({reasons}). "
+                "A coordinator is checking it.")
     return (f"Deliveries on hold after {len(d.reasons)} failed attempts in a row ({reasons}). "
             "A coordinator will follow up.")
 
