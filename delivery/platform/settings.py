@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A receiver that has not answered 2xx within this is a failed attempt."""
     webhook_concurrency: int = 8
     """Requests the sender keeps in flight at once."""
+    webhook_poll_s: float = 0.5
+    """How often an idle sender looks for new events (the latency floor of a webhook)."""
+    """Requests the sender keeps in flight at once."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
 
