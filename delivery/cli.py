@@ -65,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
     link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
     link.add_argument("--driver", required=True, metavar="EMAIL")
     link.add_argument("--date", required=True, type=_date)
+    hook = sub.add_parser("webhook", help="a clinic's webhook endpoints")
+    hook_sub = hook.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = hook_sub.add_parser("add", help="register an endpoint; prints its id and secret (shown once)")
+    add.add_argument("--clinic", required=True, metavar="NAME")
+    add.add_argument("--url", required=True)
+    add.add_argument("--events", default="", metavar="KIND,...", help="event kinds (default: every kind)")
+    hook_sub.add_parser("relay", help="send webhooks until stopped (what `delivery worker` will run)")
     return p
 
 
@@ -150,6 +157,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 raise CommandError(str(exc)) from None
             worker.serve(runner)
             return 0
+        if args.command == "webhook":
+            return webhook_command(database, settings, args)
         if args.command == "route-link":
             from delivery.plans import publishing
 
@@ -157,6 +166,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         database.dispose()
     raise CommandError(f"unknown command {args.command}")
+
+
+def webhook_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from delivery.loop import endpoints, sender
+
+    if args.action == "relay":
+        import time
+
+        while True:  # until Ctrl-C or a signal: every pass ends when nothing is due right now
+            sender.relay(database, settings)
+            time.sleep(settings.webhook_poll_s)
+    with database.writer() as db:
+        try:
+            clinic = endpoints.find_clinic(db, args.clinic)
+            kinds = [k.strip() for k in args.events.split(",") if k.strip()]
+            made = endpoints.register(db, clinic, args.url, kinds, actor_id=None,
+                                      allow_loopback=settings.webhook_allow_loopback)
+        except endpoints.EndpointError as exc:
+            raise CommandError(str(exc)) from None
+        db.commit()
+    print(f"endpoint {made.endpoint.id} for {clinic.name}: {made.endpoint.url}")
+    print(f"secret (shown once): {made.secret}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -81,11 +81,12 @@ def test_timeline_events_in_the_same_transaction(program: Program, database: Dat
         confirm(db, delivered, user_id, "delivered", "k1")  # type: ignore[arg-type]
         confirm(db, failed, user_id, "no_answer", "k2")  # type: ignore[arg-type]
         db.commit()
-        told = {rid: timeline.history(db, rid)[-1] for rid in day.referral_ids[0][:2]}
-        assert (told[day.referral_ids[0][0]].kind, told[day.referral_ids[0][0]].text) == (
+        told = {rid: timeline.history(db, rid) for rid in day.referral_ids[0][:2]}
+        assert (told[day.referral_ids[0][0]][-1].kind, told[day.referral_ids[0][0]][-1].text) == (
             "delivered", "Delivered 2 boxes on Tue 1 Dec")
-        lost = told[day.referral_ids[0][1]]
+        lost, retry = told[day.referral_ids[0][1]][-2:]
         assert (lost.kind, lost.text) == ("attempt_failed", "Delivery attempt failed: no answer")
+        assert retry.kind == "rescheduled"  # followed up in the same transaction
         assert lost.data.stop_id == failed.id  # type: ignore[attr-defined]
         assert db.get(Stop, failed.id).status == "failed"  # type: ignore[union-attr]
 
@@ -95,8 +96,8 @@ def test_timeline_events_in_the_same_transaction(program: Program, database: Dat
         db.rollback()
     with database.reader() as db:
         assert db.scalar(select(func.count(Confirmation.id))) == 2
-        assert db.scalar(select(func.count(ReferralEvent.id))) == 2
-        assert db.scalar(select(func.count(OutboxMessage.id))) == 2
+        assert db.scalar(select(func.count(ReferralEvent.id))) == 3  # delivered, failed, rescheduled
+        assert db.scalar(select(func.count(OutboxMessage.id))) == 3
 
 
 @pytest.mark.req("R7.5")

@@ -232,6 +232,8 @@ SAMPLES: dict[EventKind, p.Payload] = {
     EventKind.review_resolved: p.ReviewResolved(review_item_id=6, review_kind="geocode_failed",
                                                 resolution="Point set by hand."),
     EventKind.duplicate_checked: p.DuplicateChecked(other_referral_id=8),
+    EventKind.held_for_review: p.HeldForReview(order_id=3, review_item_id=9,
+                                               reasons=["no_answer", "refused"]),
     EventKind.legacy: p.Migrated(old_kind="postcard_sent", message="A postcard was sent."),
 }
 SENTENCES = {
@@ -260,6 +262,8 @@ SENTENCES = {
                                "(only the unit changed).",
     EventKind.review_resolved: "Review: Point set by hand.",
     EventKind.duplicate_checked: "A coordinator found referral #8 is the same person; it was ended.",
+    EventKind.held_for_review: ("Deliveries on hold after 2 failed attempts in a row (no answer, refused). "
+                                "A coordinator will follow up."),
     EventKind.legacy: "A postcard was sent.",
 }
 

@@ -34,6 +34,8 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
     (1, 10, "waitlist_promoted", "Capacity freed: moved off the waitlist; first delivery Tue 10 Nov 2026."),
 ]
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
+NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
+"""The newest migration that replaced the kinds' CHECK."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -125,6 +127,8 @@ def test_old_events_become_data_without_loss(empty_url: str) -> None:
 
 
 def test_the_migration_checks_exactly_the_kinds_the_code_knows() -> None:
-    """The CHECK written by 0004 and the EventKind enum name the same kinds (a new kind needs both)."""
-    assert set(MIGRATION.KINDS) == {k.value for k in EventKind}
+    """The newest CHECK and the EventKind enum name the same kinds (a new kind needs both), and each
+    migration that replaces the CHECK starts from the kinds 0004 wrote."""
+    assert set(NEWEST_KINDS.KINDS) == {k.value for k in EventKind}
+    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(MIGRATION.KINDS)
     assert set(MIGRATION.OLD_KINDS.values()) <= set(MIGRATION.KINDS)

@@ -8,7 +8,9 @@
   conflict (409) that carries the stored outcome.
 - `occurred_at` (the device's clock) and `received_at` (the server's) are both kept; a device time
   more than 24 h ahead of the server or more than 7 days behind is flagged (`clock_flag`).
-- The referral's timeline event is written in the same transaction. Services do not commit.
+- The referral's timeline event is written in the same transaction, and a failed attempt is
+  followed up there too (rescheduled, or held for review: `delivery.field.followup`).
+  Services do not commit.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from delivery.field import followup
 from delivery.models import (
     Confirmation,
     ConfirmationOutcome,
@@ -154,6 +157,8 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
         # The door's time is the device's, unless that clock looks wrong (R7.5): then ours.
         at = confirmation.received_at if clock_flag(occurred_at, confirmation.received_at) else occurred_at
         timeline.record(db, referral, kind, data, actor_id=user_id, occurred_at=at)
+        if not wanted.delivered_food:
+            followup.after_attempt(db, locked, actor_id=user_id)
     db.flush()
     return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
 

@@ -5,6 +5,13 @@ Everything is re-exported here, so `from delivery.models import Stop` works and 
 from delivery.models.base import NAMING, Base, UTCDateTime, utcnow
 from delivery.models.field import Confirmation, ConfirmationOutcome
 from delivery.models.jobs import Job, JobState
+from delivery.models.loop import (
+    DeliveryState,
+    EndpointState,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from delivery.models.people import (
     ApiToken,
     AuditEvent,
@@ -61,9 +68,11 @@ __all__ = [
     "Cadence",
     "Confirmation",
     "ConfirmationOutcome",
+    "DeliveryState",
     "Depot",
     "Dietary",
     "Driver",
+    "EndpointState",
     "EventKind",
     "GeocodeCacheEntry",
     "GeocodeStatus",
@@ -101,5 +110,8 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "utcnow",
 ]

@@ -34,6 +34,8 @@ class Organization(Base):
     """A clinic, a food bank or another partner; every record belongs to one."""
 
     __tablename__ = "organizations"
+    # Columns filled by the server (max_failed_attempts) are read when used, not RETURNed on insert.
+    __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -45,6 +47,8 @@ class Organization(Base):
     delivery_weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday
     requires_language_match: Mapped[bool] = mapped_column(Boolean, default=False)
     timezone: Mapped[str] = mapped_column(String(60), default="America/Los_Angeles")
+    # Consecutive failed attempts after which an order stops being rescheduled and waits for review.
+    max_failed_attempts: Mapped[int] = mapped_column(Integer, server_default="2")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -63,6 +63,9 @@ class ReviewKind(StrEnum):
     geocode_ambiguous = "geocode_ambiguous"
     address_change = "address_change"  # an import proposes a new address for a corrected one
     possible_duplicate = "possible_duplicate"  # same name and birth date under another MRN
+    address_problem = "address_problem"  # a driver found the address wrong: deliveries wait for it
+    failed_attempts = "failed_attempts"  # consecutive failed attempts: deliveries wait for a person
+    receipt_denied = "receipt_denied"  # the clinic says the patient did not get a delivered box
 
 
 class Source(StrEnum):

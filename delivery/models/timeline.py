@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     address_changed = "address_changed"
     review_resolved = "review_resolved"  # an item of the coordinators' review queue was settled
     duplicate_checked = "duplicate_checked"  # another referral was found to be the same person
+    held_for_review = "held_for_review"  # deliveries stopped until a coordinator looks (failed attempts)
     legacy = "legacy"  # an event from before kinds were closed whose kind was not recognised
 
 
@@ -100,3 +101,4 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
+    dispatched_at: Mapped[dt.datetime | None]  # handed to each subscribed endpoint (webhook_deliveries)

@@ -45,6 +45,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often an idle `delivery worker` looks for due jobs."""
     job_stale_after_s: float = 60.0
     """A running job whose worker has not beaten its heartbeat for this long is taken back."""
+    webhook_allow_loopback: bool = False
+    """Let webhook endpoints be http(s)://127.0.0.1 or localhost: the demo and the tests only."""
+    webhook_timeout_s: float = 10.0
+    """A receiver that has not answered 2xx within this is a failed attempt."""
+    webhook_concurrency: int = 8
+    """Requests the sender keeps in flight at once."""
+    webhook_poll_s: float = 0.5
+    """How often an idle sender looks for new events (the latency floor of a webhook)."""
+    """Requests the sender keeps in flight at once."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     clock: Clock = msgspec.field(default_factory=Clock)

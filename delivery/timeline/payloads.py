@@ -155,6 +155,16 @@ class Receipt(Payload):
     """Clinic staff's word that the patient received the food (or did not)."""
 
     note: str | None = None
+    stop_id: int | None = None  # the delivery it is about (None in events written before issue 11)
+    order_id: int | None = None
+
+
+class HeldForReview(Payload):
+    """Deliveries stopped until a coordinator looks: failed attempts in a row, or a wrong address."""
+
+    order_id: int
+    review_item_id: int
+    reasons: list[str]  # the failed attempts' outcomes, oldest first (no_answer, wrong_address, …)
 
 
 class AddressChanged(Payload):
@@ -205,6 +215,7 @@ PAYLOADS: dict[EventKind, type[Payload]] = {
     EventKind.address_changed: AddressChanged,
     EventKind.review_resolved: ReviewResolved,
     EventKind.duplicate_checked: DuplicateChecked,
+    EventKind.held_for_review: HeldForReview,
     EventKind.legacy: Migrated,
 }
 """The payload type each kind carries (every kind has one)."""

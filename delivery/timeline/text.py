@@ -156,6 +156,15 @@ def _duplicate_checked(d: p.DuplicateChecked) -> str:
     return f"A coordinator found referral #{d.other_referral_id} is the same person; it was ended."
 
 
+def _held_for_review(d: p.HeldForReview) -> str:
+    reasons = ", ".join(r.replace("_", " ") for r in d.reasons)
+    if d.reasons and d.reasons[-1] == "wrong_address":
+        return (f"Deliveries on hold: the driver found the address wrong ({reasons}). "
+                "A coordinator is checking it.")
+    return (f"Deliveries on hold after {len(d.reasons)} failed attempts in a row ({reasons}). "
+            "A coordinator will follow up.")
+
+
 def _legacy(d: p.Migrated) -> str:
     return d.message
 
@@ -184,5 +193,6 @@ _SENTENCES: dict[EventKind, Callable[..., str]] = {
     EventKind.address_changed: _address_changed,
     EventKind.review_resolved: _review_resolved,
     EventKind.duplicate_checked: _duplicate_checked,
+    EventKind.held_for_review: _held_for_review,
     EventKind.legacy: _legacy,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from delivery.loop import clinic_view, receipts
 from delivery.models import (
     BoxType,
     Cadence,
@@ -26,6 +28,7 @@ from delivery.models import (
     Role,
     Source,
 )
+from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.referrals import csv_import, intake
 from delivery.referrals.schemas import ReferralIn
@@ -35,6 +38,10 @@ from delivery.web.forms import convert
 from delivery.web.render import DB, clock_of, page, principal, program_today
 
 STAFF = (Role.clinic_staff,)
+FILTERS = [(None, "All"), (clinic_view.Filter.waiting, "Waiting or waitlisted"),
+           (clinic_view.Filter.active, "Active"),
+           (clinic_view.Filter.awaiting_receipt, "Delivered this week, receipt not recorded"),
+           (clinic_view.Filter.failed, "Failed attempts"), (clinic_view.Filter.ended, "Ended")]
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
@@ -102,15 +109,25 @@ class ClinicController(Controller):
     path = "/clinic"
 
     @get("/", opt={"roles": STAFF}, sync_to_thread=True)
-    def referrals(self, request: Request, db: DB) -> Template:
-        """The clinic's referrals, newest first, with the program's capacity."""
+    def referrals(self, request: Request, db: DB,
+                  show: FromQuery[clinic_view.Filter | None] = None) -> Template:
+        """The clinic's referrals, newest first, by state, with the program's capacity and the
+        share of patients who received boxes each week."""
         clinic = staff_clinic(db, request)
         rows = db.execute(
             select(Referral, Order).outerjoin(Order, (Order.referral_id == Referral.id)
                                               & (Order.status != OrderStatus.ended))
-            .where(Referral.clinic_id == clinic.id).order_by(Referral.id.desc()).limit(200)
+            .where(Referral.clinic_id == clinic.id).order_by(Referral.id.desc()).limit(500)
         ).all()
-        return page(request, "clinic/referrals.html", rows=rows, **form_context(request, db, clinic))
+        last = clinic_view.last_kinds(db, [r.id for r, _ in rows])
+        food_bank = db.get(Organization, clinic.food_bank_id) if clinic.food_bank_id else None
+        today = program_today(request, food_bank) if food_bank else clock_of(request).today("UTC")
+        week_start = today - dt.timedelta(days=today.weekday())
+        if show is not None:
+            rows = [(r, o) for r, o in rows if clinic_view.matches(show, r, last.get(r.id), week_start)]
+        return page(request, "clinic/referrals.html", rows=rows[:200], show=show, filters=FILTERS,
+                    last=last, weeks=clinic_view.weekly_share(db, clinic.id, today),
+                    **form_context(request, db, clinic))
 
     @get("/referrals/new", opt={"roles": STAFF}, sync_to_thread=True)
     def new_referral(self, request: Request, db: DB) -> Template:
@@ -154,10 +171,38 @@ class ClinicController(Controller):
         referral = visible_referral(db, principal(request), referral_id)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by(Order.id.desc()))
+        return self._referral_page(request, db, referral, order, already=already)
+
+    def _referral_page(self, request: Request, db: Session, referral: Referral, order: Order | None, *,
+                       already: bool = False, error: str | None = None, status_code: int = 200) -> Template:
         events = timeline.history(db, referral.id)
-        return page(request, "clinic/referral.html", referral=referral, order=order, events=events,
-                    position=waitlist.position(db, order) if order else None, already=already,
-                    weekdays=WEEKDAYS)
+        food_bank = db.get(Organization, referral.food_bank_id)
+        tz = food_bank.timezone if food_bank else "UTC"
+        state = clinic_view.current_state(events, tz, clinic_view.drivers_of(db, events))
+        delivery = receipts.last_delivery(db, referral.id)
+        can_receipt = delivery is not None and receipts.receipt_for(
+            db, referral.id, delivery.data["stop_id"]) is None
+        return page(request, "clinic/referral.html", referral=referral, order=order,
+                    events=list(reversed(events)), state=state, can_receipt=can_receipt, tz=tz,
+                    receipt_error=error, position=waitlist.position(db, order) if order else None,
+                    already=already, weekdays=WEEKDAYS, status_code=status_code, local=clinic_view.local)
+
+    @post("/referrals/{referral_id:int}/receipt", opt={"roles": STAFF}, sync_to_thread=True,
+          status_code=200)
+    def record_receipt(self, request: Request, db: DB, referral_id: FromPath[int],
+                       data: FormData) -> Response | Template:
+        """The receipt form: the same service as `POST /api/v1/referrals/{id}/receipt`."""
+        who = principal(request)
+        referral = visible_referral(db, who, referral_id)
+        received = data.get("received") == "yes"
+        try:
+            receipts.record_receipt(db, referral, received=received, note=str(data.get("note") or ""),
+                                    actor_id=who.user_id)
+        except FieldError as exc:
+            order = db.scalar(select(Order).where(Order.referral_id == referral.id).order_by(Order.id.desc()))
+            return self._referral_page(request, db, referral, order, error=str(exc), status_code=422)
+        db.commit()
+        return Redirect(f"/clinic/referrals/{referral.id}", status_code=303)
 
     # --- bulk intake from a CSV file (delivery.referrals.csv_import) ---------------------------------
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated
+
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.models import Order, OrderStatus, Referral, Role, Source
+from delivery.loop import polling, receipts
+from delivery.models import Order, OrderStatus, Referral, ReferralStatus, Role, Source
 from delivery.platform.auth import Principal
+from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.referrals import intake
 from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
@@ -17,6 +23,27 @@ from delivery.timeline import events
 from delivery.web.render import DB, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
+Cursor = Annotated[str, msgspec.Meta(max_length=40)]
+
+
+class ReceiptIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The patient got the food (or did not); a note says what they told you."""
+
+    received: bool
+    note: Annotated[str, msgspec.Meta(max_length=receipts.MAX_NOTE)] | None = None
+
+
+class ReferralChange(msgspec.Struct, kw_only=True):
+    id: int
+    status: str
+    outcome: str
+    patient_id: int
+    updated_at: dt.datetime
+
+
+class ReferralPage(msgspec.Struct, kw_only=True):
+    referrals: list[ReferralChange]
+    next_cursor: str | None
 
 
 def visible_referral(db: Session, who: Principal, referral_id: int) -> Referral:
@@ -61,10 +88,51 @@ def referral_out(db: Session, referral: Referral, *, with_timeline: bool = False
                        timeline=timeline)
 
 
+def unprocessable(exc: FieldError) -> HTTPException:
+    return HTTPException(status_code=422, detail=str(exc), extra={"field": exc.field or None})
+
+
 class ReferralApi(Controller):
     path = "/api/v1/referrals"
     tags = ["referrals"]
     security = [{"BearerToken": []}]
+
+    @get("/", opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
+         summary="The clinic's referrals changed since a time",
+         description="For systems that poll instead of taking webhooks: oldest change first; pass "
+                     "`next_cursor` back as `cursor` for the next page (null: nothing more now).")
+    def list_referrals(self, request: Request, db: DB, updated_since: FromQuery[dt.datetime | None] = None,
+                       status: FromQuery[ReferralStatus | None] = None,
+                       cursor: FromQuery[Cursor | None] = None,
+                       limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=polling.MAX_PAGE)]] = 50,
+                       ) -> ReferralPage:
+        if updated_since is not None and updated_since.tzinfo is None:
+            raise HTTPException(status_code=422, detail="updated_since needs a time zone (…Z or +00:00).",
+                                extra={"field": "updated_since"})
+        try:
+            page = polling.changed(db, principal(request).organizations_with(Role.clinic_staff),
+                                   since=updated_since, status=status, cursor=cursor, limit=limit)
+        except FieldError as exc:
+            raise unprocessable(exc) from None
+        return ReferralPage(referrals=[ReferralChange(id=r.id, status=r.status, outcome=r.outcome,
+                                                      patient_id=r.patient_id, updated_at=at)
+                                       for r, at in page.referrals], next_cursor=page.next_cursor)
+
+    @post("/{referral_id:int}/receipt", status_code=201, opt={"roles": (Role.clinic_staff,)},
+          sync_to_thread=True, summary="Record whether the patient received the last delivery")
+    def record_receipt(self, request: Request, db: DB, referral_id: FromPath[Id],
+                       data: JSONBody[ReceiptIn]) -> ReferralOut:
+        who = principal(request)
+        referral = visible_referral(db, who, referral_id)
+        if referral.clinic_id not in who.organizations_with(Role.clinic_staff):
+            raise NotFoundException(f"No referral {referral_id}.")
+        try:
+            receipts.record_receipt(db, referral, received=data.received, note=data.note,
+                                    actor_id=who.user_id)
+        except FieldError as exc:
+            raise unprocessable(exc) from None
+        db.commit()
+        return referral_out(db, referral, with_timeline=True)
 
     @post("/", status_code=201, opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
           summary="Refer a patient", description=(
