@@ -14,11 +14,14 @@ from delivery.models import AuditEvent, Organization, Plan, Route, RouteLink, St
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
+from delivery.platform.audit import AuditContext
 from delivery.platform.auth import token_hash
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program
 from tests.day_builders import DAY, make_day
+
+ACTOR = AuditContext.for_command("publish")
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def planned(database: Database, program: Program, settings: Settings) -> int:
 def test_publish_gives_each_driver_a_hashed_personal_link(database: Database, planned: int,
                                                            settings: Settings) -> None:
     with database.writer() as db:
-        published = publishing.publish(db, db.get(Plan, planned), None, settings)
+        published = publishing.publish(db, db.get(Plan, planned), ACTOR, settings)
         db.commit()
         assert len(published) == 2 and all(p.first and not p.changed for p in published)
         raws = [p.link.rsplit("/", 1)[1] for p in published]
@@ -66,14 +69,14 @@ def test_republishing_after_an_edit_flags_the_changed_route_only(database: Datab
                                                                   settings: Settings) -> None:
     with database.writer() as db:
         plan = db.get(Plan, planned)
-        first = publishing.publish(db, plan, None, settings)
+        first = publishing.publish(db, plan, ACTOR, settings)
         db.commit()
         a, b = (db.get(Route, p.route_id) for p in first)
         stops = db.scalars(select(Stop).where(Stop.route_id == a.id).order_by(Stop.seq)).all()
         # swap the first two stops of route a: only a changes
         plan_edits.move_stop(db, planned, plan.version, stops[0].id, a.id, 2, settings)
         db.commit()
-        again = publishing.publish(db, plan, None, settings)
+        again = publishing.publish(db, plan, ACTOR, settings)
         db.commit()
         changed = {p.route_id: p.changed for p in again}
         assert changed == {a.id: True, b.id: False}
@@ -92,7 +95,7 @@ def test_route_link_command(database: Database, planned: int, settings: Settings
     assert publishing.route_link_command(database, settings, "driver1@example.org", DAY) == 2
     assert "no published route" in capsys.readouterr().err
     with database.writer() as db:
-        publishing.publish(db, db.get(Plan, planned), None, settings)
+        publishing.publish(db, db.get(Plan, planned), ACTOR, settings)
         db.commit()
     with database.reader() as db:
         assert len(db.scalars(select(Route.driver_id)).all()) == 2  # driver1 has a route

@@ -35,6 +35,7 @@ from delivery.models import (
     StopStatus,
     utcnow,
 )
+from delivery.platform.errors import FieldError
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 
@@ -44,8 +45,10 @@ MAX_KEY_LENGTH = 100
 MAX_NOTE_LENGTH = 1000
 
 
-class ConfirmError(ValueError):
+class ConfirmError(FieldError):
     """A confirmation that cannot be taken at all (unknown outcome, removed stop, bad key)."""
+
+    default_code = "confirmation_refused"
 
 
 class ConfirmKind(StrEnum):

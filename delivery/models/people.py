@@ -116,6 +116,10 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str | None] = mapped_column(String(64))  # a system or command, when no user acted
+    role: Mapped[str | None] = mapped_column(String(20))  # the actor's role (widest membership)
+    organization_id: Mapped[int | None] = mapped_column(Integer)  # where that role is held
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the X-Request-ID answered
     action: Mapped[str] = mapped_column(String(20))  # C R U D E login logout fail
     resource: Mapped[str] = mapped_column(String(60))
     resource_id: Mapped[str | None] = mapped_column(String(60))

@@ -33,6 +33,7 @@ from delivery.models import (
     Stop,
     StopStatus,
 )
+from delivery.platform.errors import FieldError
 from delivery.program.scheduling import is_due, next_weekday
 from delivery.program.waitlist import recurrence
 from delivery.routing import service_seconds
@@ -42,8 +43,10 @@ CARRY_BACK_DAYS = 28  # failed attempts older than this are not carried over any
 WINDOW = dt.timedelta(days=366)  # days further from today than this are not delivery days to plan
 
 
-class DayError(ValueError):
+class DayError(FieldError):
     """The day cannot be planned as asked; the message says why."""
+
+    default_code = "day_refused"
 
 
 def seconds(t: dt.time | None) -> int | None:

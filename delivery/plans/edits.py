@@ -29,6 +29,7 @@ from delivery.models import (
 )
 from delivery.plans import day as days
 from delivery.plans import planning
+from delivery.platform.errors import ConflictError, FieldError
 from delivery.platform.settings import Settings
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
@@ -36,15 +37,19 @@ from delivery.timeline import payloads
 MANUAL = "manual"  # an unassigned reason: a coordinator took the stop off its route
 
 
-class EditError(ValueError):
+class EditError(FieldError):
     """The edit cannot be made; the message says why."""
 
+    default_code = "edit_refused"
 
-class EditConflict(Exception):
+
+class EditConflict(ConflictError):
     """The plan changed since the coordinator loaded it (or is being planned right now)."""
 
+    default_code = "plan_changed"
+
     def __init__(self, message: str, version: int) -> None:
-        super().__init__(message)
+        super().__init__(message, "version")
         self.version = version
 
 

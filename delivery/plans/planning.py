@@ -43,6 +43,7 @@ from delivery.models import (
 from delivery.plans import day as days
 from delivery.platform import jobs as job_table
 from delivery.platform.db import Database
+from delivery.platform.errors import ConflictError, FieldError
 from delivery.platform.settings import Settings
 from delivery.routing import (
     Job,
@@ -75,12 +76,16 @@ SOLVE_KIND = "plan_solve"
 SOLVE_MAX_ATTEMPTS = 2  # a worker that dies mid-solve gets one more go, on another worker
 
 
-class PlanBusy(Exception):
+class PlanBusy(ConflictError):
     """The day is already being planned (R6.4: one solve per day at a time)."""
 
+    default_code = "plan_busy"
 
-class PlanningError(ValueError):
+
+class PlanningError(FieldError):
     """The day cannot be planned as asked; the message says what to fix."""
+
+    default_code = "planning_refused"
 
 
 def travel(settings: Settings) -> Travel:

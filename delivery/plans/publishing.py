@@ -24,7 +24,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from delivery.models import (
-    AuditEvent,
     Driver,
     Organization,
     Plan,
@@ -38,8 +37,10 @@ from delivery.models import (
     utcnow,
 )
 from delivery.plans import planning
-from delivery.platform import auth
+from delivery.platform import audit, auth
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
+from delivery.platform.errors import ConflictError
 from delivery.platform.settings import Settings
 
 log = logging.getLogger("delivery.plans.publishing")
@@ -49,8 +50,11 @@ TOKEN_BYTES = 32  # 256 bits (R1.3 asks for at least 128)
 PUBLISH = "publish"
 
 
-class PublishError(ValueError):
-    """The plan cannot be published as it stands; the message says what to do."""
+class PublishError(ConflictError):
+    """The plan cannot be published as it stands (not planned yet, being solved); the message
+    says what to do first."""
+
+    default_code = "not_publishable"
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def notices(db: Session, route_id: int) -> list[RouteNotice]:
                            .order_by(RouteNotice.id.desc())))
 
 
-def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -> list[Published]:
+def publish(db: Session, plan: Plan, actor: AuditContext, settings: Settings) -> list[Published]:
     """Freeze the plan's current version and give it to the drivers.
 
     First publication: a personal link per route with stops. Republishing: routes whose stops or
@@ -158,8 +162,8 @@ def publish(db: Session, plan: Plan, actor_id: int | None, settings: Settings) -
         link = issue_link(db, route, settings) if first else None
         if first or changed:
             route.published_version, route.published_fingerprint = plan.version, print_
-            db.add(AuditEvent(user_id=actor_id, action=PUBLISH, resource="route", resource_id=str(route.id),
-                              detail=f"plan {plan.id} {plan.date} version {plan.version} {print_}"))
+            audit.record(db, actor, PUBLISH, "route", route.id,
+                         detail=f"plan {plan.id} {plan.date} version {plan.version} {print_}")
         if changed:
             message = (f"Your route for {plan.date:%a %d %b} changed at "
                        f"{now.astimezone(_tz(db, plan)):%H:%M}: {len(mine)} stops now. "

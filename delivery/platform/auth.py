@@ -14,7 +14,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from delivery.models import ApiToken, AuditEvent, Membership, Role, User, UserSession, utcnow
+from delivery.models import ApiToken, Membership, Role, User, UserSession, utcnow
+from delivery.platform import audit
+from delivery.platform.audit import AuditContext
+from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
 
 MIN_PASSWORD_LENGTH = 8
@@ -24,8 +27,10 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 _DUMMY_HASH = _hasher.hash("not-a-real-password-9f1c")
 
 
-class AccountError(ValueError):
+class AccountError(FieldError):
     """A request about an account that cannot be carried out; the message says what to fix."""
+
+    default_code = "account_refused"
 
 
 @cache
@@ -147,23 +152,21 @@ def check_password(db: Session, email: str, password: str) -> Attempt:
     return Attempt(user.id if user else None, ok and user is not None)
 
 
-def record_attempt(db: Session, attempt: Attempt, *, ip: str | None = None,
-                   user_agent: str | None = None) -> User | None:
-    """The signed-in user, or None; every attempt leaves an audit row. The account is read again
+def record_attempt(db: Session, attempt: Attempt, ctx: AuditContext) -> User | None:
+    """The signed-in user, or None; every attempt leaves an audit row (the account's when the email
+    names one, so a guessing attack on it shows up under that account). The account is read again
     here, so one disabled since the password was checked is refused."""
     user = db.get(User, attempt.user_id) if attempt.user_id is not None else None
     ok = attempt.password_ok and user is not None and user.is_active
-    db.add(AuditEvent(user_id=user.id if user else None, action="login" if ok else "fail",
-                      resource="session", ip=ip, user_agent=(user_agent or "")[:300],
-                      outcome="ok" if ok else "denied",
-                      detail=None if user else "unknown account"))
+    actor = ctx.acting_as(user.id, {m.organization_id: m.role for m in user.memberships}) if user else ctx
+    audit.record(db, actor, "login" if ok else "fail", "session", outcome="ok" if ok else "denied",
+                 detail=None if user else "unknown account")
     return user if ok else None
 
 
-def authenticate(db: Session, email: str, password: str, *, ip: str | None = None,
-                 user_agent: str | None = None) -> User | None:
+def authenticate(db: Session, ctx: AuditContext, email: str, password: str) -> User | None:
     """The user for these credentials, or None; every attempt leaves an audit row."""
-    return record_attempt(db, check_password(db, email, password), ip=ip, user_agent=user_agent)
+    return record_attempt(db, check_password(db, email, password), ctx)
 
 
 def start_session(db: Session, user: User, settings: Settings) -> tuple[str, UserSession]:

@@ -23,6 +23,7 @@ from delivery.models import (
     ReferralStatus,
     utcnow,
 )
+from delivery.platform.errors import FieldError
 from delivery.program import capacity, waitlist
 from delivery.program.scheduling import Recurrence, due_dates
 from delivery.timeline import events as timeline
@@ -34,8 +35,10 @@ Window = tuple[dt.time | None, dt.time | None]
 """A time window (start, end); (None, None) is any time of the day."""
 
 
-class OrderError(ValueError):
+class OrderError(FieldError):
     """A change an order cannot take; the message says why."""
+
+    default_code = "order_refused"
 
 
 def _context(db: Session, order: Order) -> tuple[Referral, Organization]:

@@ -23,6 +23,8 @@ MAX_BOXES_PER_DAY = 10_000
 class ProgramError(FieldError):
     """Settings the program cannot take; the message says why."""
 
+    default_code = "settings_refused"
+
 
 @dataclass(frozen=True)
 class SettingsChange:

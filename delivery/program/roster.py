@@ -37,6 +37,8 @@ SHIFT_WEEKS = 4
 class RosterError(FieldError):
     """A roster change that cannot be made; the message says what to fix, `field` where."""
 
+    default_code = "roster_refused"
+
 
 class DriverIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A driver as a coordinator enters them (the web form and any later API take this)."""

@@ -54,6 +54,8 @@ STATUS_FOR_OUTCOME = {
 class IntakeError(FieldError):
     """A referral that cannot be accepted as sent; the message says what to fix."""
 
+    default_code = "referral_refused"
+
 
 @dataclass(frozen=True)
 class IntakeResult:

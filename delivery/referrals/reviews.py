@@ -48,6 +48,8 @@ latitude and longitude, a lost minus sign), not a patient the program can reach.
 class ReviewError(FieldError):
     """A resolution that cannot be applied as asked; the message says what to do instead."""
 
+    default_code = "review_refused"
+
 
 # --- reading the queue -----------------------------------------------------------------------
 

@@ -20,9 +20,8 @@ Longitude = Annotated[float, Meta(ge=-180, le=180)]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 normal, 1 high, 2 urgent")]
 Weekday = Annotated[int, Meta(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
 HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
-Id = Annotated[int, Meta(ge=1, le=2**31 - 1)]
-
-
+ID_MAX = 2**31 - 1  # every id column is a 32-bit integer on PostgreSQL
+Id = Annotated[int, Meta(ge=1, le=ID_MAX)]
 
 
 class Closed(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

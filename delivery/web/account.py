@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from delivery.models import Role
 from delivery.platform import auth
 from delivery.platform.db import Database
-from delivery.web.render import DB, Config, page
+from delivery.web.render import DB, Audit, Config, page
 from delivery.web.security import session_cookie, session_cookie_name
 
 HOME_FOR_ROLE = {Role.admin: "/coordinator", Role.coordinator: "/coordinator",
@@ -56,13 +56,12 @@ class AccountController(Controller):
                     email=email[:254])
 
     @post("/login", opt={"public": True}, sync_to_thread=True)
-    def sign_in(self, request: Request, db: DB, settings: Config,
+    def sign_in(self, request: Request, db: DB, settings: Config, audit: Audit,
                 data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
-        ip = request.client.host if request.client else None
         database: Database = request.app.state.database
         with database.reader() as reader:  # the slow hash before the first query that takes the writer
             attempt = auth.check_password(reader, data.email, data.password)
-        user = auth.record_attempt(db, attempt, ip=ip, user_agent=request.headers.get("user-agent"))
+        user = auth.record_attempt(db, attempt, audit)
         if user is None:
             db.commit()  # keep the audit row of the failed attempt
             return page(request, "account/login.html", status_code=400, next=_safe_next(data.next) or "",

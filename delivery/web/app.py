@@ -12,6 +12,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -23,6 +24,8 @@ from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import account, clinic, coordinator, driver
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
+from delivery.web.audit import RequestIdMiddleware, audit_context
+from delivery.web.errors import HANDLERS
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
 from delivery.web.security import (
     AuthMiddleware,
@@ -59,16 +62,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                                        include_in_schema=False),
         ],
         dependencies={"db": Provide(provide_db),
-                      "settings": Provide(provide_settings, sync_to_thread=False)},
+                      "settings": Provide(provide_settings, sync_to_thread=False),
+                      "audit": Provide(audit_context, sync_to_thread=False)},
         before_request=track_sessions, after_request=release_writer,
         guards=[policy_guard],
-        middleware=[SecurityHeadersMiddleware(settings), AuthMiddleware(settings, database)],
-        exception_handlers={NotAuthorizedException: redirect_to_login},
+        middleware=[RequestIdMiddleware(), SecurityHeadersMiddleware(settings),
+                    AuthMiddleware(settings, database)],
+        # One place maps every error to HTTP: JSON for API clients, a page for people.
+        exception_handlers={**HANDLERS, NotAuthorizedException: redirect_to_login},
         template_config=TemplateConfig(instance=template_engine()),
         plugins=[HTMXPlugin()],
         openapi_config=OpenAPIConfig(
             title="Produce-box delivery API", version="1", render_plugins=[SwaggerRenderPlugin()],
             create_examples=False,
+            components=Components(security_schemes={"BearerToken": SecurityScheme(
+                type="http", scheme="bearer",
+                description="An API token from `delivery token create --user EMAIL`.")}),
             # The demo documents its API to anyone; elsewhere only signed-in staff read it (R13.2).
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False,
                                   opt={"public": True} if settings.demo else {"roles": STAFF})),

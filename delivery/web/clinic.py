@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import Body, FromQuery
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from sqlalchemy import select
@@ -35,7 +35,7 @@ from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
-from delivery.web.render import DB, clock_of, page, principal, program_today
+from delivery.web.render import DB, PathId, clock_of, page, principal, program_today
 
 STAFF = (Role.clinic_staff,)
 FILTERS = [(None, "All"), (clinic_view.Filter.waiting, "Waiting or waitlisted"),
@@ -166,7 +166,7 @@ class ClinicController(Controller):
                     errors=errors, **form_context(request, db, clinic))
 
     @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
-    def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int],
+    def referral_detail(self, request: Request, db: DB, referral_id: PathId,
                         already: FromQuery[bool] = False) -> Template:
         referral = visible_referral(db, principal(request), referral_id)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
@@ -189,7 +189,7 @@ class ClinicController(Controller):
 
     @post("/referrals/{referral_id:int}/receipt", opt={"roles": STAFF}, sync_to_thread=True,
           status_code=200)
-    def record_receipt(self, request: Request, db: DB, referral_id: FromPath[int],
+    def record_receipt(self, request: Request, db: DB, referral_id: PathId,
                        data: FormData) -> Response | Template:
         """The receipt form: the same service as `POST /api/v1/referrals/{id}/receipt`."""
         who = principal(request)

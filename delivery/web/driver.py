@@ -21,7 +21,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from delivery.models import (
-    AuditEvent,
     Driver,
     Organization,
     Patient,
@@ -35,9 +34,10 @@ from delivery.models import (
     User,
 )
 from delivery.plans import publishing
+from delivery.platform import audit as audit_trail
 from delivery.platform import auth
 from delivery.platform.db import Database
-from delivery.web.render import DB, Config, clock_of, page, principal
+from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 from delivery.web.security import session_cookie
 
 DRIVERS = (Role.driver,)
@@ -144,7 +144,8 @@ class DriverController(Controller):
     path = "/"
 
     @get("/r/{token:str}", opt={"public": True}, sync_to_thread=True, include_in_schema=False)
-    def open_link(self, request: Request, settings: Config, token: FromPath[str]) -> Response | Template:
+    def open_link(self, request: Request, settings: Config, audit: Audit,
+                  token: FromPath[str]) -> Response | Template:
         """Redeem a personal route link (R1.3). The first open makes a device session that lasts
         until the link expires and marks the link used; opening it again works only in that same
         browser. A used link in another browser, an expired or a revoked one gets a plain page."""
@@ -178,9 +179,8 @@ class DriverController(Controller):
                 return _refused(request, "used", 403)
             raw, session = auth.start_session(db, user, settings)
             session.expires_at = link.expires_at
-            db.add(AuditEvent(user_id=user.id, action="login", resource="route_link",
-                              resource_id=str(link.id), ip=request.client.host if request.client else None,
-                              user_agent=(request.headers.get("user-agent") or "")[:300]))
+            audit_trail.record(db, audit.acting_as(user.id, {food_bank.id: Role.driver}),
+                               "login", "route_link", link.id)
             db.commit()
         response = Redirect(target)
         max_age = max(int((link.expires_at - now).total_seconds()), 0)
@@ -212,7 +212,7 @@ class DriverController(Controller):
         return page(request, "driver/routes.html", routes=routes)
 
     @get("/driver/routes/{route_id:int}", opt={"roles": DRIVERS}, sync_to_thread=True)
-    def route(self, request: Request, db: DB, route_id: FromPath[int]) -> Template:
+    def route(self, request: Request, db: DB, route_id: PathId) -> Template:
         """One route's stops in order: who, where, how to get in, what to hand over."""
         route, plan = own_route(db, principal(request).user_id, route_id, clock_of(request).now())
         stops = [driver_stop(stop) for stop in route_stops(db, route.id)]

@@ -5,25 +5,32 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Annotated, Any
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, Response
 from litestar.di import NamedDependency
+from litestar.params import PathParameter
 from litestar.response import Template
 from sqlalchemy.orm import Session
 
 from delivery.models import Organization
+from delivery.platform.audit import AuditContext
 from delivery.platform.auth import Principal
 from delivery.platform.clock import Clock
 from delivery.platform.db import Database, WriteThenRead
 from delivery.platform.settings import Settings
+from delivery.referrals.schemas import ID_MAX
 from delivery.web.security import CSRF_FIELD, SAFE_METHODS
 
 DB = NamedDependency[Session]
 """A handler parameter `db: DB` gets the request's database session."""
 Config = NamedDependency[Settings]
 """A handler parameter `settings: Config` gets the app's Settings."""
+Audit = NamedDependency[AuditContext]
+"""A handler parameter `audit: Audit` gets this request's AuditContext (pass it to services)."""
+PathId = Annotated[int, PathParameter(ge=1, le=ID_MAX, description="A record id (1 to 2147483647)")]
+"""An id in a path, bounded like ids in bodies: a 23-digit id is a 400 that says so, not a 500."""
 
 
 def page(request: Request, template: str, *, block: str | None = None, status_code: int = 200,

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody
 from msgspec import Meta
 from sqlalchemy.orm import Session
 
@@ -17,10 +17,15 @@ from delivery.models import Organization, Plan, Role
 from delivery.plans import day as days
 from delivery.plans import planning, publishing
 from delivery.platform.auth import Principal
+from delivery.platform.errors import FieldError
 from delivery.referrals.schemas import Id
-from delivery.web.render import DB, Config, principal
+from delivery.web.errors import error_responses
+from delivery.web.render import DB, Audit, Config, PathId, principal, program_today
 
 COORDINATORS = (Role.coordinator, Role.admin)
+# Systems may plan further ahead than the coordinator's pages open (days.WINDOW); this bound only keeps
+# absurd dates (0001-01-01, 9999-12-31) from overflowing the day's date arithmetic or leaving junk days.
+SYSTEM_WINDOW = dt.timedelta(days=3653)
 Clock = Annotated[str, Meta(description="Local time of the program's time zone, HH:MM (24 h)")]
 
 
@@ -109,7 +114,7 @@ def food_bank_of(db: Session, who: Principal, requested: int | None) -> Organiza
     if requested is not None and requested not in programs:
         raise NotFoundException(f"No food bank {requested}.")
     if requested is None and len(programs) != 1:
-        raise HTTPException(status_code=422, detail="You coordinate several programs: set food_bank_id.")
+        raise FieldError("You coordinate several programs: set food_bank_id.", "food_bank_id")
     food_bank = db.get(Organization, requested or programs[0])
     if food_bank is None:
         raise NotFoundException("No such food bank.")
@@ -159,6 +164,7 @@ class PlanApi(Controller):
     security = [{"BearerToken": []}]
 
     @post("/", status_code=202, opt={"roles": COORDINATORS}, sync_to_thread=True, summary="Plan a day",
+          responses=error_responses(404, 409, 422),
           description=(
               "Builds the day's stops from the standing orders (and failed attempts carried over), "
               "then queues a solver run in the worker process. 202 with the plan id: poll "
@@ -170,19 +176,18 @@ class PlanApi(Controller):
     def create_plan(self, request: Request, db: DB, settings: Config, data: JSONBody[PlanIn]) -> PlanQueued:
         who = principal(request)
         food_bank = food_bank_of(db, who, data.food_bank_id)
-        try:
-            plan = days.prepare(db, food_bank, data.date)
-            job = planning.enqueue(db, plan, who.user_id, driver_ids=data.driver_ids,
-                                   time_limit_s=data.time_limit_s)
-        except planning.PlanBusy as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        except (days.DayError, planning.PlanningError) as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if abs(data.date - program_today(request, food_bank)) > SYSTEM_WINDOW:
+            raise FieldError(f"{data.date} is outside the days you can plan: choose a day within ten years "
+                             "of today.", "date", code="outside_window")
+        plan = days.prepare(db, food_bank, data.date)
+        job = planning.enqueue(db, plan, who.user_id, driver_ids=data.driver_ids,
+                               time_limit_s=data.time_limit_s)
         db.commit()
         return PlanQueued(id=plan.id, date=plan.date, status=plan.status, job_id=job.id,
                           job_status=job.status, time_limit_s=job.time_limit_s)
 
     @get("/{plan_id:int}", opt={"roles": COORDINATORS}, sync_to_thread=True, summary="A day's plan",
+         responses=error_responses(404),
          description=(
              "The plan with its routes and the stops left out. A stop's `eta` is the planned start "
              "of service as local time `HH:MM` (the program's time zone); `status` is `pending` until "
@@ -192,23 +197,22 @@ class PlanApi(Controller):
              "`no_time_left`), `no_location` (address not located yet), `manual` (taken off by a "
              "coordinator) or `not_planned`. `progress` is the latest solver run's: `solutions`, "
              "`travel_s`, `distance_m`, `seconds`, `seconds_left`."))
-    def get_plan(self, request: Request, db: DB, plan_id: FromPath[Id]) -> PlanOut:
+    def get_plan(self, request: Request, db: DB, plan_id: PathId) -> PlanOut:
         return plan_out(db, visible_plan(db, principal(request), plan_id))
 
     @post("/{plan_id:int}/publish", status_code=200, opt={"roles": COORDINATORS}, sync_to_thread=True,
+          responses=error_responses(404, 409),
           summary="Publish a plan to its drivers",
           description=(
               "Freezes the plan's version and issues each driver a personal link to their route "
               "(first publication). Republishing after edits marks the routes that changed and tells "
               "their drivers; `link` is then null (issue a new one with `delivery route-link`). "
               "409 when the plan is not planned yet or is being solved."))
-    def publish_plan(self, request: Request, db: DB, settings: Config, plan_id: FromPath[Id]) -> PublishOut:
+    def publish_plan(self, request: Request, db: DB, settings: Config, audit: Audit,
+                     plan_id: PathId) -> PublishOut:
         who = principal(request)
         plan = visible_plan(db, who, plan_id)
-        try:
-            published = publishing.publish(db, plan, who.user_id, settings)
-        except publishing.PublishError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
+        published = publishing.publish(db, plan, audit, settings)
         db.commit()
         return PublishOut(id=plan.id, status=plan.status, published_version=plan.published_version,
                           routes=[PublishedRoute(route_id=p.route_id, stops=p.stops, link=p.link,
@@ -218,8 +222,9 @@ class PlanApi(Controller):
                                   for p in published])
 
     @post("/{plan_id:int}/cancel", status_code=200, opt={"roles": COORDINATORS}, sync_to_thread=True,
+          responses=error_responses(404),
           summary="Stop the running solve", description="The best plan found so far is kept.")
-    def cancel_plan(self, request: Request, db: DB, plan_id: FromPath[Id]) -> PlanOut:
+    def cancel_plan(self, request: Request, db: DB, plan_id: PathId) -> PlanOut:
         plan = visible_plan(db, principal(request), plan_id)
         planning.cancel(db, plan)
         db.commit()

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,9 +18,10 @@ from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.referrals import intake
-from delivery.referrals.schemas import Id, ReferralIn, ReferralOut, TimelineEvent
+from delivery.referrals.schemas import ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
-from delivery.web.render import DB, clock_of, principal
+from delivery.web.errors import error_responses
+from delivery.web.render import DB, PathId, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
 Cursor = Annotated[str, msgspec.Meta(max_length=40)]
@@ -63,12 +64,10 @@ def referring_clinic(who: Principal, requested: int | None) -> int:
     clinics = who.organizations_with(Role.clinic_staff)
     if requested is not None:
         if requested not in clinics:
-            raise HTTPException(status_code=422, detail=f"You do not refer for clinic {requested}.",
-                                extra={"field": "clinic_id"})
+            raise FieldError(f"You do not refer for clinic {requested}.", "clinic_id")
         return requested
     if len(clinics) != 1:
-        raise HTTPException(status_code=422, extra={"field": "clinic_id"},
-                            detail="Your account refers for several clinics: set clinic_id.")
+        raise FieldError("Your account refers for several clinics: set clinic_id.", "clinic_id")
     return clinics[0]
 
 
@@ -88,16 +87,12 @@ def referral_out(db: Session, referral: Referral, *, with_timeline: bool = False
                        timeline=timeline)
 
 
-def unprocessable(exc: FieldError) -> HTTPException:
-    return HTTPException(status_code=422, detail=str(exc), extra={"field": exc.field or None})
-
-
 class ReferralApi(Controller):
     path = "/api/v1/referrals"
     tags = ["referrals"]
     security = [{"BearerToken": []}]
 
-    @get("/", opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
+    @get("/", opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True, responses=error_responses(422),
          summary="The clinic's referrals changed since a time",
          description="For systems that poll instead of taking webhooks: oldest change first; pass "
                      "`next_cursor` back as `cursor` for the next page (null: nothing more now).")
@@ -107,34 +102,28 @@ class ReferralApi(Controller):
                        limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=polling.MAX_PAGE)]] = 50,
                        ) -> ReferralPage:
         if updated_since is not None and updated_since.tzinfo is None:
-            raise HTTPException(status_code=422, detail="updated_since needs a time zone (…Z or +00:00).",
-                                extra={"field": "updated_since"})
-        try:
-            page = polling.changed(db, principal(request).organizations_with(Role.clinic_staff),
-                                   since=updated_since, status=status, cursor=cursor, limit=limit)
-        except FieldError as exc:
-            raise unprocessable(exc) from None
+            raise FieldError("updated_since needs a time zone (…Z or +00:00).", "updated_since")
+        page = polling.changed(db, principal(request).organizations_with(Role.clinic_staff),
+                               since=updated_since, status=status, cursor=cursor, limit=limit)
         return ReferralPage(referrals=[ReferralChange(id=r.id, status=r.status, outcome=r.outcome,
                                                       patient_id=r.patient_id, updated_at=at)
                                        for r, at in page.referrals], next_cursor=page.next_cursor)
 
     @post("/{referral_id:int}/receipt", status_code=201, opt={"roles": (Role.clinic_staff,)},
-          sync_to_thread=True, summary="Record whether the patient received the last delivery")
-    def record_receipt(self, request: Request, db: DB, referral_id: FromPath[Id],
+          sync_to_thread=True, summary="Record whether the patient received the last delivery",
+          responses=error_responses(404, 422))
+    def record_receipt(self, request: Request, db: DB, referral_id: PathId,
                        data: JSONBody[ReceiptIn]) -> ReferralOut:
         who = principal(request)
         referral = visible_referral(db, who, referral_id)
         if referral.clinic_id not in who.organizations_with(Role.clinic_staff):
             raise NotFoundException(f"No referral {referral_id}.")
-        try:
-            receipts.record_receipt(db, referral, received=data.received, note=data.note,
-                                    actor_id=who.user_id)
-        except FieldError as exc:
-            raise unprocessable(exc) from None
+        receipts.record_receipt(db, referral, received=data.received, note=data.note, actor_id=who.user_id)
         db.commit()
         return referral_out(db, referral, with_timeline=True)
 
     @post("/", status_code=201, opt={"roles": (Role.clinic_staff,)}, sync_to_thread=True,
+          responses=error_responses(409, 422),
           summary="Refer a patient", description=(
               "Creates the referral, decides its outcome (home_delivery, waitlisted, pickup, "
               "not_eligible) and the Order when there is one. 409 when the patient already has "
@@ -142,20 +131,17 @@ class ReferralApi(Controller):
     def create_referral(self, request: Request, db: DB, data: JSONBody[ReferralIn]) -> ReferralOut:
         who = principal(request)
         clinic_id = referring_clinic(who, data.clinic_id)
-        try:
-            result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api,
-                                  clock=clock_of(request))
-        except intake.IntakeError as exc:
-            raise HTTPException(status_code=422, detail=str(exc),
-                                extra={"field": exc.field or None}) from None
+        result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api,
+                              clock=clock_of(request))
         if not result.created:
-            raise HTTPException(status_code=409, extra={"referral_id": result.referral.id},
+            raise HTTPException(status_code=409, extra={"referral_id": result.referral.id,
+                                                        "code": "open_referral"},
                                 detail=(f"Patient {data.patient.mrn} already has an open referral "
                                         f"({result.referral.id}, {result.referral.status})."))
         db.commit()
         return referral_out(db, result.referral, with_timeline=True)
 
-    @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True,
+    @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True, responses=error_responses(404),
          summary="A referral with its timeline")
-    def get_referral(self, request: Request, db: DB, referral_id: FromPath[Id]) -> ReferralOut:
+    def get_referral(self, request: Request, db: DB, referral_id: PathId) -> ReferralOut:
         return referral_out(db, visible_referral(db, principal(request), referral_id), with_timeline=True)

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -29,7 +28,7 @@ from delivery.models import (
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.coordinator.sheets import coordinator_plan
 from delivery.web.driver import clock, day_label, display_name
-from delivery.web.render import DB, clock_of, page, principal
+from delivery.web.render import DB, PathId, clock_of, page, principal
 
 POLICY = {"roles": COORDINATORS}
 LATE_AFTER = dt.timedelta(minutes=30)
@@ -149,13 +148,13 @@ class BoardController(Controller):
                     updated=now.strftime("%H:%M:%S"), tz=tz)
 
     @get("/board", opt=POLICY, sync_to_thread=True)
-    def board(self, request: Request, db: DB, plan_id: FromPath[int]) -> Template:
+    def board(self, request: Request, db: DB, plan_id: PathId) -> Template:
         """The whole board; htmx's poll gets only its `live` block."""
         return self._board(request, db, plan_id, block="live" if request.headers.get("hx-request") else None)
 
     @post("/exceptions/{confirmation_id:int}/handled", opt=POLICY, sync_to_thread=True, status_code=200)
-    def mark_handled(self, request: Request, db: DB, plan_id: FromPath[int],
-                     confirmation_id: FromPath[int]) -> Response | Template:
+    def mark_handled(self, request: Request, db: DB, plan_id: PathId,
+                     confirmation_id: PathId) -> Response | Template:
         plan, _ = coordinator_plan(db, request, plan_id)
         row = db.scalar(select(Confirmation).join(Stop, Stop.id == Confirmation.stop_id)
                         .where(Confirmation.id == confirmation_id, Stop.plan_id == plan.id))

@@ -23,7 +23,7 @@ from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
 from delivery.platform.settings import Settings
-from delivery.web.render import DB, Config, page, principal, program_today
+from delivery.web.render import DB, Audit, Config, PathId, page, principal, program_today
 
 COORDINATORS = (Role.coordinator, Role.admin)
 POLICY = {"roles": COORDINATORS}
@@ -148,7 +148,7 @@ class PlanController(Controller):
         return response
 
     @post("/plans/{plan_id:int}/plan", opt=POLICY, sync_to_thread=True, status_code=200)
-    def plan_routes(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+    def plan_routes(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                     data: FormData) -> Template:
         """'Plan routes' (or 'Re-optimise'): queue a solver run for the worker process."""
         plan = plan_for(db, request, plan_id)
@@ -173,7 +173,7 @@ class PlanController(Controller):
         return self._day_block(request, db, plan, settings)
 
     @get("/plans/{plan_id:int}/progress", opt=POLICY, sync_to_thread=True)
-    def progress(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int]) -> Template:
+    def progress(self, request: Request, db: DB, settings: Config, plan_id: PathId) -> Template:
         """The running solve's progress; once it is over, the whole day block (htmx stops polling)."""
         plan = plan_for(db, request, plan_id)
         job = planning.active_job(db, plan)
@@ -185,7 +185,7 @@ class PlanController(Controller):
         return page(request, "coordinator/plan_day.html", block="progress", job=job, plan=plan)
 
     @post("/plans/{plan_id:int}/cancel", opt=POLICY, sync_to_thread=True, status_code=200)
-    def cancel(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int]) -> Template:
+    def cancel(self, request: Request, db: DB, settings: Config, plan_id: PathId) -> Template:
         plan = plan_for(db, request, plan_id)
         job = planning.cancel(db, plan)
         db.commit()
@@ -196,7 +196,7 @@ class PlanController(Controller):
         return self._day_block(request, db, plan, settings, message=message)
 
     @get("/plans/{plan_id:int}/map.json", opt=POLICY, sync_to_thread=True)
-    def map_data(self, request: Request, db: DB, plan_id: FromPath[int]) -> dict[str, Any]:
+    def map_data(self, request: Request, db: DB, plan_id: PathId) -> dict[str, Any]:
         """Routes (driver, colour, stops in order with times), unassigned stops and depots."""
         plan = plan_for(db, request, plan_id)
         food_bank = db.get(Organization, plan.food_bank_id)
@@ -219,7 +219,7 @@ class PlanController(Controller):
                                message=result.message)
 
     @get("/plans/{plan_id:int}/stops/{stop_id:int}/edit", opt=POLICY, sync_to_thread=True)
-    def edit_form(self, request: Request, db: DB, plan_id: FromPath[int], stop_id: FromPath[int]) -> Template:
+    def edit_form(self, request: Request, db: DB, plan_id: PathId, stop_id: PathId) -> Template:
         """The edit controls of one stop (move: route and position; lock; remove with a reason),
         loaded when asked so the day page stays light with hundreds of stops."""
         from delivery.models import Route, Stop
@@ -233,8 +233,8 @@ class PlanController(Controller):
         return page(request, "coordinator/plan_stop_edit.html", s=stop, plan=plan, routes=routes)
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/move", opt=POLICY, sync_to_thread=True, status_code=200)
-    def move(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
-             stop_id: FromPath[int], data: FormData) -> Template:
+    def move(self, request: Request, db: DB, settings: Config, plan_id: PathId,
+             stop_id: PathId, data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         route_id = _int(data.get("route_id"))
         return self._edit(request, db, settings, plan, lambda: plan_edits.move_stop(
@@ -242,8 +242,8 @@ class PlanController(Controller):
             _int(data.get("position")), settings))
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/lock", opt=POLICY, sync_to_thread=True, status_code=200)
-    def lock(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
-             stop_id: FromPath[int], data: FormData) -> Template:
+    def lock(self, request: Request, db: DB, settings: Config, plan_id: PathId,
+             stop_id: PathId, data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         return self._edit(request, db, settings, plan, lambda: plan_edits.lock_stop(
             db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("locked")) == "1",
@@ -251,8 +251,8 @@ class PlanController(Controller):
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/remove", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def remove(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
-               stop_id: FromPath[int], data: FormData) -> Template:
+    def remove(self, request: Request, db: DB, settings: Config, plan_id: PathId,
+               stop_id: PathId, data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         return self._edit(request, db, settings, plan, lambda: plan_edits.remove_stop(
             db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("reason"))[:300],
@@ -260,28 +260,28 @@ class PlanController(Controller):
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/restore", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def restore(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
-                stop_id: FromPath[int], data: FormData) -> Template:
+    def restore(self, request: Request, db: DB, settings: Config, plan_id: PathId,
+                stop_id: PathId, data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         return self._edit(request, db, settings, plan, lambda: plan_edits.restore_stop(
             db, plan.id, _int(data.get("version"), 0) or 0, stop_id, settings))
 
     @post("/plans/{plan_id:int}/drivers", opt=POLICY, sync_to_thread=True, status_code=200)
-    def add_driver(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+    def add_driver(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                    data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         return self._edit(request, db, settings, plan, lambda: plan_edits.add_driver(
             db, plan.id, _int(data.get("version"), 0) or 0, _int(data.get("driver_id"), 0) or 0, settings))
 
     @post("/plans/{plan_id:int}/publish", opt=POLICY, sync_to_thread=True, status_code=200)
-    def publish(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
+    def publish(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
                 data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
         if _int(data.get("version"), 0) != plan.version:
             return self._day_block(request, db, plan, settings, conflict=(
                 "The plan changed since you loaded it: check the routes below, then publish again."))
         try:
-            published = publishing.publish(db, plan, principal(request).user_id, settings)
+            published = publishing.publish(db, plan, audit, settings)
         except publishing.PublishError as exc:
             db.rollback()
             return self._day_block(request, db, plan, settings, conflict=str(exc))
@@ -294,8 +294,8 @@ class PlanController(Controller):
 
     @post("/plans/{plan_id:int}/routes/{route_id:int}/link", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def reissue(self, request: Request, db: DB, settings: Config, plan_id: FromPath[int],
-                route_id: FromPath[int]) -> Template:
+    def reissue(self, request: Request, db: DB, settings: Config, plan_id: PathId,
+                route_id: PathId) -> Template:
         """A new personal link for one driver (the previous one stops working)."""
         from delivery.models import Route
 

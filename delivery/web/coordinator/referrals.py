@@ -20,7 +20,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Meta
 from sqlalchemy import select
@@ -53,7 +53,7 @@ from delivery.referrals.schemas import (
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
-from delivery.web.render import DB, page, principal, program_today
+from delivery.web.render import DB, PathId, page, principal, program_today
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
@@ -310,7 +310,7 @@ class ReferralDeskController(Controller):
                     failed_id=None, errors={}, values={}, kinds=KIND_NAMES, notice=notice)
 
     @post("/reviews/{item_id:int}/address", opt=POLICY, sync_to_thread=True, status_code=200)
-    def fix_address(self, request: Request, db: DB, item_id: FromPath[int],
+    def fix_address(self, request: Request, db: DB, item_id: PathId,
                     data: FormData) -> Response | Template:
         """Correct an address the map could not place; it is located again."""
         def act(item: ReviewItem, address: AddressIn) -> str:
@@ -320,7 +320,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, AddressIn, act)
 
     @post("/reviews/{item_id:int}/point", opt=POLICY, sync_to_thread=True, status_code=200)
-    def set_point(self, request: Request, db: DB, item_id: FromPath[int],
+    def set_point(self, request: Request, db: DB, item_id: PathId,
                   data: FormData) -> Response | Template:
         """Place the delivery point by hand."""
         def act(item: ReviewItem, point: PointForm) -> str:
@@ -330,7 +330,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, PointForm, act)
 
     @post("/reviews/{item_id:int}/candidate", opt=POLICY, sync_to_thread=True, status_code=200)
-    def pick_candidate(self, request: Request, db: DB, item_id: FromPath[int],
+    def pick_candidate(self, request: Request, db: DB, item_id: PathId,
                        data: FormData) -> Response | Template:
         """Choose one of the places the geocoder offered for an unclear address."""
         def act(item: ReviewItem, form: CandidateForm) -> str:
@@ -340,7 +340,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, CandidateForm, act)
 
     @post("/reviews/{item_id:int}/accept", opt=POLICY, sync_to_thread=True, status_code=200)
-    def accept_address(self, request: Request, db: DB, item_id: FromPath[int],
+    def accept_address(self, request: Request, db: DB, item_id: PathId,
                        data: FormData) -> Response | Template:
         """Take the clinic's new address."""
         def act(item: ReviewItem, _form: None) -> str:
@@ -350,7 +350,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, None, act)
 
     @post("/reviews/{item_id:int}/keep", opt=POLICY, sync_to_thread=True, status_code=200)
-    def keep_address(self, request: Request, db: DB, item_id: FromPath[int],
+    def keep_address(self, request: Request, db: DB, item_id: PathId,
                      data: FormData) -> Response | Template:
         """Keep the corrected address; set the clinic's proposal aside."""
         def act(item: ReviewItem, _form: None) -> str:
@@ -360,7 +360,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, None, act)
 
     @post("/reviews/{item_id:int}/different", opt=POLICY, sync_to_thread=True, status_code=200)
-    def different_people(self, request: Request, db: DB, item_id: FromPath[int],
+    def different_people(self, request: Request, db: DB, item_id: PathId,
                          data: FormData) -> Response | Template:
         """Not a duplicate: two people who share a name and birth date."""
         def act(item: ReviewItem, _form: None) -> str:
@@ -370,7 +370,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, None, act)
 
     @post("/reviews/{item_id:int}/same", opt=POLICY, sync_to_thread=True, status_code=200)
-    def same_person(self, request: Request, db: DB, item_id: FromPath[int],
+    def same_person(self, request: Request, db: DB, item_id: PathId,
                     data: FormData) -> Response | Template:
         """One person under two MRNs: the newer referral's order ends, with the reason."""
         def act(item: ReviewItem, form: ReasonForm) -> str:
@@ -404,7 +404,7 @@ class ReferralDeskController(Controller):
                     clinic=clinic, limit=REFERRAL_LIMIT, weekdays=orders.WEEKDAYS)
 
     @get("/referrals/{referral_id:int}", opt=POLICY, sync_to_thread=True)
-    def referral_detail(self, request: Request, db: DB, referral_id: FromPath[int]) -> Template:
+    def referral_detail(self, request: Request, db: DB, referral_id: PathId) -> Template:
         """One referral: its timeline, the outcome override and the order controls."""
         referral = own_referral(db, request, referral_id)
         return page(request, "coordinator/referral.html", **self._referral_context(request, db, referral))
@@ -466,7 +466,7 @@ class ReferralDeskController(Controller):
         return page(request, "coordinator/referral.html", block="referral_body", **context)
 
     @post("/referrals/{referral_id:int}/outcome", opt=POLICY, sync_to_thread=True, status_code=200)
-    def override_outcome(self, request: Request, db: DB, referral_id: FromPath[int],
+    def override_outcome(self, request: Request, db: DB, referral_id: PathId,
                          data: FormData) -> Response | Template:
         """Set the outcome by hand, with a written reason that goes on the timeline."""
         def act(referral: Referral) -> str:
@@ -490,7 +490,7 @@ class ReferralDeskController(Controller):
                                      lambda _referral: action(order, today))
 
     @post("/orders/{order_id:int}/pause", opt=POLICY, sync_to_thread=True, status_code=200)
-    def pause_order(self, request: Request, db: DB, order_id: FromPath[int],
+    def pause_order(self, request: Request, db: DB, order_id: PathId,
                     data: FormData) -> Response | Template:
         """Pause deliveries through a date (a hospital stay, a trip); the boxes go to waiting patients."""
         def act(order: Order, today: dt.date) -> str:
@@ -502,7 +502,7 @@ class ReferralDeskController(Controller):
         return self._order_action(request, db, order_id, "pause", data, act)
 
     @post("/orders/{order_id:int}/resume", opt=POLICY, sync_to_thread=True, status_code=200)
-    def resume_order(self, request: Request, db: DB, order_id: FromPath[int],
+    def resume_order(self, request: Request, db: DB, order_id: PathId,
                      data: FormData) -> Response | Template:
         """End a pause early, when its days are still free."""
         def act(order: Order, today: dt.date) -> str:
@@ -512,7 +512,7 @@ class ReferralDeskController(Controller):
         return self._order_action(request, db, order_id, "resume", data, act)
 
     @post("/orders/{order_id:int}/change", opt=POLICY, sync_to_thread=True, status_code=200)
-    def change_order(self, request: Request, db: DB, order_id: FromPath[int],
+    def change_order(self, request: Request, db: DB, order_id: PathId,
                      data: FormData) -> Response | Template:
         """Change the weekday, boxes, box type or time window; more boxes must fit the capacity."""
         def act(order: Order, today: dt.date) -> str:
@@ -528,7 +528,7 @@ class ReferralDeskController(Controller):
         return self._order_action(request, db, order_id, "change", data, act)
 
     @post("/orders/{order_id:int}/address", opt=POLICY, sync_to_thread=True, status_code=200)
-    def change_address(self, request: Request, db: DB, order_id: FromPath[int],
+    def change_address(self, request: Request, db: DB, order_id: PathId,
                        data: FormData) -> Response | Template:
         """Change where the boxes go: the new address is located on the map again."""
         def act(order: Order, _today: dt.date) -> str:
@@ -539,7 +539,7 @@ class ReferralDeskController(Controller):
         return self._order_action(request, db, order_id, "address", data, act)
 
     @post("/orders/{order_id:int}/end", opt=POLICY, sync_to_thread=True, status_code=200)
-    def end_order(self, request: Request, db: DB, order_id: FromPath[int],
+    def end_order(self, request: Request, db: DB, order_id: PathId,
                   data: FormData) -> Response | Template:
         """End deliveries for good, with a reason; the next waiting patients move up."""
         def act(order: Order, today: dt.date) -> str:
@@ -569,7 +569,7 @@ class ReferralDeskController(Controller):
                     errors={}, notice="")
 
     @post("/orders/{order_id:int}/priority", opt=POLICY, sync_to_thread=True, status_code=200)
-    def change_priority(self, request: Request, db: DB, order_id: FromPath[int],
+    def change_priority(self, request: Request, db: DB, order_id: PathId,
                         data: FormData) -> Response | Template:
         """Set a waiting order's priority: normal, high or urgent."""
         order = own_order(db, request, order_id)
@@ -626,7 +626,7 @@ class ReferralDeskController(Controller):
                     sections=[self._program_section(request, db, fb) for fb in food_banks])
 
     @post("/program/{food_bank_id:int}", opt=POLICY, sync_to_thread=True, status_code=200)
-    def update_program(self, request: Request, db: DB, food_bank_id: FromPath[int],
+    def update_program(self, request: Request, db: DB, food_bank_id: PathId,
                        data: FormData) -> Response | Template:
         """Save capacity and delivery day; more capacity moves the waitlist up at once."""
         if food_bank_id not in programs(request):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from delivery.models import Driver, Holiday, Organization, Shift
 from delivery.program import roster
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, convert
-from delivery.web.render import DB, page, principal, program_today
+from delivery.web.render import DB, PathId, page, principal, program_today
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
@@ -112,7 +112,7 @@ class RosterController(Controller):
         return self._drivers_page(request, db, values=data, errors=errors, editing=None, status_code=422)
 
     @post("/drivers/{driver_id:int}", opt=POLICY, sync_to_thread=True, status_code=200)
-    def update_driver(self, request: Request, db: DB, driver_id: FromPath[int],
+    def update_driver(self, request: Request, db: DB, driver_id: PathId,
                       data: FormData) -> Response | Template:
         driver = visible_driver(db, request, driver_id)
         data_in, errors = convert(roster.DriverIn, driver_body(data))
@@ -128,14 +128,14 @@ class RosterController(Controller):
         return self._drivers_page(request, db, values=data, errors=errors, editing=driver, status_code=422)
 
     @post("/drivers/{driver_id:int}/deactivate", opt=POLICY, sync_to_thread=True, status_code=200)
-    def deactivate_driver(self, request: Request, db: DB, driver_id: FromPath[int]) -> Response:
+    def deactivate_driver(self, request: Request, db: DB, driver_id: PathId) -> Response:
         driver = visible_driver(db, request, driver_id)
         roster.deactivate_driver(db, driver, today=_today(request, db, driver.food_bank_id))
         db.commit()
         return Redirect("/coordinator/drivers?done=deactivated")
 
     @post("/drivers/{driver_id:int}/reactivate", opt=POLICY, sync_to_thread=True, status_code=200)
-    def reactivate_driver(self, request: Request, db: DB, driver_id: FromPath[int]) -> Response:
+    def reactivate_driver(self, request: Request, db: DB, driver_id: PathId) -> Response:
         driver = visible_driver(db, request, driver_id)
         roster.reactivate_driver(db, driver)
         db.commit()
@@ -164,7 +164,7 @@ class RosterController(Controller):
         return {"start": "09:00", "end": "13:00", "start_place": place, "end_place": place}
 
     @get("/drivers/{driver_id:int}/shifts", opt=POLICY, sync_to_thread=True)
-    def shifts(self, request: Request, db: DB, driver_id: FromPath[int], edit: FromQuery[int] = 0,
+    def shifts(self, request: Request, db: DB, driver_id: PathId, edit: FromQuery[int] = 0,
                done: FromQuery[str] = "") -> Template:
         """The driver's shifts for the next four weeks, with forms to add, change or remove one."""
         driver = visible_driver(db, request, driver_id)
@@ -200,7 +200,7 @@ class RosterController(Controller):
                                  status_code=422)
 
     @post("/drivers/{driver_id:int}/shifts", opt=POLICY, sync_to_thread=True, status_code=200)
-    def add_shift(self, request: Request, db: DB, driver_id: FromPath[int],
+    def add_shift(self, request: Request, db: DB, driver_id: PathId,
                   data: FormData) -> Response | Template:
         driver = visible_driver(db, request, driver_id)
         return self._save_shift(request, db, driver, data, None)
@@ -213,15 +213,15 @@ class RosterController(Controller):
 
     @post("/drivers/{driver_id:int}/shifts/{shift_id:int}", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def change_shift(self, request: Request, db: DB, driver_id: FromPath[int], shift_id: FromPath[int],
+    def change_shift(self, request: Request, db: DB, driver_id: PathId, shift_id: PathId,
                      data: FormData) -> Response | Template:
         driver = visible_driver(db, request, driver_id)
         return self._save_shift(request, db, driver, data, self._shift_of(db, driver, shift_id))
 
     @post("/drivers/{driver_id:int}/shifts/{shift_id:int}/delete", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def remove_shift(self, request: Request, db: DB, driver_id: FromPath[int],
-                     shift_id: FromPath[int]) -> Response | Template:
+    def remove_shift(self, request: Request, db: DB, driver_id: PathId,
+                     shift_id: PathId) -> Response | Template:
         driver = visible_driver(db, request, driver_id)
         try:
             roster.remove_shift(db, self._shift_of(db, driver, shift_id))
@@ -269,7 +269,7 @@ class RosterController(Controller):
         return self._holidays_page(request, db, values=data, errors=errors, status_code=422)
 
     @post("/holidays/{holiday_id:int}/delete", opt=POLICY, sync_to_thread=True, status_code=200)
-    def remove_holiday(self, request: Request, db: DB, holiday_id: FromPath[int]) -> Response:
+    def remove_holiday(self, request: Request, db: DB, holiday_id: PathId) -> Response:
         holiday = db.get(Holiday, holiday_id)
         if holiday is None or holiday.food_bank_id not in programs(request):
             raise NotFoundException("No such closed day.")

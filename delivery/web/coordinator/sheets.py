@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from delivery.models import Driver, Organization, Plan, Route, Stop, StopStatus
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.driver import DriverStop, clock, day_label, driver_stop
-from delivery.web.render import DB, page, principal
+from delivery.web.render import DB, PathId, page, principal
 
 POLICY = {"roles": COORDINATORS}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -94,29 +93,29 @@ class SheetsController(Controller):
     path = "/coordinator/plans/{plan_id:int}"
 
     @get("/routes/{route_id:int}/sheet", opt=POLICY, sync_to_thread=True)
-    def route_sheet(self, request: Request, db: DB, plan_id: FromPath[int],
-                    route_id: FromPath[int]) -> Template:
+    def route_sheet(self, request: Request, db: DB, plan_id: PathId,
+                    route_id: PathId) -> Template:
         """One route's printable manifest: stops in order with access notes, and the packing list."""
         plan, _ = coordinator_plan(db, request, plan_id)
         sheets = route_sheets(db, plan, route_id)
         return page(request, "coordinator/sheet.html", plan=plan, day=day_label(plan.date), sheets=sheets)
 
     @get("/sheets", opt=POLICY, sync_to_thread=True)
-    def all_sheets(self, request: Request, db: DB, plan_id: FromPath[int]) -> Template:
+    def all_sheets(self, request: Request, db: DB, plan_id: PathId) -> Template:
         """Every route's sheet in one print, a page break between routes."""
         plan, _ = coordinator_plan(db, request, plan_id)
         return page(request, "coordinator/sheets.html", plan=plan, day=day_label(plan.date),
                     sheets=route_sheets(db, plan))
 
     @get("/labels", opt=POLICY, sync_to_thread=True)
-    def labels(self, request: Request, db: DB, plan_id: FromPath[int]) -> Template:
+    def labels(self, request: Request, db: DB, plan_id: PathId) -> Template:
         """A label per box: first name, route and stop number, box type, dietary marks."""
         plan, _ = coordinator_plan(db, request, plan_id)
         return page(request, "coordinator/labels.html", plan=plan, day=day_label(plan.date),
                     sheets=route_sheets(db, plan))
 
     @get("/export.csv", opt=POLICY, sync_to_thread=True)
-    def export(self, request: Request, db: DB, plan_id: FromPath[int]) -> Response[str]:
+    def export(self, request: Request, db: DB, plan_id: PathId) -> Response[str]:
         """The whole day, one row per stop (assigned or not), safe to open in a spreadsheet."""
         plan, _ = coordinator_plan(db, request, plan_id)
         routes = {r.id: (n, r) for n, r in enumerate(

@@ -1,0 +1,44 @@
+"""Per request: a request id (answered as `X-Request-ID`, logged with a 500, written on audit rows)
+and the `AuditContext` services receive to record who acted, from where."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Request
+from litestar.datastructures import MutableScopeHeaders
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from delivery.platform.audit import AuditContext, widest_role
+from delivery.platform.auth import Principal
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestIdMiddleware(ASGIMiddleware):
+    """A fresh id per request. A caller's own X-Request-ID is not trusted: ids must be unique to
+    find one request's audit rows and log lines."""
+
+    scopes = ("http",)  # type: ignore[assignment]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await next_app(scope, receive, send_with_id)
+
+
+def audit_context(request: Request) -> AuditContext:
+    """Who is asking (if anyone is signed in), with their widest role, and from where."""
+    me: Principal | None = request.scope.get("user")
+    role, organization_id = widest_role(me.roles) if me else (None, None)
+    return AuditContext(user_id=me.user_id if me else None, role=role, organization_id=organization_id,
+                        ip=request.client.host if request.client else None,
+                        user_agent=request.headers.get("user-agent"),
+                        request_id=request.scope.get("state", {}).get("request_id"))
