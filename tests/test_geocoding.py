@@ -3,6 +3,7 @@ including its failures, and every address ends up either with a point or in the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 import time
@@ -33,11 +34,11 @@ from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from delivery.referrals import geocoding, intake
+from delivery.referrals.addresses import PostalAddress, normalise_query, set_address
 from delivery.referrals.geocoding import (
     Candidate,
     GeocodeAnswer,
     geocode_pending,
-    normalise_query,
 )
 from delivery.referrals.schemas import ReferralIn
 from delivery.web.app import create_app
@@ -187,7 +188,7 @@ def test_an_address_not_found_goes_to_the_review_queue_and_its_order_is_kept(
     with database.writer() as db:
         again = db.get(Patient, ghost)
         assert again is not None
-        geocoding.mark_for_geocoding(db, again)
+        set_address(db, again, relocate=True)
         db.commit()
     summary = geocode_pending(database, geo)
     assert (summary.review, summary.from_cache) == (1, 1)
@@ -382,8 +383,7 @@ def test_an_answer_is_not_applied_when_the_patient_changed_during_the_lookup(
             assert first is not None and second is not None
             # A coordinator sets Rosa's point by hand, and corrects Gus's address.
             first.lat, first.lon, first.geocode_status = 37.1, -122.1, GeocodeStatus.manual
-            second.address_line1 = "9 Oak St"
-            geocoding.mark_for_geocoding(db, second)
+            set_address(db, second, dataclasses.replace(PostalAddress.of_patient(second), line1="9 Oak St"))
             db.commit()
 
     fake = FakeGeocoder(meanwhile)

@@ -72,7 +72,7 @@ def test_move_lock_remove_and_add_a_driver(database: Database, planned: int, set
         assert driver3 is None
         from delivery.models import Driver
         new = db.scalars(select(Driver).order_by(Driver.id.desc())).first()
-        result = plan_edits.add_driver(db, planned, result.version, new.id, settings)
+        result = plan_edits.add_driver(db, planned, result.version, new.id, settings, today=DAY)
         db.commit()
         assert len(routes_of(db, planned)) == 3 and result.warnings == []
         c = routes_of(db, planned)[-1]

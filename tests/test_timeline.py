@@ -258,7 +258,7 @@ SENTENCES = {
     EventKind.stop_removed: "Taken off the delivery of Tue 01 Dec 2026. Reason: In hospital",
     EventKind.receipt_confirmed: "The clinic confirmed the patient received the food.",
     EventKind.receipt_denied: "The clinic reported the patient did not receive the food (Box was damaged).",
-    EventKind.address_changed: "Address changed by a coordinator to 2 B St; the point on the map stays "
+    EventKind.address_changed: "Address changed from 1 A St to 2 B St; the point on the map stays "
                                "(only the unit changed).",
     EventKind.review_resolved: "Review: Point set by hand.",
     EventKind.duplicate_checked: "A coordinator found referral #8 is the same person; it was ended.",

@@ -45,6 +45,7 @@ from delivery.models.program import (
     Shift,
 )
 from delivery.models.referrals import (
+    OPEN_STATUSES,
     GeocodeCacheEntry,
     GeocodeStatus,
     HungerAnswer,
@@ -61,6 +62,7 @@ from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, Refe
 
 __all__ = [
     "NAMING",
+    "OPEN_STATUSES",
     "ApiToken",
     "AuditEvent",
     "Base",

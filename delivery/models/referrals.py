@@ -50,6 +50,9 @@ class ReferralStatus(StrEnum):
     closed = "closed"
 
 
+OPEN_STATUSES = (ReferralStatus.active, ReferralStatus.waitlisted)  # the clinic still waits on these
+
+
 class GeocodeStatus(StrEnum):
     pending = "pending"  # not yet looked up (or a retryable error)
     found = "found"

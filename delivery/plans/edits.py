@@ -10,6 +10,7 @@ shift end). One write path: the pages and the API call these functions. The call
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -31,6 +32,7 @@ from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform.errors import ConflictError, FieldError
 from delivery.platform.settings import Settings
+from delivery.program import roster
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 
@@ -195,8 +197,10 @@ def restore_stop(db: Session, plan_id: int, version: int, stop_id: int, settings
     return _finish(db, plan, settings, set(), "The stop is back on the day, unassigned.")
 
 
-def add_driver(db: Session, plan_id: int, version: int, driver_id: int, settings: Settings) -> EditResult:
-    """Add a driver to the day with an empty route (and a shift in the depot's hours if none)."""
+def add_driver(db: Session, plan_id: int, version: int, driver_id: int, settings: Settings, *,
+               today: dt.date) -> EditResult:
+    """Add a driver to the day with an empty route (and a shift in the depot's hours if none,
+    offered through the roster's one write path: no shift on a closed day or in the past)."""
     plan = _open(db, plan_id, version)
     driver = db.get(Driver, driver_id)
     if driver is None or driver.food_bank_id != plan.food_bank_id or not driver.is_active:
@@ -208,10 +212,10 @@ def add_driver(db: Session, plan_id: int, version: int, driver_id: int, settings
         depot = db.scalar(select(Depot).where(Depot.organization_id == plan.food_bank_id).order_by(Depot.id))
         if depot is None:
             raise EditError("The program has no depot for a driver to start from.")
-        shift = Shift(driver_id=driver.id, date=plan.date, start=depot.opens, end=depot.closes,
-                      start_depot_id=depot.id, end_depot_id=depot.id, offered_by="coordinator")
-        db.add(shift)
-        db.flush()
+        at_depot = f"depot:{depot.id}"
+        shift = roster.save_shift(db, driver=driver, offered_by="coordinator", today=today,
+                                  data=roster.ShiftIn(date=plan.date, start=depot.opens, end=depot.closes,
+                                                      start_place=at_depot, end_place=at_depot))
     colour = db.scalar(select(func.max(Route.colour)).where(Route.plan_id == plan.id))
     route = Route(plan_id=plan.id, driver_id=driver.id, shift_id=shift.id,
                   colour=0 if colour is None else colour + 1)

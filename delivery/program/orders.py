@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import replace
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import (
@@ -74,19 +75,38 @@ def pause_order(db: Session, order: Order, until: dt.date, reason: str, actor_id
 
 def end_order(db: Session, order: Order, reason: str, actor_id: int | None,
               today: dt.date) -> list[Order]:
-    """Stop the order for good, with a reason. Returns the orders moved off the waitlist."""
-    if not reason.strip():
-        raise OrderError("Write why the order ends.")
+    """Stop the order for good, with a reason: its referral closes. Returns the orders moved off
+    the waitlist."""
     if order.status == OrderStatus.ended:
         raise OrderError("This order has already ended.")
-    referral, food_bank = _context(db, order)
+    referral, _ = _context(db, order)
+    return close_referral(db, referral, reason, actor_id, today)
+
+
+def close_referral(db: Session, referral: Referral, reason: str, actor_id: int | None,
+                   today: dt.date) -> list[Order]:
+    """The one way a referral closes (a coordinator ends its order, a duplicate is found): its open
+    order ends with the reason, the timeline says so, and the freed boxes move the waitlist up.
+    Returns the orders moved off the waitlist."""
+    reason = reason.strip()
+    if not reason:
+        raise OrderError("Write why the deliveries end.", "reason")
+    if referral.status == ReferralStatus.closed:
+        raise OrderError(f"Referral #{referral.id} is already closed.", code="already_closed")
+    order = db.scalar(select(Order).where(Order.referral_id == referral.id, Order.status != OrderStatus.ended)
+                      .order_by(Order.id.desc()).limit(1))
+    referral.status = ReferralStatus.closed
+    if order is None:
+        timeline.record(db, referral, EventKind.ended, payloads.Ended(reason=reason), actor_id=actor_id)
+        db.flush()
+        return []
     order.status = OrderStatus.ended
     order.ended_at = utcnow()
-    order.end_reason = reason.strip()
-    referral.status = ReferralStatus.closed
-    timeline.record(db, referral, EventKind.ended,
-                    payloads.Ended(order_id=order.id, reason=reason.strip()), actor_id=actor_id)
+    order.end_reason = reason
+    timeline.record(db, referral, EventKind.ended, payloads.Ended(order_id=order.id, reason=reason),
+                    actor_id=actor_id)
     db.flush()
+    _, food_bank = _context(db, order)
     return waitlist.promote(db, food_bank, today, actor_id)
 
 

@@ -16,7 +16,8 @@
   item per patient); errors are retried on later passes and go to review after `MAX_ATTEMPTS`.
   Nothing is dropped: the patient's Order stays, it is only not planned until it has a point.
 - The geocode job (`delivery worker` runs it) is one `geocode_pending()` pass. Whatever leaves a
-  patient pending queues it in the same transaction (`queue(db)`: at most one queued at a time);
+  patient pending queues it in the same transaction (`addresses.set_address` calls `queue(db)`: at
+  most one queued at a time);
   while the geocoder keeps failing the job is retried with growing delays (up to 15 minutes).
 """
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,6 +52,7 @@ from delivery.models import (
 from delivery.platform import jobs
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
+from delivery.referrals.addresses import KIND, Point, patient_query, set_address
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ MAX_ATTEMPTS = 5
 """Retryable errors for one patient before the address goes to the review queue anyway."""
 NEGATIVE_CACHE_DAYS = 30
 """not_found / ambiguous answers are asked again after this long (the map data improves)."""
-KIND = "geocode"
-JOB_MAX_ATTEMPTS = 50
-"""Passes that end on a geocoder error before the job gives up (each one counts an attempt against
-the first pending patient, who goes to review after MAX_ATTEMPTS); the next address queues it again."""
 REVIEW_KINDS = (ReviewKind.geocode_failed, ReviewKind.geocode_ambiguous)
 _PG_LOCK_KEY = 0x67656F63  # "geoc": one geocoding pass at a time across app processes (PostgreSQL)
 
@@ -283,25 +280,6 @@ def make_geocoder(settings: Settings) -> Geocoder | None:
 
 # --- queries and the cache -----------------------------------------------------------------------
 
-_UNIT_TAIL = re.compile(r"(?:,\s*|\s+)(?:apt|apartment|unit|ste|suite|#)\.?\s*#?\s*[\w-]+\s*$", re.I)
-
-
-def normalise_query(line1: str, city: str, state: str, postal_code: str) -> str:
-    """The text sent to the geocoder and the cache key: "1234 98th ave, oakland, ca 94603".
-
-    The unit is never sent (geocoders know buildings, not flats); one written into line 1
-    ("… Apt 3B", "… #3B") is cut off.
-    """
-    def clean(value: str) -> str:
-        return " ".join(value.replace("\u00a0", " ").split()).strip(" ,").casefold()
-
-    street = clean(_UNIT_TAIL.sub("", clean(line1)))
-    region = " ".join(p for p in (clean(state), clean(postal_code)) if p)
-    return ", ".join(p for p in (street, clean(city), region) if p)[:400]
-
-
-def patient_query(patient: Patient) -> str:
-    return normalise_query(patient.address_line1, patient.city, patient.state, patient.postal_code)
 
 
 def _cached(db: Session, provider: str, query: str, now: dt.datetime) -> GeocodeAnswer | None:
@@ -373,23 +351,6 @@ class _Pending:
     query: str
 
 
-def mark_for_geocoding(db: Session, patient: Patient) -> None:
-    """Send a patient (back) to geocoding: no point, no errors counted, pending, and the job queued.
-
-    Open review items are left to the caller, who resolves the one it acted on; if the new address
-    fails too, a new item is opened (or the still-open one updated, never a second one).
-    """
-    patient.lat = patient.lon = None
-    patient.geocode_status = GeocodeStatus.pending
-    patient.geocode_attempts = 0
-    queue(db)
-
-
-def queue(db: Session) -> None:
-    """Ask for a geocoding pass, in the caller's transaction (one queued pass covers every patient)."""
-    jobs.enqueue(db, KIND, dedupe_key="pending", max_attempts=JOB_MAX_ATTEMPTS)
-
-
 def geocode_pending(database: Database, settings: Settings, limit: int | None = None, *,
                     geocoder: Geocoder | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> GeocodeSummary:
@@ -456,8 +417,8 @@ def _record(database: Database, provider: str, item: _Pending, answer: GeocodeAn
             db.commit()
             return
         if answer.kind == AnswerKind.found:
-            patient.lat, patient.lon = answer.lat, answer.lon
-            patient.geocode_status = GeocodeStatus.found
+            assert answer.lat is not None and answer.lon is not None
+            set_address(db, patient, point=Point(answer.lat, answer.lon, GeocodeStatus.found))
             summary.found += 1
         elif answer.kind == AnswerKind.error:
             patient.geocode_attempts = (patient.geocode_attempts or 0) + 1

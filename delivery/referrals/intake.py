@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import (
+    OPEN_STATUSES,
     Depot,
     EventKind,
     GeocodeStatus,
@@ -35,13 +36,12 @@ from delivery.platform.clock import Clock
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.program.scheduling import next_weekday
+from delivery.referrals.addresses import Point, PostalAddress, set_address
 from delivery.referrals.eligibility import ScreeningAnswers, assess
-from delivery.referrals.geocoding import mark_for_geocoding
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 
-OPEN_STATUSES = (ReferralStatus.active, ReferralStatus.waitlisted)
 REPEAT_WINDOW = dt.timedelta(days=30)
 STATUS_FOR_OUTCOME = {
     Outcome.home_delivery: ReferralStatus.active,
@@ -86,7 +86,7 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     today = clock.today(food_bank.timezone)
     if data.patient.birth_date > today:
         raise IntakeError("The birth date is in the future: check the year.", "patient.birth_date")
-    patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient)
+    patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient, actor_id=actor_id)
 
     existing = None if is_new else _same_referral(db, patient.id, data, clock.now())
     if existing is not None:
@@ -199,13 +199,8 @@ def pickup_advice(db: Session, food_bank: Organization, patient: Patient) -> str
 # --- patients -------------------------------------------------------------------------------
 
 
-def _address_fields(p: PatientIn) -> dict[str, object]:
-    a = p.address
-    return {"address_line1": a.line1.strip(), "unit": (a.unit or "").strip() or None,
-            "city": a.city.strip(), "state": a.state.strip(), "postal_code": a.postal_code.strip()}
-
-
-def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn) -> tuple[Patient, bool]:
+def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn, *,
+                   actor_id: int | None = None) -> tuple[Patient, bool]:
     """Find the clinic's patient by MRN (update them) or create them; True when created.
 
     An address a coordinator corrected by hand is never overwritten: the difference becomes a
@@ -218,14 +213,14 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
                "floor": p.floor, "elevator": p.elevator, "access_notes": p.access_notes,
                "dietary": [str(d) for d in p.dietary], "consent_to_share": p.consent_to_share,
                "do_not_contact": p.do_not_contact}
-    address = _address_fields(p)
-    point = (p.address.lat, p.address.lon) if p.address.lat is not None else None
+    a = p.address
+    address = PostalAddress.of(a.line1, a.unit, a.city, a.state, a.postal_code)
+    point = Point(a.lat, a.lon, GeocodeStatus.given) if a.lat is not None and a.lon is not None else None
 
     if patient is None:
-        patient = Patient(clinic_id=clinic_id, mrn=p.mrn, **details, **address)
-        _set_point(db, patient, point)
+        patient = Patient(clinic_id=clinic_id, mrn=p.mrn, **details)
         db.add(patient)
-        db.flush()
+        set_address(db, patient, address, point=point)
         twin = db.scalar(select(Patient).where(
             Patient.clinic_id == clinic_id, Patient.id != patient.id,
             Patient.given_name == patient.given_name, Patient.family_name == patient.family_name,
@@ -240,9 +235,9 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
 
     for key, value in details.items():
         setattr(patient, key, value)
-    changed = any(getattr(patient, key) != value for key, value in address.items())
+    changed = address != PostalAddress.of_patient(patient)
     if changed and patient.address_corrected_at is not None:
-        proposed = {**address, "lat": point[0] if point else None, "lon": point[1] if point else None}
+        proposed = {**address.as_fields(), "lat": a.lat if point else None, "lon": a.lon if point else None}
         already = db.scalar(select(ReviewItem.id).where(
             ReviewItem.patient_id == patient.id, ReviewItem.kind == ReviewKind.address_change,
             ReviewItem.resolved_at.is_(None)))
@@ -252,22 +247,12 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn)
                               message="The clinic sent a different address than the one a "
                                       "coordinator corrected.", details={"proposed": proposed}))
     elif changed:
-        for key, value in address.items():
-            setattr(patient, key, value)
-        _set_point(db, patient, point)
+        set_address(db, patient, address, point=point, actor_id=actor_id)
     elif point is not None and patient.geocode_status in (GeocodeStatus.pending,
                                                            GeocodeStatus.needs_review):
-        _set_point(db, patient, point)
+        set_address(db, patient, point=point, actor_id=actor_id)
     db.flush()
     return patient, False
-
-
-def _set_point(db: Session, patient: Patient, point: tuple[float, float] | None) -> None:
-    if point is not None:
-        patient.lat, patient.lon = point
-        patient.geocode_status = GeocodeStatus.given
-    else:
-        mark_for_geocoding(db, patient)
 
 
 # --- a coordinator's override ----------------------------------------------------------------

@@ -19,22 +19,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import (
+    OPEN_STATUSES,
     Depot,
     EventKind,
     GeocodeStatus,
     Order,
-    OrderStatus,
     Patient,
     Referral,
-    ReferralStatus,
     ReviewItem,
     ReviewKind,
     utcnow,
 )
 from delivery.platform.errors import FieldError
 from delivery.program import orders
-from delivery.referrals.geocoding import mark_for_geocoding, normalise_query, patient_query
-from delivery.referrals.intake import OPEN_STATUSES
+from delivery.referrals.addresses import (
+    Point,
+    PostalAddress,
+    patient_query,
+    referral_of,
+    set_address,
+)
 from delivery.referrals.schemas import AddressIn
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads, text
@@ -67,12 +71,6 @@ def recently_resolved(db: Session, food_bank_ids: Sequence[int], limit: int = 20
                            .order_by(ReviewItem.resolved_at.desc(), ReviewItem.id.desc()).limit(limit)))
 
 
-def referral_of(db: Session, patient_id: int) -> Referral | None:
-    """The patient's open referral (the newest one), else their newest: where events belong."""
-    return db.scalar(select(Referral).where(Referral.patient_id == patient_id)
-                     .order_by(Referral.status.in_(OPEN_STATUSES).desc(), Referral.id.desc()).limit(1))
-
-
 def duplicate_pair(db: Session, item: ReviewItem) -> tuple[Referral | None, Referral | None]:
     """For a possible duplicate: (the newer open referral, the other patient's open referral).
 
@@ -99,13 +97,13 @@ def fix_address(db: Session, item: ReviewItem, address: AddressIn, *, actor_id: 
     _check_open(item, GEOCODE_KINDS)
     now = now or utcnow()
     patient = item.patient
-    new_query = normalise_query(address.line1, address.city, address.state, address.postal_code)
+    new_query = _postal(address).query
     if address.lat is None and new_query == patient_query(patient) and "last_error" not in item.details:
         # The geocoder's answer for this query is cached: asking again would only bring it back.
         raise ReviewError("The map could not place this exact address (the unit is not part of the "
                           "search). Change the street, city or ZIP code, or set the point by hand.",
                           "line1")
-    said = text.POINT[_apply_address(db, patient, address, now)]
+    said = text.POINT[_apply_address(db, patient, address, actor_id, now, relocate=True)]
     _resolve(db, item, f"Address corrected to {patient.address_text}; {said}", actor_id, now)
     return item
 
@@ -117,9 +115,8 @@ def set_point(db: Session, item: ReviewItem, lat: float, lon: float, *, actor_id
     check_point(db, item.food_bank_id, lat, lon)
     now = now or utcnow()
     patient = item.patient
-    patient.lat, patient.lon = lat, lon
-    patient.geocode_status = GeocodeStatus.manual
-    patient.address_corrected_at = now  # a later import proposes changes instead of undoing this
+    set_address(db, patient, point=Point(lat, lon, GeocodeStatus.manual), corrected=True,
+                actor_id=actor_id, now=now)
     _resolve(db, item, f"Point set by hand at {lat:.5f}, {lon:.5f} for {patient.address_text}.",
              actor_id, now)
     return item
@@ -137,8 +134,7 @@ def pick_candidate(db: Session, item: ReviewItem, index: int, *, actor_id: int,
     check_point(db, item.food_bank_id, lat, lon)
     now = now or utcnow()
     patient = item.patient
-    patient.lat, patient.lon = lat, lon
-    patient.geocode_status = GeocodeStatus.manual
+    set_address(db, patient, point=Point(lat, lon, GeocodeStatus.manual), actor_id=actor_id, now=now)
     _resolve(db, item, f"Place chosen: {str(chosen.get('display_name') or '')[:300]} "
                        f"({lat:.5f}, {lon:.5f}).", actor_id, now)
     return item
@@ -180,10 +176,7 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
     if wanted == current and address.lat is None:
         raise ReviewError("That is the address on file already.", "line1")
     old_query = patient_query(patient)
-    before = patient.address_text
-    point = _apply_address(db, patient, address, now)
-    said = text.POINT[point]
-    referral = referral_of(db, patient.id)
+    said = text.POINT[_apply_address(db, patient, address, actor_id, now)]
     if address.lat is not None or patient_query(patient) != old_query:
         # An open item was about the old address; if the new one fails too, geocoding opens another.
         for item in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
@@ -191,34 +184,22 @@ def correct_address(db: Session, patient: Patient, address: AddressIn, *, actor_
                                                         ReviewItem.resolved_at.is_(None))):
             _mark_resolved(item, "Superseded: a coordinator changed the address to "
                                  f"{patient.address_text}.", actor_id, now)
-    if referral is not None:
-        timeline.record(db, referral, EventKind.address_changed,
-                        payloads.AddressChanged(patient_id=patient.id, before=before,
-                                                after=patient.address_text, point=point),
-                        actor_id=actor_id)
     db.flush()
     return said
 
 
-def _apply_address(db: Session, patient: Patient, address: AddressIn, now: dt.datetime) -> str:
-    """Set the address; keep, place or clear the point. Returns what happens to the point:
-    placed (by hand), kept or locating (see `text.POINT`)."""
-    old_query = patient_query(patient)
-    patient.address_line1 = address.line1.strip()
-    patient.unit = (address.unit or "").strip() or None
-    patient.city = address.city.strip()
-    patient.state = address.state.strip()
-    patient.postal_code = address.postal_code.strip()
-    patient.address_corrected_at = now
-    if address.lat is not None and address.lon is not None:
-        patient.lat, patient.lon = address.lat, address.lon
-        patient.geocode_status = GeocodeStatus.manual
-        return "placed"
-    if (patient_query(patient) == old_query and patient.lat is not None
-            and patient.geocode_status != GeocodeStatus.needs_review):
-        return "kept"
-    mark_for_geocoding(db, patient)
-    return "locating"
+def _postal(address: AddressIn) -> PostalAddress:
+    return PostalAddress.of(address.line1, address.unit, address.city, address.state, address.postal_code)
+
+
+def _apply_address(db: Session, patient: Patient, address: AddressIn, actor_id: int, now: dt.datetime, *,
+                   relocate: bool = False) -> str:
+    """A coordinator's correction: the address, placed at their point or located again."""
+    point = (Point(address.lat, address.lon, GeocodeStatus.manual)
+             if address.lat is not None and address.lon is not None else None)
+    return set_address(db, patient, _postal(address), point=point, corrected=True, now=now,
+                       relocate=relocate or patient.geocode_status == GeocodeStatus.needs_review,
+                       actor_id=actor_id)
 
 
 # --- a clinic proposed a new address for a corrected one ----------------------------------------
@@ -236,19 +217,12 @@ def accept_address_change(db: Session, item: ReviewItem, *, actor_id: int,
         raise ReviewError("This item carries no proposed address; keep the current one.")
     now = now or utcnow()
     patient = item.patient
-    patient.address_line1 = str(proposed["address_line1"])
-    patient.unit = proposed.get("unit") or None
-    patient.city = str(proposed.get("city") or "")
-    patient.state = str(proposed.get("state") or "")
-    patient.postal_code = str(proposed.get("postal_code") or "")
-    patient.address_corrected_at = None
+    point = None
     if proposed.get("lat") is not None and proposed.get("lon") is not None:
-        patient.lat, patient.lon = float(proposed["lat"]), float(proposed["lon"])
-        patient.geocode_status = GeocodeStatus.given
-        said = "with the clinic's point."
-    else:
-        mark_for_geocoding(db, patient)
-        said = text.POINT["locating"]
+        point = Point(float(proposed["lat"]), float(proposed["lon"]), GeocodeStatus.given)
+    state = set_address(db, patient, PostalAddress.from_dict(proposed), point=point, corrected=False,
+                        relocate=point is None, actor_id=actor_id, now=now)
+    said = "with the clinic's point." if point is not None else text.POINT[state]
     for other in db.scalars(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
                                                      ReviewItem.kind.in_(GEOCODE_KINDS),
                                                      ReviewItem.resolved_at.is_(None))):
@@ -295,14 +269,8 @@ def same_person(db: Session, item: ReviewItem, reason: str, *, actor_id: int,
     other = item.details.get("other_mrn") or "another record"
     moved: list[Order] = []
     if newer is not None and kept is not None:
-        order = db.scalar(select(Order).where(Order.referral_id == newer.id,
-                                              Order.status != OrderStatus.ended))
-        why = f"Same person as referral #{kept.id}: {reason}"
-        if order is not None:
-            moved = orders.end_order(db, order, why, actor_id, today)
-        else:
-            newer.status = ReferralStatus.closed
-            timeline.record(db, newer, EventKind.ended, payloads.Ended(reason=why), actor_id=actor_id)
+        moved = orders.close_referral(db, newer, f"Same person as referral #{kept.id}: {reason}",
+                                      actor_id, today)
         said = f"Same person as MRN {other}: referral #{newer.id} ended, #{kept.id} carries on. {reason}"
         timeline.record(db, kept, EventKind.duplicate_checked,
                         payloads.DuplicateChecked(other_referral_id=newer.id), actor_id=actor_id)

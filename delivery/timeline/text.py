@@ -145,7 +145,10 @@ def _receipt_denied(d: p.Receipt) -> str:
 
 
 def _address_changed(d: p.AddressChanged) -> str:
-    return f"Address changed by a coordinator to {d.after}; {POINT.get(d.point, d.point)}"
+    # The clinic (a re-sent referral), a coordinator or a review changed it: the actor says who.
+    if d.before == d.after:
+        return f"Point on the map for {d.after}: {POINT.get(d.point, d.point)}"
+    return f"Address changed from {d.before} to {d.after}; {POINT.get(d.point, d.point)}"
 
 
 def _review_resolved(d: p.ReviewResolved) -> str:

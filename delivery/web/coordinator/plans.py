@@ -22,6 +22,7 @@ from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
+from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
 from delivery.web.render import DB, Audit, Config, PathId, page, principal, program_today
 
@@ -208,12 +209,9 @@ class PlanController(Controller):
     def _edit(self, request: Request, db: Session, settings: Settings, plan: Plan, edit: Any) -> Template:
         try:
             result = edit()
-        except plan_edits.EditConflict as exc:
+        except FieldError as exc:  # an edit's, or the roster's when adding a driver adds a shift
             db.rollback()
-            return self._day_block(request, db, plan, settings, conflict=str(exc))
-        except plan_edits.EditError as exc:
-            db.rollback()
-            return self._day_block(request, db, plan, settings, conflict=str(exc))
+            return self._day_block(request, db, plan, settings, conflict=exc.message)
         db.commit()
         return self._day_block(request, db, plan, settings, warnings=result.warnings,
                                message=result.message)
@@ -270,8 +268,10 @@ class PlanController(Controller):
     def add_driver(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                    data: FormData) -> Template:
         plan = plan_for(db, request, plan_id)
+        today = program_today(request, food_bank_for(db, request))
         return self._edit(request, db, settings, plan, lambda: plan_edits.add_driver(
-            db, plan.id, _int(data.get("version"), 0) or 0, _int(data.get("driver_id"), 0) or 0, settings))
+            db, plan.id, _int(data.get("version"), 0) or 0, _int(data.get("driver_id"), 0) or 0, settings,
+            today=today))
 
     @post("/plans/{plan_id:int}/publish", opt=POLICY, sync_to_thread=True, status_code=200)
     def publish(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
