@@ -158,7 +158,7 @@ def test_bad_cells_import_nothing_and_each_is_named(database, program) -> None:
                                 (5, "hunger_worried"), (6, "mrn")}
     reasons = {(p.row, p.column): p.reason for p in report.problems}
     assert "YYYY-MM-DD" in reasons[(2, "birth_date")] and "ZIP" in reasons[(2, "postal_code")]
-    assert "yes or no" in reasons[(4, "elevator")] and "6 or less" in reasons[(4, "boxes")]
+    assert "yes or no" in reasons[(4, "elevator")] and "between 1 and 6" in reasons[(4, "boxes")]
     assert "vegan" in reasons[(4, "dietary")] and "both lat and lon" in reasons[(4, "lat, lon")]
     assert reasons[(5, "hunger_worried")] == "This is required." and "row 2" in reasons[(6, "mrn")]
     assert count(database, Patient) == count(database, Referral) == count(database, ReferralEvent) == 0

@@ -38,6 +38,7 @@ from delivery.models import (
 )
 from delivery.platform.clock import Clock
 from delivery.platform.db import Database
+from delivery.platform.validation import error_path, explain, rule_of
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
 
@@ -148,7 +149,6 @@ COLUMNS = tuple(replace(c, required=_field_type(c.path)[1]) for c in COLUMNS)
 BY_NAME = {c.name: c for c in COLUMNS}
 BY_PATH = {c.path: c for c in COLUMNS}
 REQUIRED = tuple(c.name for c in COLUMNS if c.required)
-_FIELD_NAMES = {c.path[-1] for c in COLUMNS} | set(BY_NAME)
 
 
 def template_csv() -> str:
@@ -310,56 +310,6 @@ def _read_cell(column: Column, value: str) -> Any:
     return value
 
 
-_FORMATS = {
-    "mrn": "Use only letters, digits and . _ - (no spaces).",
-    "phone": "Enter a phone number such as +15105550101.",
-    "language": "Enter a language code such as en, es or zh-Hant.",
-    "postal_code": "Enter a 5-digit ZIP code, or ZIP+4 such as 94603-1234.",
-    "window_start": "Enter a time as HH:MM (24-hour), such as 09:30.",
-    "window_end": "Enter a time as HH:MM (24-hour), such as 17:00.",
-}
-
-
-def _plain(message: str, column: str | None) -> str:
-    """msgspec's message in words a person can act on."""
-    text = message.split(" - at `", 1)[0]
-    bound = re.fullmatch(r"Expected `(int|float)` (>=|<=|>|<) (-?[\d.]+)", text)
-    if bound:
-        limit = bound[3]
-        return {">=": f"Must be {limit} or more.", "<=": f"Must be {limit} or less.",
-                ">": f"Must be more than {limit}.", "<": f"Must be less than {limit}."}[bound[2]]
-    length = re.fullmatch(r"Expected `(str|array)` of length (>=|<=) (\d+)", text)
-    if length:
-        n = int(length[3])
-        unit = "characters" if length[1] == "str" else "items"
-        if length[2] == ">=":
-            return "This is required." if n == 1 else f"Too short: at least {n} {unit}."
-        return f"Too long: at most {n} {unit}."
-    if text.startswith("Expected `str` matching regex"):
-        return _FORMATS.get(column or "", "This is not in the expected format.")
-    if text.startswith("Invalid RFC3339 encoded date"):
-        return "Enter a real date as YYYY-MM-DD, such as 1948-03-02."
-    if text.startswith("Invalid enum value"):
-        return "Choose one of the listed values."
-    return _sentence(text)
-
-
-def _sentence(text: str) -> str:
-    """A sentence: a capital first letter (unless it starts with a column's name) and a full stop."""
-    if text.split(" ", 1)[0] not in _FIELD_NAMES:
-        text = text[:1].upper() + text[1:]
-    return text + ("" if text.endswith(".") else ".")
-
-
-def _rule_column(message: str, path: tuple[str, ...]) -> str | None:
-    """The column(s) a rule across fields names in its first clause (`give both lat and lon, or
-    neither` -> "lat, lon"; `consent_to_share must be true: … phone` -> "consent_to_share")."""
-    clause = re.split(r"[:(;]", message, maxsplit=1)[0]
-    found = [(match.start(), c.name) for c in COLUMNS if c.path[:-1] == path
-             for match in [re.search(rf"\b{re.escape(c.path[-1])}\b", clause)] if match]
-    return ", ".join(name for _, name in sorted(found)) or None
-
-
 # --- checking rows --------------------------------------------------------------------------
 
 
@@ -399,9 +349,19 @@ def _rule_errors(struct: Any, data: dict[str, Any], path: tuple[str, ...]) -> li
     try:
         msgspec.convert(data, struct, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc).split(" - at `", 1)[0]
-        errors.append((_rule_column(text, path) or ".".join(path) or "row", _sentence(text)))
+        rule = rule_of(exc)
+        if rule is None:
+            errors.append((".".join(path) or "row", _unknown(exc)))
+        else:
+            columns = [BY_PATH[(*path, name)].name for name in rule.fields if (*path, name) in BY_PATH]
+            errors.append((", ".join(columns) or ".".join(path) or "row", rule.message))
     return errors
+
+
+def _unknown(exc: msgspec.ValidationError) -> str:
+    """A refusal the column checks did not foresee: where msgspec found it, in its own words."""
+    where = ".".join(error_path(exc)) or "the row"
+    return f"{where}: {str(exc).rpartition(' - at `')[0] or exc}"
 
 
 _ORDER = {c.name: i for i, c in enumerate(COLUMNS)}
@@ -439,8 +399,9 @@ def _check_row(cells: dict[str, str], number: int, report: ImportReport) -> Refe
         if column.name in values:
             try:
                 msgspec.convert(values[column.name], _TYPES[column.name], strict=False)
-            except msgspec.ValidationError as exc:
-                problems[column.name] = (_plain(str(exc), column.name), cells[column.name])
+            except msgspec.ValidationError:
+                problems[column.name] = (explain(_TYPES[column.name], values[column.name], column.name),
+                                         cells[column.name])
         elif column.required:  # the header check made sure the column exists: the cell is blank
             problems[column.name] = ("This is required.", None)
     # Then the rules across fields, with each bad cell stood in for by a valid example, so that a
@@ -456,7 +417,7 @@ def _check_row(cells: dict[str, str], number: int, report: ImportReport) -> Refe
         try:
             return msgspec.convert(_nest(values), ReferralIn, strict=False)
         except msgspec.ValidationError as exc:
-            problems["row"] = (_plain(str(exc), None), None)
+            problems["row"] = (_unknown(exc), None)
     for name in sorted(problems, key=lambda n: _ORDER.get(n.split(", ")[0], len(_ORDER))):
         reason, raw = problems[name]
         report.add(number, name, reason, raw)

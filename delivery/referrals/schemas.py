@@ -9,12 +9,28 @@ import msgspec
 from msgspec import Meta
 
 from delivery.models import BoxType, Cadence, Dietary, HungerAnswer
+from delivery.platform.validation import LINES, ONE_LINE, RuleError
 
-Name = Annotated[str, Meta(min_length=1, max_length=100)]
-ShortText = Annotated[str, Meta(max_length=200)]
-Note = Annotated[str, Meta(max_length=1000)]
-Phone = Annotated[str, Meta(min_length=7, max_length=32, pattern=r"^\+?[0-9 ().-]{7,31}$")]
-Language = Annotated[str, Meta(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+# The languages a program can serve a patient in (ISO 639 codes, English names), offered on the form;
+# a region or script may follow ("es-MX", "zh-Hant"). A code outside the list is refused, not guessed.
+LANGUAGES = {"en": "English", "es": "Spanish", "yue": "Cantonese", "zh": "Mandarin", "vi": "Vietnamese",
+             "tl": "Tagalog", "ar": "Arabic", "mam": "Mam", "am": "Amharic", "bn": "Bengali",
+             "fa": "Persian", "fr": "French", "ht": "Haitian Creole", "hi": "Hindi", "hmn": "Hmong",
+             "ja": "Japanese", "km": "Khmer", "ko": "Korean", "lo": "Lao", "mn": "Mongolian",
+             "ne": "Nepali", "pa": "Punjabi", "ps": "Pashto", "pt": "Portuguese", "ru": "Russian",
+             "so": "Somali", "sw": "Swahili", "th": "Thai", "ti": "Tigrinya", "to": "Tongan",
+             "uk": "Ukrainian", "ur": "Urdu", "sm": "Samoan", "my": "Burmese", "quc": "K'iche'",
+             "asl": "American Sign Language"}
+
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=ONE_LINE)]
+ShortText = Annotated[str, Meta(max_length=200, pattern=LINES)]
+Note = Annotated[str, Meta(max_length=1000, pattern=LINES)]
+Phone = Annotated[str, Meta(min_length=7, max_length=32, pattern=r"^\+?[0-9 ().-]{7,31}$",
+                            extra={"hint": "enter a phone number such as +15105550101."})]
+Language = Annotated[str, Meta(
+    max_length=24, pattern="^(?i:" + "|".join(sorted(LANGUAGES)) + ")(-[A-Za-z0-9]{2,8})?$",
+    description="A language the program serves: " + ", ".join(sorted(LANGUAGES)),
+    extra={"hint": "use a known language code such as en, es, yue or zh-Hant."})]
 Latitude = Annotated[float, Meta(ge=-90, le=90)]
 Longitude = Annotated[float, Meta(ge=-180, le=180)]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 normal, 1 high, 2 urgent")]
@@ -29,31 +45,34 @@ class Closed(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class AddressIn(Closed, kw_only=True):
-    line1: Annotated[str, Meta(min_length=3, max_length=200)]
-    unit: Annotated[str, Meta(max_length=40)] | None = None
-    city: Annotated[str, Meta(min_length=2, max_length=100)]
-    state: Annotated[str, Meta(min_length=2, max_length=40)]
-    postal_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(-[0-9]{4})?$")]
+    line1: Annotated[str, Meta(min_length=3, max_length=200, pattern=ONE_LINE, title="Street address")]
+    unit: Annotated[str, Meta(max_length=40, pattern=LINES, title="Apartment or unit")] | None = None
+    city: Annotated[str, Meta(min_length=2, max_length=100, pattern=ONE_LINE, title="City")]
+    state: Annotated[str, Meta(min_length=2, max_length=40, pattern=ONE_LINE, title="State")]
+    postal_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(-[0-9]{4})?$", title="ZIP code",
+                                     extra={"hint": "enter 5 digits, or ZIP+4 such as 94603-1234."})]
     lat: Latitude | None = None
     lon: Longitude | None = None
 
     def __post_init__(self) -> None:
         if (self.lat is None) != (self.lon is None):
-            raise ValueError("give both lat and lon, or neither (the address is then geocoded)")
+            raise RuleError("Give both lat and lon, or neither (the address is then located on the map).",
+                            "lat", "lon")
 
 
 class PatientIn(Closed, kw_only=True):
-    mrn: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
-                             description="The clinic's patient identifier")]
-    given_name: Name
-    family_name: Name
-    birth_date: dt.date
-    phone: Phone | None = None
-    language: Language = "en"
+    mrn: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", title="MRN",
+                             description="The clinic's patient identifier",
+                             extra={"hint": "use letters, digits, dots, dashes and underscores only."})]
+    given_name: Annotated[Name, Meta(title="First name")]
+    family_name: Annotated[Name, Meta(title="Last name")]
+    birth_date: Annotated[dt.date, Meta(title="Date of birth")]
+    phone: Annotated[Phone, Meta(title="Phone")] | None = None
+    language: Annotated[Language, Meta(title="Preferred language")] = "en"
     address: AddressIn
-    floor: Annotated[int, Meta(ge=-5, le=200)] = 0
+    floor: Annotated[int, Meta(ge=-5, le=200, title="Floor")] = 0
     elevator: bool = False
-    access_notes: Annotated[str, Meta(max_length=500)] | None = None
+    access_notes: Annotated[str, Meta(max_length=500, pattern=LINES, title="Access notes")] | None = None
     dietary: Annotated[list[Dietary], Meta(max_length=8)] = []
     consent_to_share: bool = True
     """The patient agreed to share name, address and phone with the food bank and its drivers.
@@ -62,10 +81,10 @@ class PatientIn(Closed, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.birth_date.year < 1900:
-            raise ValueError("birth_date is before 1900")
+            raise RuleError("Date of birth is before 1900.", "birth_date")
         if not self.consent_to_share:
-            raise ValueError("consent_to_share must be true: home delivery shares the patient's "
-                             "name, address and phone with the food bank and its drivers")
+            raise RuleError("consent_to_share must be true: home delivery shares the patient's "
+                            "name, address and phone with the food bank and its drivers.", "consent_to_share")
 
 
 class ScreeningIn(Closed, kw_only=True):
@@ -83,7 +102,7 @@ class ScreeningIn(Closed, kw_only=True):
 class OrderIn(Closed, kw_only=True):
     """What the clinic asks for; every field has the program's default."""
 
-    boxes: Annotated[int, Meta(ge=1, le=6)] = 1
+    boxes: Annotated[int, Meta(ge=1, le=6, title="Boxes")] = 1
     box_type: BoxType = BoxType.standard
     cadence: Cadence = Cadence.weekly
     weekday: Weekday | None = None
@@ -93,9 +112,10 @@ class OrderIn(Closed, kw_only=True):
 
     def __post_init__(self) -> None:
         if (self.window_start is None) != (self.window_end is None):
-            raise ValueError("give both window_start and window_end, or neither (an open window)")
+            raise RuleError("Give both window_start and window_end, or neither (any time of day).",
+                            "window_start", "window_end")
         if self.window_start and self.window_end and self.window_start >= self.window_end:
-            raise ValueError("window_start must be before window_end")
+            raise RuleError("window_start must be before window_end.", "window_start", "window_end")
 
 
 class ReferralIn(Closed, kw_only=True):

@@ -1,4 +1,5 @@
-"""HTML forms onto msgspec Structs, with one clear message per field instead of the first error only."""
+"""HTML forms onto msgspec Structs, with one plain message per field instead of the first error only
+(the words come from the schema: `delivery.platform.validation`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import typing
 from typing import Any
 
 import msgspec
+
+from delivery.platform.validation import error_path, explain, label_of, rule_of
 
 Errors = dict[str, str]
 
@@ -30,9 +33,10 @@ def field_errors(struct: type[msgspec.Struct], data: dict[str, Any], prefix: str
     hints = typing.get_type_hints(struct, include_extras=True)
     for field in msgspec.structs.fields(struct):
         path = f"{prefix}{field.encode_name}"
+        label = label_of(field.name, hints[field.name])
         if field.encode_name not in data:
             if field.required:
-                errors[path] = "This is required."
+                errors[path] = f"{label} is required."
             continue
         value = data[field.encode_name]
         nested = _struct_type(hints[field.name])
@@ -41,35 +45,24 @@ def field_errors(struct: type[msgspec.Struct], data: dict[str, Any], prefix: str
             continue
         try:
             msgspec.convert(value, hints[field.name], strict=False)
-        except msgspec.ValidationError as exc:
-            errors[path] = humanise(str(exc))
+        except msgspec.ValidationError:
+            errors[path] = explain(hints[field.name], value, label)
     return errors
 
 
-def humanise(message: str) -> str:
-    """msgspec's messages, minus the `- at $...` locator, in words a person can act on."""
-    text = message.split(" - at `", 1)[0]
-    replacements = {
-        "Expected `str` of length >= 1": "This is required.",
-        "Expected `str` matching regex": "This is not in the expected format",
-        "Expected `date`, got `str`": "Enter a date as YYYY-MM-DD.",
-        "Invalid enum value": "Choose one of the options; got",
-    }
-    for prefix, nicer in replacements.items():
-        if text.startswith(prefix):
-            rest = text[len(prefix):].strip()
-            return f"{nicer} {rest}".strip() if nicer.endswith("got") else nicer + "."
-    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
 def convert(struct: type[msgspec.Struct], data: dict[str, Any]) -> tuple[Any | None, Errors]:
-    """The Struct, or every field's error (plus any rule across fields, under the key '')."""
+    """The Struct, or every field's error; a rule across fields is reported at each field it names
+    (or at the struct it belongs to, or under '' for the whole form)."""
     errors = field_errors(struct, data)
     if errors:
         return None, errors
     try:
         return msgspec.convert(data, struct, strict=False), {}
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        path = text.rsplit("- at `$.", 1)[-1].rstrip("`") if "- at `$." in text else ""
-        return None, {path: humanise(text)}
+        where = ".".join(error_path(exc))
+        rule = rule_of(exc)
+        if rule is None:  # every field passed on its own: an unknown field, from an old page
+            return None, {where: "This form is out of date: reload the page and try again."}
+        if not rule.fields:
+            return None, {where: rule.message}
+        return None, {".".join(filter(None, (where, name))): rule.message for name in rule.fields}

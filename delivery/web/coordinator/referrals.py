@@ -12,7 +12,6 @@ JavaScript the same forms post normally and are answered with a redirect, or the
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
@@ -135,22 +134,7 @@ def parse(struct: type[msgspec.Struct], form: dict[str, Any], prefix: str = "") 
         if isinstance(value, str) and value.strip():
             body[name] = value.strip()
     parsed, errors = convert(struct, body)
-    return parsed, {f"{prefix}{key or 'form'}": plain(message) for key, message in errors.items()}
-
-
-_NUMBER_WORDS = [(re.compile(r"^Expected `(?:int|float)` >= (\S+?)\.?$"), "Enter a number of at least {}."),
-                 (re.compile(r"^Expected `(?:int|float)` <= (\S+?)\.?$"), "Enter a number of at most {}."),
-                 (re.compile(r"^Expected `int`, got `str`\.?$"), "Enter a whole number."),
-                 (re.compile(r"^Expected `float`, got `str`\.?$"), "Enter a number, like 37.7491.")]
-
-
-def plain(message: str) -> str:
-    """msgspec's number messages in words a coordinator acts on (forms.humanise does the rest)."""
-    for pattern, words in _NUMBER_WORDS:
-        match = pattern.match(message)
-        if match:
-            return words.format(*match.groups())
-    return message
+    return parsed, {f"{prefix}{key or 'form'}": message for key, message in errors.items()}
 
 
 class FormInvalid(Exception):
