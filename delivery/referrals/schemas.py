@@ -88,12 +88,12 @@ class PatientIn(Closed, kw_only=True):
 
 
 class ScreeningIn(Closed, kw_only=True):
-    hunger_worried: HungerAnswer
+    hunger_worried: Annotated[HungerAnswer, Meta(title="Hunger question 1 (worried food would run out)")]
     """Within the past 12 months we worried whether our food would run out before we got money to buy more."""
-    hunger_ran_out: HungerAnswer
+    hunger_ran_out: Annotated[HungerAnswer, Meta(title="Hunger question 2 (food did not last)")]
     """Within the past 12 months the food we bought just didn't last and we didn't have money to get more."""
-    transportation_barrier: bool
-    mobility_barrier: bool
+    transportation_barrier: Annotated[bool, Meta(title="The transportation question")]
+    mobility_barrier: Annotated[bool, Meta(title="The carrying and stairs question")]
     """Difficulty carrying groceries or climbing stairs."""
     errands_barrier: bool = False
     """Difficulty doing errands alone."""

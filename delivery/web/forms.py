@@ -34,12 +34,14 @@ def field_errors(struct: type[msgspec.Struct], data: dict[str, Any], prefix: str
     for field in msgspec.structs.fields(struct):
         path = f"{prefix}{field.encode_name}"
         label = label_of(field.name, hints[field.name])
+        nested = _struct_type(hints[field.name])
         if field.encode_name not in data:
-            if field.required:
+            if field.required and nested is not None:  # a group left blank: say which questions
+                errors |= field_errors(nested, {}, prefix=f"{path}.")
+            elif field.required:
                 errors[path] = f"{label} is required."
             continue
         value = data[field.encode_name]
-        nested = _struct_type(hints[field.name])
         if nested is not None and isinstance(value, dict):
             errors |= field_errors(nested, value, prefix=f"{path}.")
             continue
