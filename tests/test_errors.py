@@ -177,3 +177,28 @@ def test_a_500_shows_a_request_id_and_never_a_trace(broken_app) -> None:  # type
         assert "no such table" not in answer.text
     assert system.status_code == 500
     assert system.json()["request_id"] == system.headers["X-Request-ID"] != request_id
+
+
+def test_a_persons_409_is_a_page_and_a_systems_is_json(app) -> None:  # type: ignore[no-untyped-def]
+    """The one mapping: a conflict a service refuses becomes a page for a person, JSON for a system."""
+    from litestar import Request
+    from litestar.response import Template
+
+    from delivery.platform.auth import Principal
+    from delivery.platform.errors import ConflictError
+    from delivery.web.errors import field_error
+
+    def request(path: str, headers: list[tuple[bytes, bytes]]) -> Request:
+        me = Principal(user_id=1, email="c@example.org", display_name="C", roles={1: Role.coordinator})
+        return Request({"type": "http", "method": "POST", "path": path, "headers": headers,  # type: ignore[typeddict-item]
+                        "query_string": b"", "app": app, "user": me, "state": {"request_id": "r1"},
+                        "server": ("testserver", 443), "scheme": "https", "root_path": ""})
+
+    refused = ConflictError("The planner is working on this day right now.", "version", code="plan_busy")
+    page = field_error(request("/coordinator/plans/1/publish", [(b"accept", b"text/html")]), refused)
+    assert isinstance(page, Template) and page.status_code == 409 and page.template_name == "error.html"
+    assert page.context["sentence"] == "The planner is working on this day right now."
+    assert page.context["nav"] == "coordinator/_nav.html" and page.context["request_id"] == ""
+    system = field_error(request("/api/v1/plans/1/publish", []), refused)
+    assert system.status_code == 409 and system.headers["X-Request-ID"] == "r1"
+    assert system.content.extra == {"field": "version", "code": "plan_busy"}  # type: ignore[attr-defined]

@@ -274,7 +274,7 @@ def test_the_queue_page_fixes_a_failed_address_by_hand(database, settings, progr
     bad = client.post(f"/coordinator/reviews/{item_id}/point", data={"lat": "37.7491", "lon": ""},
                       headers=htmx(token))
     assert bad.status_code == 422 and "<html" not in bad.text
-    assert 'aria-invalid="true"' in bad.text and "This is required." in bad.text
+    assert 'aria-invalid="true"' in bad.text and "Longitude is required." in bad.text
 
     done = client.post(f"/coordinator/reviews/{item_id}/point",
                        data={"lat": "37.7491", "lon": "-122.1690"}, headers=htmx(token))
@@ -330,7 +330,7 @@ def test_the_duplicate_row_needs_a_reason_for_same_person(database, program, cli
     page = client.get("/coordinator/reviews")
     assert f"Referral #{newer} (the newer one) ends" in page.text
     missing = client.post(f"/coordinator/reviews/{item_id}/same", data={"reason": ""}, headers=htmx(token))
-    assert missing.status_code == 422 and "This is required." in missing.text
+    assert missing.status_code == 422 and "Reason is required." in missing.text
     done = client.post(f"/coordinator/reviews/{item_id}/same", data={"reason": "same phone"},
                        headers=htmx(token))
     assert done.status_code == 200 and "Marked as the same person" in done.text

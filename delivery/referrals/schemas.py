@@ -31,8 +31,8 @@ Language = Annotated[str, Meta(
     max_length=24, pattern="^(?i:" + "|".join(sorted(LANGUAGES)) + ")(-[A-Za-z0-9]{2,8})?$",
     description="A language the program serves: " + ", ".join(sorted(LANGUAGES)),
     extra={"hint": "use a known language code such as en, es, yue or zh-Hant."})]
-Latitude = Annotated[float, Meta(ge=-90, le=90)]
-Longitude = Annotated[float, Meta(ge=-180, le=180)]
+Latitude = Annotated[float, Meta(ge=-90, le=90, title="Latitude")]
+Longitude = Annotated[float, Meta(ge=-180, le=180, title="Longitude")]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 normal, 1 high, 2 urgent")]
 Weekday = Annotated[int, Meta(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
 HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
