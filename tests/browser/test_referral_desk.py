@@ -59,7 +59,7 @@ def test_a_refused_change_and_a_missing_reason_show_in_place(live_server: LiveSe
 
     page.get_by_text("Override the outcome").click()
     page.get_by_role("button", name="Change the outcome").click()
-    expect(page.locator("#override-reason-error")).to_contain_text("This is required.")
+    expect(page.locator("#override-reason-error")).to_contain_text("Reason is required.")
     expect(page.locator("#override-reason")).to_have_attribute("aria-invalid", "true")
     page.locator("#override-reason").fill("Coordinator checked by phone")
     page.get_by_role("button", name="Change the outcome").click()
