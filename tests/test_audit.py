@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from delivery.models import AuditEvent, Role, User
 from delivery.platform.db import Database
+from delivery.platform.jobs import Runner
 from tests.builders import PASSWORD, Program, api_token
 
 
@@ -33,7 +34,7 @@ def test_a_sign_in_is_audited_with_role_organization_and_request(client: TestCli
 
 
 def test_publishing_over_the_api_is_audited_under_the_coordinator(client: TestClient, program: Program,
-                                                                  database: Database) -> None:
+                                                                  database: Database, worker: Runner) -> None:
     from tests.day_builders import DAY, make_day
     from tests.test_plan_api import wait_done
 
