@@ -310,7 +310,9 @@ def test_the_rate_limiter_spaces_requests(adapter_settings: Settings, stub: Stub
 
     assert answers == ["not_found"] * 3
     times = [r.at for r in stub.requests]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.19
+    # Arrival times at the stub carry scheduling noise on a loaded machine; without the limiter the
+    # gaps are a few milliseconds, so 0.15 s still tells the two apart.
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.15
 
 
 def test_the_limit_takes_patients_in_id_order(database: Database, program: Program, geo: Settings,
