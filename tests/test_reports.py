@@ -110,7 +110,8 @@ def test_every_figure_per_clinic(database: Database, march: KnownMonth) -> None:
     assert fruitvale.days_to_first_box == funder.DaysToFirstBox(median=4.5, p90=8.0, patients=2)
     assert (fruitvale.receipts_confirmed, fruitvale.receipts_denied) == (1, 1)
     assert fruitvale.referrals_by_outcome == {"home_delivery": 2, "not_eligible": 1}
-    assert fruitvale.waitlist == funder.Waitlist(length_at_end=0, joined=0, moved_off=0, median_wait_days=None)
+    assert fruitvale.waitlist == funder.Waitlist(length_at_end=0, joined=0, moved_off=0,
+                                                 median_wait_days=None)
     assert (fruitvale.volunteer_hours, fruitvale.miles_driven, fruitvale.cost_per_box) == (4.0, 20.0, 26.56)
 
     assert (elmhurst.patients_served, elmhurst.boxes_delivered, elmhurst.deliveries_attempted,

@@ -334,3 +334,22 @@ def _routes(db: Session, food_bank_id: int, start: dt.date, end: dt.date, tallie
             if t is not None:
                 t.metres += metres * share
                 t.seconds += seconds * share
+
+
+def program_for(db: Session, clinic_name: str | None) -> tuple[Organization, Organization | None]:
+    """The program (and clinic) a command-line report is about: the clinic's food bank, or the one
+    food bank in the database."""
+    food_banks = list(db.scalars(select(Organization).where(Organization.kind == OrganizationKind.food_bank)
+                                 .order_by(Organization.id)))
+    if clinic_name is not None:
+        clinics = list(db.scalars(select(Organization).where(Organization.kind == OrganizationKind.clinic)
+                                  .order_by(Organization.name)))
+        clinic = find_clinic(clinics, clinic_name)
+        food_bank = next((f for f in food_banks if f.id == clinic.food_bank_id), None)
+        if food_bank is None:
+            raise ReportError(f"{clinic.name} refers to no food bank program yet.", "clinic")
+        return food_bank, clinic
+    if len(food_banks) != 1:
+        raise ReportError("This database holds no program yet." if not food_banks else
+                          "Several programs here: name a clinic (--clinic) to choose one.")
+    return food_banks[0], None
