@@ -107,7 +107,7 @@ class Report(Figures, kw_only=True):
 class _Tally:
     """What one scope (the program or a clinic) adds up while the rows are read."""
 
-    patients: set[int] = field(default_factory=set)
+    patients: int = 0
     boxes: int = 0
     succeeded: int = 0
     failed: Counter[str] = field(default_factory=Counter)
@@ -167,7 +167,7 @@ def build(db: Session, food_bank: Organization, start: dt.date, end: dt.date,
         miles = figures.miles(t.metres)
         attempted = t.succeeded + sum(t.failed.values())
         return dict(
-            patients_served=len(t.patients), boxes_delivered=t.boxes, deliveries_attempted=attempted,
+            patients_served=t.patients, boxes_delivered=t.boxes, deliveries_attempted=attempted,
             deliveries_succeeded=t.succeeded, success_rate=figures.rate(t.succeeded, attempted),
             failed_attempts_by_reason=dict(sorted(t.failed.items(), key=lambda kv: (-kv[1], kv[0]))),
             days_to_first_box=DaysToFirstBox(median=figures.median(t.first_box_days),
@@ -209,7 +209,7 @@ def _days(earlier: dt.datetime, later: dt.datetime, tz: dt.tzinfo) -> int:
 def _merge(parts: Iterable[_Tally]) -> _Tally:
     total = _Tally()
     for t in parts:
-        total.patients |= t.patients
+        total.patients += t.patients
         total.boxes += t.boxes
         total.succeeded += t.succeeded
         total.failed += t.failed
@@ -233,27 +233,39 @@ def _date_of() -> ColumnElement[str]:
 
 
 def _attempts(db: Session, food_bank_id: int, start: dt.date, end: dt.date, tallies: Tallies) -> None:
-    """Delivered, left at the door and failed attempts on the period's delivery days."""
+    """Delivered, left at the door and failed attempts on the period's delivery days, counted in SQL
+    by clinic, day and reason; then the patients served, each once (a patient has one clinic)."""
+    in_period = (Referral.food_bank_id == food_bank_id, ReferralEvent.kind.in_(ATTEMPTS),
+                 _date_of().between(start.isoformat(), end.isoformat()))
+    day = _date_of().label("day")
+    reason = ReferralEvent.data["reason"].as_string().label("reason")  # labelled: see _receipts_and_referrals
     rows = db.execute(
-        select(Referral.clinic_id, Referral.patient_id, ReferralEvent.kind, _date_of(),
-               ReferralEvent.data["boxes"].as_integer(), ReferralEvent.data["reason"].as_string())
-        .join(Referral, Referral.id == ReferralEvent.referral_id)
-        .where(Referral.food_bank_id == food_bank_id, ReferralEvent.kind.in_(ATTEMPTS),
-               _date_of().between(start.isoformat(), end.isoformat())))
-    for clinic_id, patient_id, kind, day, boxes, reason in rows:
+        select(Referral.clinic_id, ReferralEvent.kind, day, reason, func.count(ReferralEvent.id),
+               func.coalesce(func.sum(ReferralEvent.data["boxes"].as_integer()), 0))
+        .join(Referral, Referral.id == ReferralEvent.referral_id).where(*in_period)
+        .group_by(Referral.clinic_id, ReferralEvent.kind, day, reason))
+    for clinic_id, kind, on, why, count, boxes in rows:
         t = tallies.get(clinic_id)
         if t is None:
             continue
-        week = t.week(dt.date.fromisoformat(day))
+        week = t.week(dt.date.fromisoformat(on))
         if kind in DELIVERED:
-            t.patients.add(patient_id)
-            t.boxes += boxes or 0
-            t.succeeded += 1
-            week[0] += 1
-            week[2] += boxes or 0
+            t.boxes += boxes
+            t.succeeded += count
+            week[0] += count
+            week[2] += boxes
         else:
-            t.failed[reason or "other"] += 1
-            week[1] += 1
+            t.failed[why or "other"] += count
+            week[1] += count
+    served = db.execute(
+        select(Referral.clinic_id, func.count(func.distinct(Referral.patient_id))).select_from(ReferralEvent)
+        .join(Referral, Referral.id == ReferralEvent.referral_id)
+        .where(*in_period[:2], ReferralEvent.kind.in_(DELIVERED), in_period[2])
+        .group_by(Referral.clinic_id))
+    for clinic_id, patients in served:
+        t = tallies.get(clinic_id)
+        if t is not None:
+            t.patients += patients
 
 
 def _first_boxes(db: Session, food_bank_id: int, start: dt.date, end: dt.date, tz: dt.tzinfo,
