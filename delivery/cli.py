@@ -72,6 +72,13 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--url", required=True)
     add.add_argument("--events", default="", metavar="KIND,...", help="event kinds (default: every kind)")
     hook_sub.add_parser("relay", help="send webhooks until stopped (what `delivery worker` will run)")
+
+    report = sub.add_parser("report", help="the funder report for a period (JSON, CSV or PDF)")
+    report.add_argument("--from", dest="start", required=True, type=_date, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", required=True, type=_date, metavar="YYYY-MM-DD")
+    report.add_argument("--clinic", metavar="NAME", help="only this clinic (default: the whole program)")
+    report.add_argument("--format", choices=["json", "csv", "pdf"], default="json")
+    report.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
     return p
 
 
@@ -159,6 +166,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.command == "webhook":
             return webhook_command(database, settings, args)
+        if args.command == "report":
+            return report_command(database, settings, args)
         if args.command == "route-link":
             from delivery.plans import publishing
 
@@ -166,6 +175,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         database.dispose()
     raise CommandError(f"unknown command {args.command}")
+
+
+def report_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    from delivery.reports import document, funder, tables
+
+    with database.reader() as db:
+        try:
+            food_bank, clinic = funder.program_for(db, args.clinic)
+            report = funder.build(db, food_bank, args.start, args.end, clinic)
+        except funder.ReportError as exc:
+            raise CommandError(str(exc)) from None
+    if args.format == "pdf":
+        body = document.pdf(report, settings.clock.local(food_bank.timezone))
+    elif args.format == "csv":
+        body = tables.to_csv(tables.tables(report)).encode()
+    else:
+        body = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
+    if args.out is not None:
+        args.out.write_bytes(body)
+    elif args.format == "pdf" and sys.stdout.isatty():
+        raise CommandError("a PDF is not for the terminal: add --out FILE (or redirect the output)")
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    return 0
 
 
 def webhook_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ class Organization(Base):
     """A clinic, a food bank or another partner; every record belongs to one."""
 
     __tablename__ = "organizations"
-    # Columns filled by the server (max_failed_attempts) are read when used, not RETURNed on insert.
+    # Columns filled by the server (max_failed_attempts, costs) are read when used, not RETURNed on insert.
     __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,6 +49,10 @@ class Organization(Base):
     timezone: Mapped[str] = mapped_column(String(60), default="America/Los_Angeles")
     # Consecutive failed attempts after which an order stops being rescheduled and waits for review.
     max_failed_attempts: Mapped[int] = mapped_column(Integer, server_default="2")
+    # What the funder report counts a delivered box as costing: the box itself, and each mile a
+    # volunteer drives (a reimbursement rate). Cents, so sums stay exact.
+    box_cost_cents: Mapped[int] = mapped_column(Integer, server_default="2500")
+    mileage_rate_cents: Mapped[int] = mapped_column(Integer, server_default="70")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

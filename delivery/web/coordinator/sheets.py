@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import Driver, Organization, Plan, Route, Stop, StopStatus
+from delivery.platform.spreadsheets import safe_cell
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.driver import DriverStop, clock, day_label, driver_stop
 from delivery.web.render import DB, PathId, page, principal
 
 POLICY = {"roles": COORDINATORS}
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def coordinator_plan(db: Session, request: Request, plan_id: int) -> tuple[Plan, Organization]:
@@ -75,13 +75,6 @@ def route_sheets(db: Session, plan: Plan, route_id: int | None = None) -> list[R
         by_route[stop.route_id].append(driver_stop(stop))  # type: ignore[index]
     return [RouteSheet(numbers[r.id], r, r.driver.user.display_name, clock(r.planned_start), by_route[r.id])
             for r in routes]
-
-
-def safe_cell(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 CSV_COLUMNS = ["date", "route", "driver", "seq", "eta", "stop_id", "order_id", "first_name", "last_name",
