@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("date", type=_date)
     plan.add_argument("--time-limit", type=float, default=30.0)
 
-    worker = sub.add_parser("worker", help="run background jobs (plan solves, geocoding, …) until stopped")
+    worker = sub.add_parser("worker",
+                            help="run background jobs (plan solves, geocoding, webhooks, …) until stopped")
     worker.add_argument("--kinds", metavar="K,...", help="run only these kinds of job (default: every kind)")
 
     link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
@@ -71,7 +72,6 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--clinic", required=True, metavar="NAME")
     add.add_argument("--url", required=True)
     add.add_argument("--events", default="", metavar="KIND,...", help="event kinds (default: every kind)")
-    hook_sub.add_parser("relay", help="send webhooks until stopped (what `delivery worker` will run)")
 
     report = sub.add_parser("report", help="the funder report for a period (JSON, CSV or PDF)")
     report.add_argument("--from", dest="start", required=True, type=_date, metavar="YYYY-MM-DD")
@@ -205,14 +205,8 @@ def report_command(database, settings: Settings, args: argparse.Namespace) -> in
 
 
 def webhook_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    from delivery.loop import endpoints, sender
+    from delivery.loop import endpoints
 
-    if args.action == "relay":
-        import time
-
-        while True:  # until Ctrl-C or a signal: every pass ends when nothing is due right now
-            sender.relay(database, settings)
-            time.sleep(settings.webhook_poll_s)
     with database.writer() as db:
         try:
             clinic = endpoints.find_clinic(db, args.clinic)

@@ -1,8 +1,9 @@
 """Webhook latency: from an event's commit to the receiver's 2xx, p50/p99 over N events.
 
-A healthy loopback receiver, a migrated SQLite file in a temporary directory, and the sender run
-as `delivery webhook relay` would (one pass after another, idling `webhook_poll_s` between).
-Events are committed at a steady rate (--rate per second). Prints JSON. Loopback only, bounded.
+A healthy loopback receiver, a migrated SQLite file in a temporary directory, and the real path:
+`delivery worker` in its own process with default settings, woken by the `outbox` job each event
+queues. Events are committed at a steady rate (--rate per second). Prints JSON. Loopback only,
+bounded (the worker is stopped at the end, whatever happens).
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import select
 
-from delivery.loop import endpoints, sender
+from delivery.loop import endpoints
 from delivery.models import EventKind, Organization, OutboxMessage, Patient, Referral, ReferralStatus
 from delivery.platform.db import Database, upgrade
-from delivery.platform.settings import Settings
+from delivery.platform.settings import ROOT
 from delivery.timeline import events, payloads
 
 
@@ -53,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         upgrade(url)
-        settings = Settings(database_url=url, secret_key="bench", webhook_allow_loopback=True)
         database = Database(url)
         with database.writer() as db:
             bank = Organization(name="Bank", kind="food_bank")
@@ -75,41 +78,53 @@ def main(argv: list[str] | None = None) -> int:
             db.add(referral)
             db.commit()
             referral_id = referral.id
-        stop = threading.Event()
-
-        def relay() -> None:
-            while not stop.is_set():
-                sender.relay(database, settings)
-                stop.wait(settings.webhook_poll_s)
-
-        worker = threading.Thread(target=relay, daemon=True)
-        worker.start()
-        committed: dict[str, float] = {}
-        started = time.time()
-        for n in range(opts.events):
-            with database.writer() as db:
-                ref = db.get(Referral, referral_id)
-                event = events.record(db, ref, EventKind.priority_changed,  # type: ignore[arg-type]
-                                      payloads.PriorityChanged(order_id=1, before=n % 2, after=(n + 1) % 2))
-                db.flush()
-                msg_id = db.scalar(select(OutboxMessage.webhook_id).where(OutboxMessage.event_id == event.id))
-                db.commit()
-            committed[msg_id] = time.time()
-            time.sleep(max(0.0, started + (n + 1) / opts.rate - time.time()))
-        deadline = time.time() + 60
-        while len(arrived) < opts.events and time.time() < deadline:
-            time.sleep(0.1)
-        stop.set()
-        worker.join(timeout=30)
-        database.dispose()
+        env = {**os.environ, "DELIVERY_DATABASE_URL": url, "DELIVERY_SECRET_KEY": "bench",
+               "DELIVERY_WEBHOOK_ALLOW_LOOPBACK": "true",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        log = Path(tmp) / "worker.log"
+        with log.open("w") as out:  # a file, not a pipe: a full pipe would stall the worker
+            worker = subprocess.Popen([sys.executable, "-m", "delivery", "worker", "--kinds", "outbox"],
+                                      env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                                      stderr=subprocess.STDOUT)
+        try:
+            latencies = measure(database, referral_id, opts, arrived)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            database.dispose()
+            if worker.returncode != 0:
+                print(log.read_text()[-2000:], file=sys.stderr)
     server.shutdown()
-    latencies = sorted(arrived[k] - committed[k] for k in committed if k in arrived)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     print(json.dumps({"events": opts.events, "rate_per_s": opts.rate, "arrived": len(latencies),
                       "p50_s": round(statistics.median(latencies), 3), "p99_s": round(q[98], 3),
                       "max_s": round(latencies[-1], 3), "target_p99_s": 5.0}))
-    return 0 if len(latencies) == opts.events else 1
+    return 0 if len(latencies) == opts.events and worker.returncode == 0 else 1
 
+
+def measure(database: Database, referral_id: int, opts: argparse.Namespace,
+            arrived: dict[str, float]) -> list[float]:
+    """Commit the events at the steady rate; wait (a minute at most) for them; the latencies, sorted."""
+    committed: dict[str, float] = {}
+    started = time.time()
+    for n in range(opts.events):
+        with database.writer() as db:
+            ref = db.get(Referral, referral_id)
+            event = events.record(db, ref, EventKind.priority_changed,  # type: ignore[arg-type]
+                                  payloads.PriorityChanged(order_id=1, before=n % 2, after=(n + 1) % 2))
+            db.flush()
+            msg_id = db.scalar(select(OutboxMessage.webhook_id).where(OutboxMessage.event_id == event.id))
+            db.commit()
+        committed[msg_id] = time.time()
+        time.sleep(max(0.0, started + (n + 1) / opts.rate - time.time()))
+    deadline = time.time() + 60
+    while len(arrived) < opts.events and time.time() < deadline:
+        time.sleep(0.1)
+    return sorted(arrived[k] - committed[k] for k in committed if k in arrived)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,8 @@ from delivery.models import (
     DeliveryState,
     Driver,
     EndpointState,
+    Job,
+    JobState,
     Organization,
     OutboxMessage,
     OutboxState,
@@ -29,8 +31,11 @@ from delivery.models import (
     utcnow,
 )
 from delivery.platform.db import Database
+from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
+from delivery.timeline import outbox
 from tests.builders import Program
+from tests.job_builders import FakeClock as JobClock
 from tests.plan_builders import make_day
 from tests.webhook_receiver import Receiver, serve
 
@@ -241,3 +246,50 @@ def test_a_rotated_secret_signs_beside_the_old_one_during_the_grace(
     assert len(item.headers["webhook-signature"].split(" ")) == 2
     receiver.verify(item, old)
     receiver.verify(item, new)
+
+
+def outbox_jobs(database: Database, state: str = JobState.queued) -> list[Job]:
+    with database.reader() as db:
+        return list(db.scalars(select(Job).where(Job.kind == outbox.JOB_KIND, Job.state == state)))
+
+
+@pytest.mark.req("R9.1")
+def test_events_queue_one_outbox_job_and_a_run_queues_the_next_retry(
+        program: Program, database: Database, loop_settings: Settings, receiver: Receiver) -> None:
+    """Every event's transaction queues the outbox job (one for all of them); a run that meets a
+    500 queues the next run for the retry, five seconds on, and nothing earlier."""
+    receiver.secret = register(database, program.clinic1_id, receiver.url)
+    receiver.behaviours.extend(["500"])
+    confirm_all(database, program, ALL_DELIVERED)
+    (queued,) = outbox_jobs(database)
+    assert (queued.dedupe_key, queued.run_after) == (outbox.NEW_KEY, None)
+
+    clock = JobClock(utcnow())
+    runner = Runner(database, loop_settings, [sender.job_kind()], clock=clock, poll_s=0)
+    assert runner.run_once()
+    assert len(receiver.unique()) == len(ALL_DELIVERED) - 1
+    (retry,) = outbox_jobs(database)
+    assert retry.dedupe_key == outbox.RETRY_KEY
+    assert 4.5 <= (retry.run_after - clock.now()).total_seconds() <= 5.5  # type: ignore[operator]
+    assert not runner.run_once()  # not due yet
+    clock.advance(6)
+    assert runner.run_once()
+    assert len(receiver.unique()) == len(ALL_DELIVERED)
+    assert outbox_jobs(database) == [] and len(outbox_jobs(database, JobState.done)) == 2
+
+
+def test_an_event_rolled_back_queues_nothing(program: Program, database: Database) -> None:
+    """The job exists exactly when the event does."""
+    with database.writer() as db:
+        make_day(db, program, date=DAY)
+        db.commit()
+    assert outbox_jobs(database) == []
+    with database.writer() as db:
+        stop = db.scalars(select(Stop)).first()
+        user_id = db.scalars(select(Driver.user_id)).first()
+        at = utcnow()
+        confirm_stop(db, stop=stop, user_id=user_id, outcome="delivered", note=None, occurred_at=at,  # type: ignore[arg-type]
+                     idempotency_key="k", request_hash=request_hash(stop.id, "delivered", None, at))  # type: ignore[union-attr]
+        assert len(db.scalars(select(Job).where(Job.kind == outbox.JOB_KIND)).all()) == 1
+        db.rollback()
+    assert outbox_jobs(database) == []

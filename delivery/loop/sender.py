@@ -1,13 +1,17 @@
 """The webhook sender: delivers outbox messages to every subscribed endpoint, at least once.
 
+It runs as the `outbox` job of `delivery worker`: `events.record` queues that job in the
+transaction of each event, and a run delivers everything due, then queues itself again for the
+next retry (`run`). Within a run:
+
 1. `fan_out` hands each new outbox message to the endpoints of its clinic that want its kind and
    existed when it was written (one `webhook_deliveries` row each).
 2. `claim` takes due deliveries and leases them (`next_attempt_at` moves to the end of the lease)
-   in one short transaction; FOR UPDATE SKIP LOCKED lets several senders share the table.
+   in one short transaction; FOR UPDATE SKIP LOCKED lets several workers share the table.
 3. The requests go out with no transaction open, several at a time, never following redirects.
 4. `record` writes each answer: 2xx delivered; 410 gives up; anything else (3xx, 4xx, 5xx, a
    timeout, a dropped connection) is retried on the schedule of R9.3 with jitter, about three days
-   in all. A sender killed between sending and recording leaves the lease to run out: the delivery
+   in all. A worker killed between sending and recording leaves the lease to run out: the delivery
    is sent again with the same `webhook-id` (the receiver dedupes on it).
 
 An endpoint that keeps failing is marked failing and its clinic's admin sees a notice on the
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +38,7 @@ from delivery.loop import signing
 from delivery.models import (
     DeliveryState,
     EndpointState,
+    Job,
     OutboxMessage,
     OutboxState,
     WebhookAttempt,
@@ -40,16 +46,19 @@ from delivery.models import (
     WebhookEndpoint,
     utcnow,
 )
+from delivery.platform import jobs
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
+from delivery.timeline import outbox
+from delivery.timeline.outbox import JOB_KIND as KIND
 
 RETRY_DELAYS_S = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600, 24 * 3600, 24 * 3600)
 """Wait before attempt 2, 3, …: after the last one a delivery has failed (about 3.1 days in all)."""
 MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
 JITTER = 0.1  # each wait is stretched or shrunk by up to 10 %, so retries of an outage spread out
 FAILING_AFTER = 5  # failed requests in a row before an endpoint is marked failing
-LEASE_MARGIN_S = 30.0
-BATCH = 200
+BATCH = 200  # deliveries claimed at once: fewer, larger transactions keep up with a busy day
+LEASE_MARGIN_S = 10.0
 ERROR_LENGTH = 500
 
 Now = Callable[[], dt.datetime]
@@ -122,8 +131,9 @@ def fan_out(db: Session, now: dt.datetime, limit: int = 1000) -> int:
 # --- 2. claim --------------------------------------------------------------------------------------
 
 
-def claim(db: Session, now: dt.datetime, lease: dt.timedelta, limit: int = BATCH) -> list[Outgoing]:
-    """Take due deliveries and lease them until now + lease (the caller commits at once)."""
+def claim(db: Session, now: dt.datetime, settings: Settings, limit: int = BATCH) -> list[Outgoing]:
+    """Take due deliveries and lease them for as long as sending them may take (the caller commits
+    at once)."""
     deliveries = list(db.scalars(
         select(WebhookDelivery).where(WebhookDelivery.state == DeliveryState.pending,
                                       WebhookDelivery.next_attempt_at <= now)
@@ -131,6 +141,7 @@ def claim(db: Session, now: dt.datetime, lease: dt.timedelta, limit: int = BATCH
         .with_for_update(skip_locked=True, of=WebhookDelivery)).unique())
     if not deliveries:
         return []
+    lease = lease_for(settings, len(deliveries))
     endpoints = {e.id: e for e in db.scalars(select(WebhookEndpoint).where(
         WebhookEndpoint.id.in_({d.endpoint_id for d in deliveries})))}
     out = []
@@ -247,7 +258,7 @@ def _settle_messages(db: Session, message_ids: set[int]) -> None:
     db.flush()
 
 
-# --- the relay loop --------------------------------------------------------------------------------
+# --- the outbox job --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -257,14 +268,20 @@ class Pass:
     delivered: int = 0
 
 
+def lease_for(settings: Settings, claimed: int) -> dt.timedelta:
+    """Long enough for every claimed request to time out, `webhook_concurrency` at a time, and be
+    recorded: a lease that ran out early would let another worker send a delivery still in flight."""
+    rounds = math.ceil(claimed / settings.webhook_concurrency)
+    return dt.timedelta(seconds=settings.webhook_timeout_s * rounds + LEASE_MARGIN_S)
+
+
 def relay_once(database: Database, settings: Settings, client: httpx.Client, pool: ThreadPoolExecutor,
-               *, now: Now = utcnow, limit: int = BATCH) -> Pass:
+               *, now: Now = utcnow) -> Pass:
     """One pass: fan out, claim a batch, send it concurrently, record the answers."""
     result = Pass()
     with database.writer() as db:
         result.dispatched = fan_out(db, now())
-        lease = dt.timedelta(seconds=settings.webhook_timeout_s + LEASE_MARGIN_S)
-        batch = claim(db, now(), lease, limit)
+        batch = claim(db, now(), settings)
         db.commit()
     if not batch:
         return result
@@ -279,10 +296,13 @@ def relay_once(database: Database, settings: Settings, client: httpx.Client, poo
 
 
 def next_due(db: Session) -> dt.datetime | None:
-    """When the next delivery is due (None: nothing pending)."""
-    return db.scalar(select(func.min(WebhookDelivery.next_attempt_at))
-                     .where(WebhookDelivery.state == DeliveryState.pending))
-
+    """When the next delivery is due (None: nothing pending); a message not yet fanned out is due
+    when it was written."""
+    delivery = db.scalar(select(func.min(WebhookDelivery.next_attempt_at))
+                         .where(WebhookDelivery.state == DeliveryState.pending))
+    message = db.scalar(select(func.min(OutboxMessage.created_at))
+                        .where(OutboxMessage.dispatched_at.is_(None)))
+    return min((t for t in (delivery, message) if t is not None), default=None)
 
 
 def relay(database: Database, settings: Settings, *, now: Now = utcnow,
@@ -296,6 +316,30 @@ def relay(database: Database, settings: Settings, *, now: Now = utcnow,
                 break
     with database.reader() as db:
         return next_due(db)
+
+
+def run(ctx: jobs.JobContext) -> None:
+    """The `outbox` job: deliver what is due, then queue the next run for the next retry."""
+    due = relay(ctx.database, ctx.settings, now=ctx.clock.now, should_stop=ctx.stopping.is_set)
+    if due is not None:
+        with ctx.database.writer() as db:
+            outbox.queue(db, run_after=max(due, ctx.clock.now()))
+            db.commit()
+
+
+GIVE_UP_PAUSE = dt.timedelta(minutes=5)
+
+
+def _queue_again(db: Session, job: Job) -> None:
+    """A run that failed every attempt (the database away, a bug): try again later, so pending
+    deliveries are never left without a job to send them."""
+    outbox.queue(db, run_after=(job.finished_at or utcnow()) + GIVE_UP_PAUSE)
+
+
+def job_kind() -> jobs.Kind:
+    """outbox: a failed run (not a failed request: those are retried per delivery) is tried again
+    after 1, 2, 4 … seconds, then every five minutes."""
+    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=1.0, max_s=60.0), on_give_up=_queue_again)
 
 
 # --- an endpoint's page: resend and a test event -------------------------------------------------

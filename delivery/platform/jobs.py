@@ -106,26 +106,28 @@ def enqueue(db: Session, kind: str, payload: dict[str, Any] | None = None, *,
             max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Job:
     """Queue a job; with `dedupe_key`, the queued twin of the same kind and key if there is one
     (moved earlier when this one is wanted sooner)."""
-    if dedupe_key is not None:
+    def made() -> Job:
+        return Job(kind=kind, payload=payload or {}, state=JobState.queued, dedupe_key=dedupe_key,
+                   attempts=0, max_attempts=max_attempts, run_after=run_after)
+
+    if dedupe_key is None:
+        job = made()
+        db.add(job)
+        db.flush()
+        return job
+    for _ in range(3):
         twin = _queued_twin(db, kind, dedupe_key)
         if twin is not None:
             _sooner(twin, run_after)
             return twin
-    job = Job(kind=kind, payload=payload or {}, state=JobState.queued, dedupe_key=dedupe_key,
-              attempts=0, max_attempts=max_attempts, run_after=run_after)
-    if dedupe_key is None:
-        db.add(job)
-        db.flush()
-        return job
-    try:  # PostgreSQL: another transaction may queue the twin between our look and our insert
-        with db.begin_nested():
-            db.add(job)
-    except IntegrityError:
-        twin = _queued_twin(db, kind, dedupe_key)
-        assert twin is not None
-        _sooner(twin, run_after)
-        return twin
-    return job
+        job = made()
+        try:  # PostgreSQL: another transaction may queue the twin between our look and our insert
+            with db.begin_nested():
+                db.add(job)
+            return job
+        except IntegrityError:  # it did: look again (a worker may even have claimed it since)
+            continue
+    raise RuntimeError(f"could not queue a {kind} job: its queued twin keeps changing")
 
 
 def cancel(db: Session, job_id: int) -> bool:
@@ -139,8 +141,12 @@ def cancel(db: Session, job_id: int) -> bool:
 
 
 def _queued_twin(db: Session, kind: str, dedupe_key: str) -> Job | None:
+    """The queued job of this kind and key. On PostgreSQL it is key-share locked: a worker's claim
+    (FOR UPDATE SKIP LOCKED) passes it by until we commit, so the work we rely on it for (a new
+    outbox message) is visible to its run; other transactions may share the lock meanwhile."""
     return db.scalar(select(Job).where(Job.kind == kind, Job.dedupe_key == dedupe_key,
-                                       Job.state == JobState.queued))
+                                       Job.state == JobState.queued)
+                     .with_for_update(read=True, key_share=True))
 
 
 def _sooner(job: Job, run_after: dt.datetime | None) -> None:

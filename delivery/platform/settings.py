@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tile_url: str = ""
     """Map tiles for the coordinator's map; empty draws routes on a plain background."""
     job_poll_s: float = 0.5
-    """How often an idle `delivery worker` looks for due jobs."""
+    """How often an idle `delivery worker` looks for due jobs (the latency floor of a webhook)."""
     job_stale_after_s: float = 60.0
     """A running job whose worker has not beaten its heartbeat for this long is taken back."""
     webhook_allow_loopback: bool = False
@@ -50,9 +50,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout_s: float = 10.0
     """A receiver that has not answered 2xx within this is a failed attempt."""
     webhook_concurrency: int = 8
-    """Requests the sender keeps in flight at once."""
-    webhook_poll_s: float = 0.5
-    """How often an idle sender looks for new events (the latency floor of a webhook)."""
     """Requests the sender keeps in flight at once."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""

@@ -1,9 +1,9 @@
 """The referral timeline: the one function that writes an event, and the one that reads a timeline.
 
 Every change a clinic should hear about becomes an event in the same transaction as the change
-itself, together with its outbox row, so nothing is told that did not happen and nothing happens
-untold. Events are data (a kind from `EventKind`, a typed payload); the sentence is rendered when
-read (`delivery.timeline.text`).
+itself, together with its outbox row and the job that sends it, so nothing is told that did not
+happen and nothing happens untold. Events are data (a kind from `EventKind`, a typed payload); the
+sentence is rendered when read (`delivery.timeline.text`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def record(db: Session, referral: Referral, kind: EventKind, data: Payload, *,
     db.add(event)
     db.flush()  # the outbox row refers to the event's id
     db.add(outbox.message_for(event, referral))
+    outbox.queue(db)
     return event
 
 

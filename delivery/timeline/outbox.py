@@ -1,16 +1,26 @@
 """The outbox row written with each event: what the referring clinic's webhooks will be told.
 
-The relay that sends these rows (issue 11) never reads anything else, so the body is complete and
-thin: the Standard Webhooks body of DESIGN.md with ids and states only, never names, addresses,
-phones or notes.
+The sender (`delivery.loop.sender`, the `outbox` job) never reads anything else, so the body is
+complete and thin: the Standard Webhooks body of DESIGN.md with ids and states only, never names,
+addresses, phones or notes. `queue` asks a worker to send, in the same transaction as the row.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
-from delivery.models import OutboxMessage, OutboxState, Referral, ReferralEvent
+from sqlalchemy.orm import Session
+
+from delivery.models import Job, OutboxMessage, OutboxState, Referral, ReferralEvent
+from delivery.platform import jobs
+
+JOB_KIND = "outbox"
+"""The job that sends outbox messages (its handler is `delivery.loop.sender.run`)."""
+NEW_KEY, RETRY_KEY = "new", "retry"
+"""Dedupe keys: one queued job for new messages (run now), one for the next retry (the sender's
+timer), so a new event never has to move the timer's row."""
 
 TOLD_IDS = ("order_id", "stop_id")
 """The payload ids a webhook carries beside the referral's (DESIGN.md: ids and states only)."""
@@ -30,3 +40,10 @@ def message_for(event: ReferralEvent, referral: Referral) -> OutboxMessage:
                          clinic_id=referral.clinic_id, event_id=event.id, kind=event.kind,
                          payload=body(event, referral), created_at=event.recorded_at,
                          state=OutboxState.pending, attempts=0, next_attempt_at=event.recorded_at)
+
+
+def queue(db: Session, run_after: dt.datetime | None = None) -> Job:
+    """Ask a worker to send what is due, in the caller's transaction: now (a new message), or at
+    `run_after` (the next retry). One run sends everything due, so one queued job of each is enough."""
+    return jobs.enqueue(db, JOB_KIND, {}, run_after=run_after,
+                        dedupe_key=NEW_KEY if run_after is None else RETRY_KEY)
