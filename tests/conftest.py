@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from sqlalchemy.engine import make_url
 from delivery.models import Base
 from delivery.platform.db import Database, upgrade
 from delivery.platform.jobs import Runner
-from delivery.platform.settings import Settings
+from delivery.platform.settings import ROOT, Settings
 from delivery.web.app import create_app
 from tests.builders import Program, make_program
 from tests.job_builders import running_worker
@@ -106,3 +108,27 @@ def worker(database: Database, settings: Settings) -> Iterator[Runner]:
     """A job runner with every kind, in a thread of this process (what `delivery worker` runs)."""
     with running_worker(database, settings) as runner:
         yield runner
+
+
+@pytest.fixture
+def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start `python -m delivery worker ARGS` on the test's database (more DELIVERY_* variables as
+    keywords); every one is ended afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, **env_extra: str) -> subprocess.Popen:
+        env = {**os.environ, "DELIVERY_DATABASE_URL": database_url, "DELIVERY_SECRET_KEY": "test-secret",
+               "DELIVERY_GEOCODER": "none", "DELIVERY_JOB_POLL_S": "0.1", "DELIVERY_JOB_STALE_AFTER_S": "2",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               **env_extra}
+        with (tmp_path / f"worker-{len(started)}.log").open("w") as log:  # the child keeps its own copy
+            process = subprocess.Popen([sys.executable, "-m", "delivery", "worker", *args], env=env, cwd=ROOT,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

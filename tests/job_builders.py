@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from delivery.models import Job
@@ -48,3 +49,11 @@ def job_row(database: Database, job_id: int) -> Job:
         found = db.get(Job, job_id)
         assert found is not None
         return found
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {seconds} s for {what}")
+        time.sleep(0.1)

@@ -3,57 +3,23 @@ stops cleanly on SIGTERM, and when one is killed mid-solve another worker takes 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from delivery.models import JobState, Organization, Plan, PlanJob, PlanJobStatus
 from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform import jobs
 from delivery.platform.db import Database
-from delivery.platform.settings import ROOT, Settings
+from delivery.platform.settings import Settings
 from delivery.referrals import geocoding
 from tests.builders import Program
 from tests.day_builders import DAY, make_day
-from tests.job_builders import job_row
+from tests.job_builders import job_row, wait_until
 from tests.plan_checks import stored_check
-
-
-@pytest.fixture
-def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start `python -m delivery worker ARGS` on the test's database; every one is ended afterwards."""
-    started: list[subprocess.Popen] = []
-
-    def start(*args: str) -> subprocess.Popen:
-        env = {**os.environ, "DELIVERY_DATABASE_URL": database_url, "DELIVERY_SECRET_KEY": "test-secret",
-               "DELIVERY_GEOCODER": "none", "DELIVERY_JOB_POLL_S": "0.1", "DELIVERY_JOB_STALE_AFTER_S": "2",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with (tmp_path / f"worker-{len(started)}.log").open("w") as log:  # the child keeps its own copy
-            process = subprocess.Popen([sys.executable, "-m", "delivery", "worker", *args], env=env, cwd=ROOT,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {seconds} s for {what}")
-        time.sleep(0.1)
 
 
 def test_a_worker_runs_only_the_kinds_it_is_given_and_stops_on_sigterm(

@@ -44,6 +44,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     accepted: list[Received] = field(default_factory=list)
     hold_s: float = 3.0
+    pause_s: float = 0.0  # every answer takes this long: a batch is still going when a test acts
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -77,8 +78,7 @@ def serve(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            if behaviour == "timeout":
-                time.sleep(receiver.hold_s)
+            time.sleep(receiver.hold_s if behaviour == "timeout" else receiver.pause_s)
             code = {"ok": 204, "timeout": 204, "500": 500, "410": 410, "redirect": 307}[behaviour]
             if code == 204:
                 receiver.verify(item)
