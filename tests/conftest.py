@@ -23,6 +23,7 @@ from delivery.platform.settings import ROOT, Settings
 from delivery.web.app import create_app
 from tests.builders import Program, make_program
 from tests.job_builders import running_worker
+from tests.webhook_receiver import Receiver, serve
 
 POSTGRES_URL = os.environ.get("DELIVERY_TEST_POSTGRES_URL", "")
 BASE_URL = "https://testserver.local"  # https, so the Secure __Host- cookies are sent back
@@ -132,3 +133,27 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., su
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A clinic's webhook receiver on a loopback port (tests/webhook_receiver.py)."""
+    made = Receiver()
+    server, thread = serve(made)
+    yield made
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def loop_settings(settings: Settings) -> Settings:
+    """The test settings with webhooks allowed to loopback receivers and a short timeout."""
+    return Settings(**{**{f: getattr(settings, f) for f in settings.__struct_fields__},
+                       "webhook_allow_loopback": True, "webhook_timeout_s": 1.0})
+
+
+@pytest.fixture
+def loop_client(loop_settings: Settings, database: Database) -> Iterator[TestClient]:
+    with TestClient(app=create_app(loop_settings, database), base_url=BASE_URL) as client:
+        yield client

@@ -5,7 +5,6 @@ the driver fails twice. Plus receipts, polling and the `delivery webhook add` co
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from litestar.testing import TestClient
@@ -28,35 +27,11 @@ from delivery.plans import day as plan_day
 from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
-from delivery.web.app import create_app
 from tests.builders import Program, api_token, referral_body, sign_in
-from tests.conftest import BASE_URL
 from tests.day_builders import add_driver
-from tests.webhook_receiver import Receiver, serve
+from tests.webhook_receiver import Receiver
 
 FIRST_DAY = dt.date(2026, 12, 1)  # a Tuesday, the program's delivery day
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    server, thread = serve(made)
-    yield made
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def loop_settings(settings: Settings) -> Settings:
-    return Settings(**{**{f: getattr(settings, f) for f in settings.__struct_fields__},
-                       "webhook_allow_loopback": True, "webhook_timeout_s": 2.0})
-
-
-@pytest.fixture
-def loop_client(loop_settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(app=create_app(loop_settings, database), base_url=BASE_URL) as client:
-        yield client
 
 
 def publish_route(database: Database, program: Program, order_id: int, date: dt.date, driver_n: int) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -18,21 +18,11 @@ from delivery.timeline import events, payloads
 from tests.builders import Program
 from tests.day_builders import add_order
 from tests.job_builders import wait_until
-from tests.webhook_receiver import Receiver, serve
+from tests.webhook_receiver import Receiver
 
 EVENTS = 60
 WORKER_ENV = {"DELIVERY_WEBHOOK_ALLOW_LOOPBACK": "true", "DELIVERY_WEBHOOK_TIMEOUT_S": "1",
               "DELIVERY_WEBHOOK_CONCURRENCY": "4"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver(pause_s=0.1)  # 60 events, 4 at a time: about 1.5 s of sending to kill it in
-    server, thread = serve(made)
-    yield made
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 def record_events(database: Database, program: Program, receiver: Receiver) -> set[str]:
@@ -54,6 +44,7 @@ def record_events(database: Database, program: Program, receiver: Receiver) -> s
 def test_a_worker_killed_mid_batch_loses_no_event(
         program: Program, database: Database, receiver: Receiver,
         start_worker: Callable[..., subprocess.Popen]) -> None:
+    receiver.pause_s = 0.1  # 60 events, 4 at a time: about 1.5 s of sending to kill the worker in
     sent = record_events(database, program, receiver)
     first = start_worker("--kinds", "outbox", **WORKER_ENV)
     wait_until(lambda: len(receiver.unique()) >= 10, 60, "the first worker to deliver ten events")

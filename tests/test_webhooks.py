@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -37,7 +36,7 @@ from delivery.timeline import outbox
 from tests.builders import Program
 from tests.job_builders import FakeClock as JobClock
 from tests.plan_builders import make_day
-from tests.webhook_receiver import Receiver, serve
+from tests.webhook_receiver import Receiver
 
 DAY = dt.date(2026, 12, 1)
 ALL_DELIVERED = ["delivered", "left_at_door", "delivered", "delivered", "left_at_door"]
@@ -49,22 +48,6 @@ class FakeClock:
 
     def now(self) -> dt.datetime:
         return self.at
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    server, thread = serve(made)
-    yield made
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def loop_settings(settings: Settings) -> Settings:
-    return Settings(**{**{f: getattr(settings, f) for f in settings.__struct_fields__},
-                       "webhook_allow_loopback": True, "webhook_timeout_s": 1.0})
 
 
 def register(database: Database, clinic_id: int, url: str, kinds: tuple[str, ...] = ()) -> str:
@@ -174,7 +157,7 @@ def test_retries_follow_the_schedule_with_bounded_jitter_and_410_stops_them(
     receiver.behaviours.extend(["410"])
     with database.writer() as db:
         delivery = db.scalars(select(WebhookDelivery)).unique().one()
-        sender.resend(db, delivery, clock.now())
+        sender.resend(db, delivery, clock.now(), actor_id=None)
         db.commit()
     drain(database, loop_settings, clock)
     with database.reader() as db:
@@ -237,7 +220,7 @@ def test_a_rotated_secret_signs_beside_the_old_one_during_the_grace(
     old = register(database, program.clinic1_id, receiver.url)
     with database.writer() as db:
         endpoint = db.scalars(select(WebhookEndpoint)).one()
-        new = endpoints.rotate(db, endpoint, now=utcnow())
+        new = endpoints.rotate(db, endpoint, now=utcnow(), actor_id=None)
         db.commit()
     receiver.secret = new
     confirm_all(database, program, ["delivered"])

@@ -1,5 +1,8 @@
 """Webhook endpoints: a clinic admin registers a URL and the kinds it wants, and rotates its secret.
 
+Every change to an endpoint (registered, secret rotated, turned off or on, a delivery resent) is
+audited in the same transaction (R10.2), whoever makes it: a page, or the command line.
+
 A URL must be `https://` and resolve only to public addresses (R9.4); loopback is allowed only when
 the settings say so (the demo and the tests). The same check runs again before every request, so a
 name that later resolves to a private address is refused then too (DNS rebinding).
@@ -19,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from delivery.loop import signing
 from delivery.models import (
+    AuditEvent,
     EndpointState,
     EventKind,
     Membership,
@@ -112,16 +116,26 @@ def register(db: Session, clinic: Organization, url: str, kinds: Sequence[str] =
                                created_by_id=actor_id)
     db.add(endpoint)
     db.flush()
+    audit(db, actor_id, "C", endpoint, f"registered for {clinic.name}: {url}; events: "
+                                       f"{', '.join(wanted) or 'every kind'}")
     return Registered(endpoint, secret)
 
 
-def rotate(db: Session, endpoint: WebhookEndpoint, *, now: dt.datetime) -> str:
+def rotate(db: Session, endpoint: WebhookEndpoint, *, now: dt.datetime, actor_id: int | None) -> str:
     """A new secret; the old one keeps signing (beside it) for ROTATION_GRACE. Returns the new one."""
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_until = now + ROTATION_GRACE
     endpoint.secret = signing.new_secret()
     db.flush()
+    audit(db, actor_id, "U", endpoint, f"secret rotated; the old one signs too until "
+                                       f"{endpoint.previous_secret_until:%Y-%m-%d %H:%M} UTC")
     return endpoint.secret
+
+
+def audit(db: Session, actor_id: int | None, action: str, endpoint: WebhookEndpoint, detail: str) -> None:
+    """One audit row for a change to an endpoint (never its secret)."""
+    db.add(AuditEvent(user_id=actor_id, action=action, resource="webhook_endpoint",
+                      resource_id=str(endpoint.id), detail=detail[:500]))
 
 
 def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
@@ -132,11 +146,15 @@ def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
     return keys
 
 
-def set_enabled(db: Session, endpoint: WebhookEndpoint, enabled: bool) -> None:
+def set_enabled(db: Session, endpoint: WebhookEndpoint, enabled: bool, *, actor_id: int | None) -> None:
+    """Turn sending off (new events are not queued for it) or on again."""
+    if (endpoint.state != EndpointState.disabled) == enabled:
+        raise EndpointError(f"This endpoint is {'on' if enabled else 'off'} already.")
     endpoint.state = EndpointState.active if enabled else EndpointState.disabled
     if enabled:
         endpoint.consecutive_failures, endpoint.failing_since, endpoint.notice = 0, None, None
     db.flush()
+    audit(db, actor_id, "U", endpoint, "turned on" if enabled else "turned off")
 
 
 def endpoints_of(db: Session, clinic_id: int) -> list[WebhookEndpoint]:

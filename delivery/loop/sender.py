@@ -345,11 +345,15 @@ def job_kind() -> jobs.Kind:
 # --- an endpoint's page: resend and a test event -------------------------------------------------
 
 
-def resend(db: Session, delivery: WebhookDelivery, now: dt.datetime) -> None:
-    """Send a delivery again soon (same webhook-id), whatever its state; attempts start over."""
+def resend(db: Session, delivery: WebhookDelivery, now: dt.datetime, *, actor_id: int | None) -> None:
+    """Send a delivery again now (same webhook-id), whatever its state; attempts start over."""
     delivery.state, delivery.attempts, delivery.next_attempt_at = DeliveryState.pending, 0, now
     delivery.message.state = OutboxState.pending
     db.flush()
+    outbox.queue(db)
+    endpoint = db.get(WebhookEndpoint, delivery.endpoint_id)
+    assert endpoint is not None
+    endpoint_rules.audit(db, actor_id, "U", endpoint, f"resend of {delivery.message.webhook_id} asked")
 
 
 TEST_EVENT = "test"
@@ -378,3 +382,10 @@ def recent(db: Session, endpoint_id: int,
                 WebhookAttempt.delivery_id.in_([d.id for d in deliveries])).order_by(WebhookAttempt.id)):
             last[attempt.delivery_id] = attempt
     return [(d, last.get(d.id)) for d in deliveries]
+
+
+def failures(db: Session, endpoint_id: int, limit: int = 20) -> Sequence[WebhookAttempt]:
+    """The endpoint's latest failed requests, newest first (what its admin looks at to fix it)."""
+    failed = ~WebhookAttempt.status_code.between(200, 299) | WebhookAttempt.status_code.is_(None)
+    return list(db.scalars(select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id, failed)
+                           .order_by(WebhookAttempt.id.desc()).limit(limit)))

@@ -21,7 +21,7 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, clinic, coordinator, driver
+from delivery.web import account, clinic, coordinator, driver, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.audit import RequestIdMiddleware, audit_context
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, clinic.ClinicController, *coordinator.CONTROLLERS,
-                driver.DriverController]),
+                driver.DriverController, webhooks.WebhookController]),
             api.ReferralApi,
             api_plans.PlanApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
