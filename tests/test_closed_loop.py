@@ -18,6 +18,7 @@ from delivery.models import (
     OrderStatus,
     Organization,
     PlanStatus,
+    Referral,
     ReviewItem,
     Route,
     Stop,
@@ -230,3 +231,80 @@ def test_webhook_add_prints_the_id_and_a_secret_shown_once(
     assert "https" in capsys.readouterr().err
     assert main(["webhook", "add", "--clinic", "Nowhere", "--url", "https://ehr.example.org/"]) == 2
     assert "Fruitvale Clinic" in capsys.readouterr().err
+
+
+def held_after_two_failures(database: Database, program: Program, client: TestClient,
+                            receiver: Receiver) -> tuple[int, int]:
+    """An order held for review after two failed attempts; returns (order id, review item id)."""
+    _, order_id = refer(database, client, program, receiver)
+    first = publish_route(database, program, order_id, FIRST_DAY, 1)
+    driver_confirms(database, first, "no_answer", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    with database.reader() as db:
+        retry = db.scalars(select(Stop).where(Stop.carried_from_id == first)).one()
+    second = publish_route(database, program, order_id, retry.date, 2)
+    driver_confirms(database, second, "refused", dt.datetime(2026, 12, 8, 18, tzinfo=dt.UTC))
+    with database.reader() as db:
+        item = db.scalars(select(ReviewItem).where(ReviewItem.kind == "failed_attempts")).one()
+    return order_id, item.id
+
+
+def test_the_coordinator_resumes_a_held_order_and_the_clinic_hears_it(
+        program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
+        receiver: Receiver) -> None:
+    order_id, item_id = held_after_two_failures(database, program, loop_client, receiver)
+    csrf = sign_in(loop_client, program.coordinator)
+    queue = loop_client.get("/coordinator/reviews").text
+    assert "Deliveries on hold after failed attempts" in queue and "no answer, refused" in queue
+    answer = loop_client.post(f"/coordinator/reviews/{item_id}/resume", data={"csrf_token": csrf})
+    assert answer.status_code == 200 and "Deliveries resume" in answer.text
+    with database.reader() as db:
+        assert db.get(Order, order_id).status == OrderStatus.active  # type: ignore[union-attr]
+        assert db.get(ReviewItem, item_id).resolved_at is not None  # type: ignore[union-attr]
+        food_bank = db.get(Organization, program.food_bank_id)
+        third_week = FIRST_DAY + dt.timedelta(weeks=2)
+        assert order_id in {o.id for o in plan_day.due_orders(db, food_bank.id, third_week)}  # type: ignore[union-attr]
+    again = loop_client.post(f"/coordinator/reviews/{item_id}/resume", data={"csrf_token": csrf})
+    assert again.status_code == 422  # settled once: the page shows the resolution
+    worker_runs(database, loop_settings)
+    assert received_kinds(receiver)[-1] == "review_resolved"
+
+
+def test_a_wrong_address_can_end_the_order_with_a_reason(
+        program: Program, database: Database, loop_client: TestClient, receiver: Receiver) -> None:
+    referral_id, order_id = refer(database, loop_client, program, receiver)
+    stop_id = publish_route(database, program, order_id, FIRST_DAY, 1)
+    driver_confirms(database, stop_id, "wrong_address", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    with database.reader() as db:
+        item_id = db.scalars(select(ReviewItem.id)).one()
+    csrf = sign_in(loop_client, program.coordinator)
+    url = f"/coordinator/reviews/{item_id}/end-order"
+    assert loop_client.post(url, data={"reason": "", "csrf_token": csrf}).status_code == 422
+    assert loop_client.post(url, data={"reason": "Moved to Fresno", "csrf_token": csrf}).status_code == 200
+    with database.reader() as db:
+        assert db.get(Order, order_id).status == OrderStatus.ended  # type: ignore[union-attr]
+        assert db.get(Referral, referral_id).status == "closed"  # type: ignore[union-attr]
+        assert db.get(ReviewItem, item_id).resolution == "Deliveries ended: Moved to Fresno"  # type: ignore[union-attr]
+
+
+def test_a_denied_receipt_is_marked_handled_with_what_was_done(
+        program: Program, database: Database, loop_client: TestClient, receiver: Receiver) -> None:
+    referral_id, order_id = refer(database, loop_client, program, receiver)
+    stop_id = publish_route(database, program, order_id, FIRST_DAY, 1)
+    driver_confirms(database, stop_id, "left_at_door", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    with database.writer() as db:
+        headers = api_token(db, program.clinic1)
+        db.commit()
+    loop_client.post(f"/api/v1/referrals/{referral_id}/receipt", json={"received": False, "note": "gone"},
+                     headers=headers)
+    with database.reader() as db:
+        item_id = db.scalars(select(ReviewItem.id)).one()
+    csrf = sign_in(loop_client, program.coordinator)
+    assert "did not receive a delivered box" in loop_client.get("/coordinator/reviews").text
+    url = f"/coordinator/reviews/{item_id}/handled"
+    assert loop_client.post(f"/coordinator/reviews/{item_id}/resume",
+                            data={"csrf_token": csrf}).status_code == 422  # nothing is held
+    assert loop_client.post(url, data={"note": "", "csrf_token": csrf}).status_code == 422
+    assert loop_client.post(url, data={"note": "Box re-sent Friday", "csrf_token": csrf}).status_code == 200
+    with database.reader() as db:
+        assert db.get(ReviewItem, item_id).resolution == "Handled: Box re-sent Friday"  # type: ignore[union-attr]
+        assert db.get(Order, order_id).status == OrderStatus.active  # type: ignore[union-attr]

@@ -131,6 +131,17 @@ def resume_order(db: Session, order: Order, *, actor_id: int | None,
     db.flush()
 
 
+def resume_held(db: Session, order: Order, *, today: dt.date) -> dt.date | None:
+    """Deliveries start again for an order held for review (failed attempts, an address problem).
+    A held order keeps its boxes on the program, so there is room. Returns its next delivery day;
+    the caller records why on the timeline (the review's resolution)."""
+    if order.status != OrderStatus.paused or order.paused_until is not None:
+        raise OrderError("This order is not on hold; nothing to resume.")
+    order.status = OrderStatus.active
+    db.flush()
+    return first_delivery(order, today)
+
+
 def change_order(db: Session, order: Order, *, weekday: int | None = None, boxes: int | None = None,
                  box_type: str | None = None, window: Window | None = None, actor_id: int | None,
                  today: dt.date) -> list[Order]:

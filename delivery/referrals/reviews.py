@@ -280,6 +280,57 @@ def same_person(db: Session, item: ReviewItem, reason: str, *, actor_id: int,
     return moved
 
 
+# --- the follow-up of deliveries: failed attempts, an address problem, a receipt denied ------------
+
+HELD_KINDS = (ReviewKind.failed_attempts, ReviewKind.address_problem)
+
+
+def held_order(db: Session, item: ReviewItem) -> Order:
+    order = db.get(Order, int(item.details.get("order_id") or 0))
+    if order is None:
+        raise ReviewError("This item names no order; mark it handled instead.")
+    return order
+
+
+def resume_deliveries(db: Session, item: ReviewItem, *, actor_id: int, today: dt.date,
+                      now: dt.datetime | None = None) -> dt.date | None:
+    """The coordinator reached the patient (or fixed the address): the held order delivers again.
+    Returns its next delivery day."""
+    _check_open(item, HELD_KINDS)
+    try:
+        next_day = orders.resume_held(db, held_order(db, item), today=today)
+    except orders.OrderError as exc:
+        raise ReviewError(str(exc)) from None
+    when = f"next delivery {next_day:%a %d %b %Y}" if next_day else "no delivery day ahead"
+    _resolve(db, item, f"Deliveries resume; {when}.", actor_id, now or utcnow())
+    return next_day
+
+
+def end_deliveries(db: Session, item: ReviewItem, reason: str, *, actor_id: int, today: dt.date,
+                   now: dt.datetime | None = None) -> list[Order]:
+    """Deliveries end for good (moved away, no longer wanted), with the reason. Returns the orders
+    that moved off the waitlist into the freed boxes."""
+    _check_open(item, (*HELD_KINDS, ReviewKind.receipt_denied))
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise ReviewError("Write why deliveries end.", "reason")
+    moved = orders.end_order(db, held_order(db, item), reason, actor_id, today)
+    _resolve(db, item, f"Deliveries ended: {reason}", actor_id, now or utcnow())
+    return moved
+
+
+def mark_handled(db: Session, item: ReviewItem, note: str, *, actor_id: int,
+                 now: dt.datetime | None = None) -> ReviewItem:
+    """A denied receipt settled outside the app (a box re-sent, the patient called back): what
+    was done, in words. (A held order is resumed or ended instead, never left held unnoticed.)"""
+    _check_open(item, (ReviewKind.receipt_denied,))
+    note = note.strip()
+    if len(note) < 3:
+        raise ReviewError("Write what was done.", "note")
+    _resolve(db, item, f"Handled: {note}", actor_id, now or utcnow())
+    return item
+
+
 # --- shared -----------------------------------------------------------------------------------------
 
 

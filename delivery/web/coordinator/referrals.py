@@ -68,7 +68,10 @@ PRIORITY_NAMES = [(0, "Normal"), (1, "High"), (2, "Urgent")]
 WEEKDAY_OPTIONS = list(enumerate(orders.WEEKDAYS))
 KIND_NAMES = {ReviewKind.geocode_failed: "Address not found", ReviewKind.geocode_ambiguous: "Address unclear",
               ReviewKind.address_change: "Clinic sent a new address",
-              ReviewKind.possible_duplicate: "Possible duplicate patient"}
+              ReviewKind.possible_duplicate: "Possible duplicate patient",
+              ReviewKind.failed_attempts: "Deliveries on hold after failed attempts",
+              ReviewKind.address_problem: "Driver reported a wrong address",
+              ReviewKind.receipt_denied: "Patient did not receive a delivered box"}
 
 
 # --- form bodies (the web's shapes; the services check the rules) ----------------------------------
@@ -89,6 +92,10 @@ class CandidateForm(Closed):
 
 class ReasonForm(Closed):
     reason: Reason
+
+
+class NoteForm(Closed):
+    note: Reason
 
 
 class OverrideForm(Closed):
@@ -364,6 +371,39 @@ class ReferralDeskController(Controller):
             return "Marked as the same person." + moved_text(db, moved)
 
         return self._settle(request, db, item_id, data, ReasonForm, act)
+
+    @post("/reviews/{item_id:int}/resume", opt=POLICY, sync_to_thread=True, status_code=200)
+    def resume_deliveries(self, request: Request, db: DB, item_id: FromPath[int],
+                          data: FormData) -> Response | Template:
+        """A held order (failed attempts, an address problem) delivers again."""
+        def act(item: ReviewItem, _form: None) -> str:
+            today = program_today(request, food_bank_of(db, item.food_bank_id))
+            next_day = reviews.resume_deliveries(db, item, actor_id=principal(request).user_id, today=today)
+            return f"Deliveries resume{f' on {next_day:%a %d %b}' if next_day else ''}."
+
+        return self._settle(request, db, item_id, data, None, act)
+
+    @post("/reviews/{item_id:int}/end-order", opt=POLICY, sync_to_thread=True, status_code=200)
+    def end_deliveries(self, request: Request, db: DB, item_id: FromPath[int],
+                       data: FormData) -> Response | Template:
+        """Deliveries end for good, with the reason; waiting patients move up."""
+        def act(item: ReviewItem, form: ReasonForm) -> str:
+            today = program_today(request, food_bank_of(db, item.food_bank_id))
+            moved = reviews.end_deliveries(db, item, form.reason, actor_id=principal(request).user_id,
+                                           today=today)
+            return "Deliveries ended." + moved_text(db, moved)
+
+        return self._settle(request, db, item_id, data, ReasonForm, act)
+
+    @post("/reviews/{item_id:int}/handled", opt=POLICY, sync_to_thread=True, status_code=200)
+    def mark_handled(self, request: Request, db: DB, item_id: FromPath[int],
+                     data: FormData) -> Response | Template:
+        """A denied receipt settled outside the app, with what was done."""
+        def act(item: ReviewItem, form: NoteForm) -> str:
+            reviews.mark_handled(db, item, form.note, actor_id=principal(request).user_id)
+            return "Marked handled."
+
+        return self._settle(request, db, item_id, data, NoteForm, act)
 
     # --- referrals ------------------------------------------------------------------------------
 
