@@ -206,13 +206,15 @@ def report_command(database, settings: Settings, args: argparse.Namespace) -> in
 
 def webhook_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from delivery.loop import endpoints
+    from delivery.platform.audit import AuditContext
 
     with database.writer() as db:
         try:
             clinic = endpoints.find_clinic(db, args.clinic)
             kinds = [k.strip() for k in args.events.split(",") if k.strip()]
-            made = endpoints.register(db, clinic, args.url, kinds, actor_id=None,
-                                      allow_loopback=settings.webhook_allow_loopback)
+            made = endpoints.register(db, clinic, args.url, kinds,
+                                      allow_loopback=settings.webhook_allow_loopback,
+                                      actor=AuditContext.for_command("webhook add"))
         except endpoints.EndpointError as exc:
             raise CommandError(str(exc)) from None
         db.commit()

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from delivery.loop import endpoints
 from delivery.models import EventKind, Organization, OutboxMessage, Patient, Referral, ReferralStatus
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database, upgrade
 from delivery.platform.settings import ROOT
 from delivery.timeline import events, payloads
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             db.add(clinic)
             db.flush()
             endpoints.register(db, clinic, f"http://127.0.0.1:{server.server_address[1]}/",
-                               allow_loopback=True, actor_id=None)
+                               allow_loopback=True, actor=AuditContext())
             patient = Patient(clinic_id=clinic.id, mrn="B-1", given_name="B", family_name="B",
                               birth_date=dt.date(1950, 1, 1), address_line1="1 Main St",
                               city="Oakland", state="CA", postal_code="94601")

@@ -25,6 +25,7 @@ from delivery.models import (
     WebhookEndpoint,
 )
 from delivery.plans import day as plan_day
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
@@ -67,7 +68,7 @@ def refer(database: Database, client: TestClient, program: Program, receiver: Re
     with database.writer() as db:
         clinic = db.get(Organization, program.clinic1_id)
         receiver.secret = endpoints.register(db, clinic, receiver.url, allow_loopback=True,  # type: ignore[arg-type]
-                                             actor_id=None).secret
+                                             actor=AuditContext()).secret
         headers = api_token(db, program.clinic1)
         db.commit()
     response = client.post("/api/v1/referrals", json=referral_body(), headers=headers)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from delivery.loop import endpoints
 from delivery.models import EventKind, Organization, OutboxMessage, OutboxState, Referral
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.timeline import events, payloads
 from tests.builders import Program
@@ -30,7 +31,7 @@ def record_events(database: Database, program: Program, receiver: Receiver) -> s
     with database.writer() as db:
         clinic = db.get(Organization, program.clinic1_id)
         receiver.secret = endpoints.register(db, clinic, receiver.url, allow_loopback=True,  # type: ignore[arg-type]
-                                             actor_id=None).secret
+                                             actor=AuditContext()).secret
         orders = [add_order(db, program, n) for n in range(3)]
         for n in range(EVENTS):
             order = orders[n % 3]

@@ -29,6 +29,7 @@ from delivery.models import (
     WebhookEndpoint,
     utcnow,
 )
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
@@ -53,7 +54,7 @@ class FakeClock:
 def register(database: Database, clinic_id: int, url: str, kinds: tuple[str, ...] = ()) -> str:
     with database.writer() as db:
         clinic = db.get(Organization, clinic_id)
-        made = endpoints.register(db, clinic, url, kinds, allow_loopback=True, actor_id=None)  # type: ignore[arg-type]
+        made = endpoints.register(db, clinic, url, kinds, allow_loopback=True, actor=AuditContext())  # type: ignore[arg-type]
         db.commit()
         return made.secret
 
@@ -157,7 +158,7 @@ def test_retries_follow_the_schedule_with_bounded_jitter_and_410_stops_them(
     receiver.behaviours.extend(["410"])
     with database.writer() as db:
         delivery = db.scalars(select(WebhookDelivery)).unique().one()
-        sender.resend(db, delivery, clock.now(), actor_id=None)
+        sender.resend(db, delivery, clock.now(), actor=AuditContext())
         db.commit()
     drain(database, loop_settings, clock)
     with database.reader() as db:
@@ -220,7 +221,7 @@ def test_a_rotated_secret_signs_beside_the_old_one_during_the_grace(
     old = register(database, program.clinic1_id, receiver.url)
     with database.writer() as db:
         endpoint = db.scalars(select(WebhookEndpoint)).one()
-        new = endpoints.rotate(db, endpoint, now=utcnow(), actor_id=None)
+        new = endpoints.rotate(db, endpoint, now=utcnow(), actor=AuditContext())
         db.commit()
     receiver.secret = new
     confirm_all(database, program, ["delivered"])

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from delivery.loop import signing
 from delivery.models import (
-    AuditEvent,
     EndpointState,
     EventKind,
     Membership,
@@ -32,6 +31,8 @@ from delivery.models import (
     WebhookEndpoint,
     utcnow,
 )
+from delivery.platform import audit as audit_trail
+from delivery.platform.audit import AuditContext
 from delivery.platform.errors import FieldError
 
 ROTATION_GRACE = dt.timedelta(hours=24)
@@ -99,7 +100,7 @@ def check_kinds(kinds: Sequence[str]) -> list[str]:
 
 
 def register(db: Session, clinic: Organization, url: str, kinds: Sequence[str] = (), *,
-             allow_loopback: bool, actor_id: int | None, resolve: bool = True) -> Registered:
+             allow_loopback: bool, actor: AuditContext, resolve: bool = True) -> Registered:
     """Add an endpoint; its secret is returned here and never shown again."""
     if clinic.kind != OrganizationKind.clinic:
         raise EndpointError(f"{clinic.name} is not a clinic.", "clinic")
@@ -113,29 +114,28 @@ def register(db: Session, clinic: Organization, url: str, kinds: Sequence[str] =
     secret = signing.new_secret()
     endpoint = WebhookEndpoint(clinic_id=clinic.id, url=url, secret=secret, event_kinds=wanted,
                                state=EndpointState.active, consecutive_failures=0, created_at=utcnow(),
-                               created_by_id=actor_id)
+                               created_by_id=actor.user_id)
     db.add(endpoint)
     db.flush()
-    audit(db, actor_id, "C", endpoint, f"registered for {clinic.name}: {url}; events: "
+    audit(db, actor, "C", endpoint, f"registered for {clinic.name}: {url}; events: "
                                        f"{', '.join(wanted) or 'every kind'}")
     return Registered(endpoint, secret)
 
 
-def rotate(db: Session, endpoint: WebhookEndpoint, *, now: dt.datetime, actor_id: int | None) -> str:
+def rotate(db: Session, endpoint: WebhookEndpoint, *, now: dt.datetime, actor: AuditContext) -> str:
     """A new secret; the old one keeps signing (beside it) for ROTATION_GRACE. Returns the new one."""
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_until = now + ROTATION_GRACE
     endpoint.secret = signing.new_secret()
     db.flush()
-    audit(db, actor_id, "U", endpoint, f"secret rotated; the old one signs too until "
+    audit(db, actor, "U", endpoint, f"secret rotated; the old one signs too until "
                                        f"{endpoint.previous_secret_until:%Y-%m-%d %H:%M} UTC")
     return endpoint.secret
 
 
-def audit(db: Session, actor_id: int | None, action: str, endpoint: WebhookEndpoint, detail: str) -> None:
+def audit(db: Session, actor: AuditContext, action: str, endpoint: WebhookEndpoint, detail: str) -> None:
     """One audit row for a change to an endpoint (never its secret)."""
-    db.add(AuditEvent(user_id=actor_id, action=action, resource="webhook_endpoint",
-                      resource_id=str(endpoint.id), detail=detail[:500]))
+    audit_trail.record(db, actor, action, "webhook_endpoint", endpoint.id, detail=detail)
 
 
 def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
@@ -146,7 +146,7 @@ def signing_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
     return keys
 
 
-def set_enabled(db: Session, endpoint: WebhookEndpoint, enabled: bool, *, actor_id: int | None) -> None:
+def set_enabled(db: Session, endpoint: WebhookEndpoint, enabled: bool, *, actor: AuditContext) -> None:
     """Turn sending off (new events are not queued for it) or on again."""
     if (endpoint.state != EndpointState.disabled) == enabled:
         raise EndpointError(f"This endpoint is {'on' if enabled else 'off'} already.")
@@ -154,7 +154,7 @@ def set_enabled(db: Session, endpoint: WebhookEndpoint, enabled: bool, *, actor_
     if enabled:
         endpoint.consecutive_failures, endpoint.failing_since, endpoint.notice = 0, None, None
     db.flush()
-    audit(db, actor_id, "U", endpoint, "turned on" if enabled else "turned off")
+    audit(db, actor, "U", endpoint, "turned on" if enabled else "turned off")
 
 
 def endpoints_of(db: Session, clinic_id: int) -> list[WebhookEndpoint]:

@@ -47,6 +47,7 @@ from delivery.models import (
     utcnow,
 )
 from delivery.platform import jobs
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.timeline import outbox
@@ -345,7 +346,7 @@ def job_kind() -> jobs.Kind:
 # --- an endpoint's page: resend and a test event -------------------------------------------------
 
 
-def resend(db: Session, delivery: WebhookDelivery, now: dt.datetime, *, actor_id: int | None) -> None:
+def resend(db: Session, delivery: WebhookDelivery, now: dt.datetime, *, actor: AuditContext) -> None:
     """Send a delivery again now (same webhook-id), whatever its state; attempts start over."""
     delivery.state, delivery.attempts, delivery.next_attempt_at = DeliveryState.pending, 0, now
     delivery.message.state = OutboxState.pending
@@ -353,7 +354,7 @@ def resend(db: Session, delivery: WebhookDelivery, now: dt.datetime, *, actor_id
     outbox.queue(db)
     endpoint = db.get(WebhookEndpoint, delivery.endpoint_id)
     assert endpoint is not None
-    endpoint_rules.audit(db, actor_id, "U", endpoint, f"resend of {delivery.message.webhook_id} asked")
+    endpoint_rules.audit(db, actor, "U", endpoint, f"resend of {delivery.message.webhook_id} asked")
 
 
 TEST_EVENT = "test"

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromPath
+from litestar.params import Body
 from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from delivery.loop import endpoints, sender
 from delivery.models import EventKind, Organization, Role, WebhookDelivery, WebhookEndpoint
 from delivery.platform.db import Database
-from delivery.web.render import DB, Config, clock_of, page, principal
+from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": (Role.admin,)}
@@ -62,7 +62,8 @@ class WebhookController(Controller):
                     errors=errors or {}, values=values or {}, status_code=status_code)
 
     @post("/", opt=POLICY, sync_to_thread=True, status_code=200)
-    def register(self, request: Request, db: DB, settings: Config, data: FormData) -> Template:
+    def register(self, request: Request, db: DB, settings: Config, audit: Audit,
+                 data: FormData) -> Template:
         """Register an endpoint; the answer shows its secret, once."""
         clinic_id = str(data.get("clinic_id") or "")
         clinic = next((c for c in clinics_of(db, request) if str(c.id) == clinic_id), None)
@@ -71,7 +72,7 @@ class WebhookController(Controller):
                 raise endpoints.EndpointError("Choose one of your clinics.", "clinic_id")
             made = endpoints.register(db, clinic, str(data.get("url") or ""), as_list(data.get("events")),
                                       allow_loopback=settings.webhook_allow_loopback,
-                                      actor_id=principal(request).user_id)
+                                      actor=audit)
         except endpoints.EndpointError as exc:
             db.rollback()
             return self._list_page(request, db, errors={exc.field or "url": str(exc)}, values=data,
@@ -80,7 +81,7 @@ class WebhookController(Controller):
         return self._endpoint_page(request, db, made.endpoint.id, secret=made.secret, status_code=201)
 
     @get("/{endpoint_id:int}", opt=POLICY, sync_to_thread=True)
-    def endpoint_page(self, request: Request, db: DB, endpoint_id: FromPath[int]) -> Template:
+    def endpoint_page(self, request: Request, db: DB, endpoint_id: PathId) -> Template:
         """One endpoint: its notice, recent deliveries (status, latency), failures, and its buttons."""
         return self._endpoint_page(request, db, endpoint_id)
 
@@ -94,23 +95,21 @@ class WebhookController(Controller):
                     failures=sender.failures(db, endpoint.id), status_code=status_code)
 
     @post("/{endpoint_id:int}/rotate", opt=POLICY, sync_to_thread=True, status_code=200)
-    def rotate(self, request: Request, db: DB, endpoint_id: FromPath[int]) -> Template:
+    def rotate(self, request: Request, db: DB, audit: Audit, endpoint_id: PathId) -> Template:
         """A new secret, shown once; the old one keeps signing beside it for a day."""
         endpoint = own_endpoint(db, request, endpoint_id)
-        secret = endpoints.rotate(db, endpoint, now=clock_of(request).now(),
-                                  actor_id=principal(request).user_id)
+        secret = endpoints.rotate(db, endpoint, now=clock_of(request).now(), actor=audit)
         db.commit()
         return self._endpoint_page(request, db, endpoint_id, secret=secret,
                                    said="New secret made. The old one also signs for 24 hours: "
                                         "switch your receiver to the new one before then.")
 
     @post("/{endpoint_id:int}/enabled", opt=POLICY, sync_to_thread=True, status_code=200)
-    def set_enabled(self, request: Request, db: DB, endpoint_id: FromPath[int],
+    def set_enabled(self, request: Request, db: DB, audit: Audit, endpoint_id: PathId,
                     data: FormData) -> Template | Redirect:
         endpoint = own_endpoint(db, request, endpoint_id)
         try:
-            endpoints.set_enabled(db, endpoint, data.get("enabled") == "true",
-                                  actor_id=principal(request).user_id)
+            endpoints.set_enabled(db, endpoint, data.get("enabled") == "true", actor=audit)
         except endpoints.EndpointError as exc:
             db.rollback()
             return self._endpoint_page(request, db, endpoint_id, error=str(exc), status_code=422)
@@ -119,22 +118,22 @@ class WebhookController(Controller):
 
     @post("/{endpoint_id:int}/deliveries/{delivery_id:int}/resend", opt=POLICY, sync_to_thread=True,
           status_code=200)
-    def resend(self, request: Request, db: DB, endpoint_id: FromPath[int],
-               delivery_id: FromPath[int]) -> Template:
+    def resend(self, request: Request, db: DB, audit: Audit, endpoint_id: PathId,
+               delivery_id: PathId) -> Template:
         """Send one event again now, with its webhook-id (a receiver that saw it drops the repeat)."""
         endpoint = own_endpoint(db, request, endpoint_id)
         delivery = db.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
                                                            WebhookDelivery.endpoint_id == endpoint.id))
         if delivery is None:
             raise NotFoundException("No such delivery for this endpoint.")
-        sender.resend(db, delivery, clock_of(request).now(), actor_id=principal(request).user_id)
+        sender.resend(db, delivery, clock_of(request).now(), actor=audit)
         webhook_id = delivery.message.webhook_id
         db.commit()
         return self._endpoint_page(request, db, endpoint_id,
                                    said=f"{webhook_id} will be sent again within seconds.")
 
     @post("/{endpoint_id:int}/test", opt=POLICY, sync_to_thread=True, status_code=200)
-    def send_test(self, request: Request, db: DB, settings: Config, endpoint_id: FromPath[int]) -> Template:
+    def send_test(self, request: Request, db: DB, settings: Config, endpoint_id: PathId) -> Template:
         """Send a signed `test` event now and show what the receiver answered. The endpoint is read
         on a reader, so no write lock is held while the receiver takes its time."""
         database: Database = request.app.state.database

@@ -373,7 +373,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, ReasonForm, act)
 
     @post("/reviews/{item_id:int}/resume", opt=POLICY, sync_to_thread=True, status_code=200)
-    def resume_deliveries(self, request: Request, db: DB, item_id: FromPath[int],
+    def resume_deliveries(self, request: Request, db: DB, item_id: PathId,
                           data: FormData) -> Response | Template:
         """A held order (failed attempts, an address problem) delivers again."""
         def act(item: ReviewItem, _form: None) -> str:
@@ -384,7 +384,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, None, act)
 
     @post("/reviews/{item_id:int}/end-order", opt=POLICY, sync_to_thread=True, status_code=200)
-    def end_deliveries(self, request: Request, db: DB, item_id: FromPath[int],
+    def end_deliveries(self, request: Request, db: DB, item_id: PathId,
                        data: FormData) -> Response | Template:
         """Deliveries end for good, with the reason; waiting patients move up."""
         def act(item: ReviewItem, form: ReasonForm) -> str:
@@ -396,7 +396,7 @@ class ReferralDeskController(Controller):
         return self._settle(request, db, item_id, data, ReasonForm, act)
 
     @post("/reviews/{item_id:int}/handled", opt=POLICY, sync_to_thread=True, status_code=200)
-    def mark_handled(self, request: Request, db: DB, item_id: FromPath[int],
+    def mark_handled(self, request: Request, db: DB, item_id: PathId,
                      data: FormData) -> Response | Template:
         """A denied receipt settled outside the app, with what was done."""
         def act(item: ReviewItem, form: NoteForm) -> str:
