@@ -24,8 +24,9 @@ Formats:
   A file with ``"format": "produce-box-vrptw/1"`` (the benchmark's generated
   days) is read too.  The printed distance is in metres.
 
-Output: ``{"routes": [[job ids in visit order], ...], "distance": number,
-"vehicles": int, "unassigned": [job ids], "seconds": number}`` plus details
+Output: ``{"routes": [[job ids in visit order], ...], "route_vehicles": [vehicle id of
+each route], "distance": number, "vehicles": int, "unassigned": [job ids], "seconds":
+number}`` plus details
 (``travel``, ``reasons``, ``first_solution_seconds``).
 """
 
@@ -105,6 +106,7 @@ def solve_command(path: str, fmt: str | None, time_limit: float) -> int:
         out["travel"] = solution.travel
     out = {
         "routes": routes,
+        "route_vehicles": [route.vehicle for route in solution.routes],
         "distance": out.pop("distance"),
         "vehicles": len(routes),
         "unassigned": unassigned,
