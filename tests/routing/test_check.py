@@ -7,7 +7,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delivery.routing import Job, Lock, Problem, Solution, Vehicle, Window, check, solve
+from delivery.routing import (
+    Job,
+    Lock,
+    Problem,
+    Reason,
+    Solution,
+    Unassigned,
+    Vehicle,
+    Window,
+    check,
+    solve,
+)
 from tests.routing.helpers import DEPOT, at, line_problem
 
 
@@ -132,12 +143,56 @@ def days(draw) -> Problem:
     return line_problem(xs_all, jobs=jobs, vehicles=vehicles)
 
 
+def _fits_alone(problem: Problem, vehicle: Vehicle, job: Job) -> bool:
+    """Whether ``vehicle`` could serve ``job`` on a route of its own, worked out here from the rules."""
+    if not job.skills <= vehicle.skills or job.boxes > vehicle.capacity:
+        return False
+    if job.lock is not None and (job.lock.vehicle != vehicle.id or job.lock.position not in (None, 0)):
+        return False
+    matrix = problem.matrix
+    row = {point: i for i, point in enumerate(matrix.points)}
+    go = matrix.durations[row[vehicle.start]][row[job.point]]
+    back = matrix.durations[row[job.point]][row[vehicle.end_point]]
+    begin = vehicle.shift_start + go
+    if job.window is not None:
+        begin = max(begin, job.window.earliest)
+        if begin > job.window.latest:
+            return False
+    # Leaving as late as the start of service allows: no waiting counts against duration or ride.
+    return (
+        begin + job.service + back <= vehicle.shift_end
+        and (vehicle.max_duration is None or go + job.service + back <= vehicle.max_duration)
+        and (vehicle.max_ride is None or go <= vehicle.max_ride)
+    )
+
+
+def assert_nothing_left_out_beside_an_idle_driver(problem: Problem, solution: Solution) -> None:
+    """No job is left out while a driver who could serve it alone has no route at all."""
+    busy = {route.vehicle for route in solution.routes}
+    jobs = {job.id: job for job in problem.jobs}
+    for left in solution.unassigned:
+        job = jobs[left.job]
+        idle = [v.id for v in problem.vehicles if v.id not in busy and _fits_alone(problem, v, job)]
+        assert not idle, f"{left.job} left out ({left.reason}) while {idle} could serve it and had no route"
+
+
+def test_leaving_everything_out_is_caught():
+    """The property below has teeth: a plan that serves nobody fails it on a day one driver can serve."""
+    problem, _ = _plan()
+    nobody = Solution(routes=(), unassigned=tuple(Unassigned(job=j.id, reason=Reason.NO_TIME_LEFT)
+                                                 for j in problem.jobs))
+    assert check(problem, nobody) == []  # the checker alone accepts it: a plan may leave jobs out
+    with pytest.raises(AssertionError, match="could serve it and had no route"):
+        assert_nothing_left_out_beside_an_idle_driver(problem, nobody)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(days())
 def test_every_solver_plan_passes_the_checker(problem):
-    """Whatever the day, the solver's plan passes the independent checker."""
-    solution = solve(problem, time_limit=0.05, warm_start="none")
+    """Whatever the day, the solver's plan obeys every rule and leaves nothing out beside an idle driver."""
+    solution = solve(problem, time_limit=5.0, warm_start="none", max_iterations=50)
     assert check(problem, solution) == []
+    assert_nothing_left_out_beside_an_idle_driver(problem, solution)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,5 +200,6 @@ def test_every_solver_plan_passes_the_checker(problem):
 def test_pyvrp_warm_started_plans_pass_the_checker(problem):
     """Plans seeded by PyVRP's relaxation still obey every rule (stops, rides, locks)."""
     pytest.importorskip("pyvrp")
-    solution = solve(problem, time_limit=0.3, warm_start="pyvrp", max_iterations=20)
+    solution = solve(problem, time_limit=5.0, warm_start="pyvrp", max_iterations=20)
     assert check(problem, solution) == []
+    assert_nothing_left_out_beside_an_idle_driver(problem, solution)
