@@ -25,9 +25,9 @@ def confirm(db, stop: Stop, user_id: int, outcome: str, key: str, note: str | No
                         idempotency_key=key, request_hash=request_hash(stop.id, outcome, note, at))
 
 
-@pytest.mark.req("R7.3")
-@pytest.mark.req("R7.4")
 def test_replay_conflict_and_write_once(program: Program, database: Database) -> None:
+    """Replay, key reuse and a conflicting outcome (parts of R7.3 and R7.4; the in-flight 409, the
+    concurrent run, amendments and the state machine those requirements ask for are not shown here)."""
     with database.writer() as db:
         day = make_day(db, program, date=DAY)
         stop = db.get(Stop, day.stop_ids[0][0])

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from argon2 import PasswordHasher
 from litestar.testing import TestClient
 from sqlalchemy import func, select
 
@@ -28,7 +27,6 @@ from delivery.models import (
     ReviewKind,
     Source,
 )
-from delivery.platform import auth
 from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.platform.jobs import Runner
@@ -49,13 +47,6 @@ from tests.job_builders import FakeClock, running_worker
 
 ROSA = "1234 98th ave, oakland, ca 94603"  # the normalised query for the example address
 TIMEOUT_S = 1.0  # generous: a loaded CI machine must not turn a good answer into a timeout
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The `program` fixture signs up four people; argon2's real cost is not what these tests
-    are about (it made each test's setup take most of a second)."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture(scope="module")

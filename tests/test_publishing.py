@@ -86,8 +86,10 @@ def test_republishing_after_an_edit_flags_the_changed_route_only(database: Datab
         told = publishing.notices(db, a.id)
         assert len(told) == 1 and "changed" in told[0].message
         assert publishing.notices(db, b.id) == []
-        assert db.scalar(select(AuditEvent).where(AuditEvent.action == "notify",
-                                                  AuditEvent.resource_id == str(b.id))) is None
+        audited = db.scalars(select(AuditEvent.resource_id)
+                             .where(AuditEvent.action == publishing.PUBLISH)).all()
+        # the changed route is disclosed again to its driver; the unchanged one only once, at first
+        assert sorted(audited) == sorted([str(a.id), str(a.id), str(b.id)])
 
 
 def test_route_link_command(database: Database, planned: int, settings: Settings,

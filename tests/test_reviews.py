@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from delivery.models import (
@@ -20,7 +19,6 @@ from delivery.models import (
     ReviewKind,
     User,
 )
-from delivery.platform import auth
 from delivery.referrals import reviews
 from delivery.referrals.geocoding import Candidate, GeocodeAnswer
 from delivery.referrals.schemas import AddressIn
@@ -37,12 +35,6 @@ from tests.coordinator_builders import (
 
 TODAY = dt.date(2026, 11, 23)
 ROSA_POINT = (37.7491, -122.1690)
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Signing people up is not what these tests are about; argon2's real cost made setup slow."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def failed_address(database, settings, program, mrn: str = "G1", today: dt.date = TODAY) -> tuple[int, int]:
