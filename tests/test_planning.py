@@ -36,13 +36,14 @@ def test_rows_become_jobs_and_vehicles(database: Database, program: Program, set
         food_bank = db.get(Organization, program.food_bank_id)
         food_bank.requires_language_match = True
         spanish = add_order(db, program, 1, language="es", floor=3, boxes=2, priority=2)
-        add_order(db, program, 2, point=False)
+        nowhere = add_order(db, program, 2, point=False)
         driver = add_driver(db, program, 1, languages=("es", "en"), upstairs=False)
         add_driver(db, program, 2, date=None)  # no shift that day
         plan = days.prepare(db, food_bank, DAY)
         built = planning.build(db, plan, settings)
         job = built.problem.jobs[0]
-        assert len(built.problem.jobs) == 1 and [s.order_id for s in built.left_out] != [spanish.id]
+        assert [built.stops[j.id].order_id for j in built.problem.jobs] == [spanish.id]
+        assert [s.order_id for s in built.left_out] == [nowhere.id]  # no point on the map: not a job
         assert job.skills == {"lang:es", "upstairs"} and job.boxes == 2 and job.priority == 2
         assert job.service == service_seconds(2, 3, False)
         (vehicle,) = built.problem.vehicles

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from delivery.models import Route, Stop
 from tests.browser.conftest import LiveServer
@@ -97,8 +97,12 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
 
     with live_server.database.reader() as db:
         plan_id = db.scalar(select(Route.plan_id).where(Route.id == target_id))
+        on_route = db.scalar(select(func.count(Stop.id)).where(Stop.route_id == target_id))
+        address = db.get(Stop, stop_id).patient.address_line1
     page.goto(f"{live_server.url}/coordinator/plans/{plan_id}/routes/{target_id}/sheet")
-    expect(page.locator("main")).to_contain_text("1")
+    # the printed sheet lists exactly that route's stops, the moved one among them
+    expect(page.locator("tr.sheet-stop")).to_have_count(on_route)
+    expect(page.locator("tr.sheet-stop", has_text=address)).to_have_count(1)
     page.screenshot(path=str(artifacts / "plan_manifest.png"), full_page=True)
     assert offline == []  # no tile server, no CDN: everything came from the app
     context.close()
