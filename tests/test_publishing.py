@@ -19,7 +19,7 @@ from delivery.platform.auth import token_hash
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program
-from tests.day_builders import DAY, make_day
+from tests.day_builders import DAY, add_driver, make_day
 
 ACTOR = AuditContext.for_command("publish")
 
@@ -108,3 +108,16 @@ def test_route_link_command(database: Database, planned: int, settings: Settings
         assert publishing.route_for_link(db, link.rsplit("/", 1)[1], dt.datetime.now(dt.UTC)) is not None
     assert publishing.route_link_command(database, settings, "nobody@example.org", DAY) == 2
     assert "no driver" in capsys.readouterr().err
+
+
+def test_route_link_for_a_driver_without_stops_on_a_published_day_says_so(
+        database: Database, planned: int, program: Program, settings: Settings,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A volunteer with nothing on the published day is told that, not to publish the plan first."""
+    with database.writer() as db:
+        add_driver(db, program, 3)  # offered a shift after the day was planned
+        publishing.publish(db, db.get(Plan, planned), None, settings)
+        db.commit()
+    assert publishing.route_link_command(database, settings, "driver3@example.org", DAY) == 2
+    err = capsys.readouterr().err
+    assert "Driver 3 has no stops on Tue 5 Mar" in err and "publish" not in err

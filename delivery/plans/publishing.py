@@ -203,8 +203,15 @@ def route_link_command(database: Database, settings: Settings, driver_email: str
                                  Plan.status.in_([PlanStatus.published, PlanStatus.done]),
                                  Route.published_version.is_not(None)))
         if route is None:
-            print(f"delivery route-link: {email} has no published route on {date:%a %d %b %Y} "
-                  "(publish the day's plan first)", file=sys.stderr)
+            published = db.scalar(select(Plan.id).where(
+                Plan.food_bank_id == driver.food_bank_id, Plan.date == date,
+                Plan.status.in_([PlanStatus.published, PlanStatus.done])))
+            if published is not None:  # the day is out; this driver simply has nothing on it
+                print(f"delivery route-link: {driver.user.display_name} has no stops on "
+                      f"{date:%a} {date.day} {date:%b}", file=sys.stderr)
+            else:
+                print(f"delivery route-link: {email} has no published route on {date:%a %d %b %Y} "
+                      "(publish the day's plan first)", file=sys.stderr)
             return 2
         link = issue_link(db, route, settings)
         db.commit()
