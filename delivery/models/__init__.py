@@ -19,6 +19,7 @@ from delivery.models.people import (
     Organization,
     OrganizationKind,
     Role,
+    SpreadWork,
     User,
     UserSession,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "Screening",
     "Shift",
     "Source",
+    "SpreadWork",
     "Stop",
     "StopStatus",
     "UTCDateTime",

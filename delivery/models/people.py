@@ -23,6 +23,14 @@ class OrganizationKind(StrEnum):
     partner = "partner"
 
 
+class SpreadWork(StrEnum):
+    """How hard a program's planning spreads the day's work across the volunteers who came."""
+
+    off = "off"  # least driving: some volunteers may get nothing
+    some = "some"  # everyone who can usefully take stops gets some, for a little more driving
+    strong = "strong"  # stops and hours as even as the map allows
+
+
 class Role(StrEnum):
     admin = "admin"
     coordinator = "coordinator"
@@ -53,6 +61,7 @@ class Organization(Base):
     # volunteer drives (a reimbursement rate). Cents, so sums stay exact.
     box_cost_cents: Mapped[int] = mapped_column(Integer, server_default="2500")
     mileage_rate_cents: Mapped[int] = mapped_column(Integer, server_default="70")
+    spread_work: Mapped[str] = mapped_column(String(10), default=SpreadWork.some, server_default="some")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

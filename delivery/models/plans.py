@@ -62,6 +62,8 @@ class Plan(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     published_version: Mapped[int | None] = mapped_column(Integer)
     published_at: Mapped[dt.datetime | None]
+    # The last solve's drivers without a route, and why: {driver id: a sentence for the day page}.
+    idle_drivers: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -256,6 +256,16 @@ class DayView:
         return [s for s in self.stops if s.route_id is None and s.status != StopStatus.removed]
 
     @property
+    def idle_drivers(self) -> list[tuple[DriverDay, str]]:
+        """Drivers with a shift who got no stop on the planned day, each with the planner's reason."""
+        if self.plan is None or not self.routes:
+            return []
+        reasons = self.plan.idle_drivers or {}
+        return [(d, reasons.get(str(d.driver.id))
+                 or "not in the last planner run: tick them and plan again, or add them to the day")
+                for d in self.drivers if d.route is None or not self.route_stops(d.route.id)]
+
+    @property
     def removed(self) -> list[Stop]:
         return [s for s in self.stops if s.status == StopStatus.removed]
 

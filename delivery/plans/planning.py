@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from delivery.models import (
     Route,
     RouteLink,
     Shift,
+    SpreadWork,
     Stop,
     StopStatus,
     utcnow,
@@ -48,6 +50,7 @@ from delivery.platform.settings import Settings
 from delivery.routing import (
     Job,
     Lock,
+    Objective,
     Point,
     Problem,
     Solution,
@@ -69,6 +72,10 @@ log = logging.getLogger("delivery.plans.planning")
 MIN_TIME_LIMIT_S = 1.0
 MAX_TIME_LIMIT_S = 300.0  # R6.4: a solve never runs longer than this, whatever is asked
 DEFAULT_TIME_LIMIT_S = 20.0
+# What "spread work across volunteers" costs in the objective (arc cost: travel seconds): per stop a
+# driver is below or above the fair share, and per second a route lasts beyond its fair share of hours.
+# Every penalty is a price, so the extra driving a plan takes for fairness never exceeds what it saves.
+SPREAD = {SpreadWork.off: (0, 0), SpreadWork.some: (60, 1), SpreadWork.strong: (300, 2)}
 REQUIRE_UPSTAIRS = True  # a stop above the first floor without a lift needs a driver who carries upstairs
 PREFERENCE_DAYS = 90  # how far back "the driver who served this order last time" is looked up
 ACTIVE_JOBS = (PlanJobStatus.queued, PlanJobStatus.running)
@@ -191,10 +198,12 @@ def build(db: Session, plan: Plan, settings: Settings, *, driver_ids: Iterable[i
                                             .order_by(Depot.id))}
     fallback = next(iter(depots.values()), None)
     shifts = day_shifts(db, plan, driver_ids)
+    on_routes = {r.driver_id for r in routes.values()}
     if routed_only:
-        on_routes = {r.driver_id for r in routes.values()}
         shifts = [s for s in shifts if s.driver_id in on_routes]
-    vehicles = [vehicle_for(s, depots, fallback) for s in shifts]
+    # A driver already on the day (planned, or added by the coordinator) keeps a stop when re-planning.
+    vehicles = [msgspec.structs.replace(vehicle_for(s, depots, fallback), min_stops=1)
+                if s.driver_id in on_routes else vehicle_for(s, depots, fallback) for s in shifts]
 
     order_ids = [stop.order_id for stop, _ in rows]
     preferred: dict[int, int] = {}
@@ -224,7 +233,9 @@ def build(db: Session, plan: Plan, settings: Settings, *, driver_ids: Iterable[i
                       preferred=str(wish) if wish is not None and str(wish) in present else None)
         jobs.append(job)
         by_id[job.id] = stop
-    problem = Problem(jobs=tuple(jobs), vehicles=tuple(vehicles), travel=travel(settings))
+    spread, spread_hours = SPREAD.get(SpreadWork(food_bank.spread_work), SPREAD[SpreadWork.some])
+    problem = Problem(jobs=tuple(jobs), vehicles=tuple(vehicles), travel=travel(settings),
+                      objective=Objective(spread=spread, spread_hours=spread_hours))
     return Built(problem=problem, stops=by_id, shifts={str(s.driver_id): s for s in shifts},
                  left_out=left_out)
 
@@ -344,6 +355,7 @@ def apply_solution(db: Session, plan: Plan, built: Built, solution: Solution) ->
         db.flush()
         if route.id not in linked:
             db.delete(route)
+    plan.idle_drivers = {i.vehicle: i.detail for i in solution.idle}
     if plan.status == PlanStatus.draft:
         plan.status = PlanStatus.planned
     plan.version += 1
@@ -516,7 +528,7 @@ def keep_known(solution: Solution, built: Built) -> Solution:
     if dropped:  # rare: a stop vanished mid-solve; keep the other routes, leave these drivers unplanned
         log.warning("plan: %d route(s) referred to removed stops and were dropped", len(dropped))
     return Solution(routes=routes, unassigned=tuple(u for u in solution.unassigned if u.job in known),
-                    cost=solution.cost, stats=solution.stats)
+                    idle=solution.idle, cost=solution.cost, stats=solution.stats)
 
 
 # --- the CLI ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A food bank's program settings: boxes per delivery day and the delivery weekday.
+"""A food bank's program settings: boxes per delivery day, the delivery weekday, and how planning
+spreads the day's work across the volunteers who came.
 
 Raising capacity moves waiting patients onto the program at once, in the same transaction.
 Lowering it never drops anyone: orders already promised stay, new referrals wait until the load
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from delivery.models import Order, Organization, OrganizationKind
+from delivery.models import Order, Organization, OrganizationKind, SpreadWork
 from delivery.platform.errors import FieldError
 from delivery.program import capacity, waitlist
 from delivery.program.orders import WEEKDAYS
@@ -35,10 +36,12 @@ class SettingsChange:
 
 
 def update_settings(db: Session, food_bank: Organization, *, boxes_per_delivery_day: int,
-                    delivery_weekday: int, actor_id: int | None, today: dt.date) -> SettingsChange:
+                    delivery_weekday: int, actor_id: int | None, today: dt.date,
+                    spread_work: SpreadWork | None = None) -> SettingsChange:
     """Set capacity and the default delivery weekday; promote the waitlist into any new room.
 
-    The weekday is the default for new orders; existing orders keep theirs.
+    The weekday is the default for new orders; existing orders keep theirs. `spread_work` (None:
+    unchanged) applies from the next time a day is planned.
     """
     if food_bank.kind != OrganizationKind.food_bank:
         raise ProgramError(f"{food_bank.name} is not a food bank program.")
@@ -56,6 +59,9 @@ def update_settings(db: Session, food_bank: Organization, *, boxes_per_delivery_
         old = food_bank.delivery_weekday
         before_day = WEEKDAYS[old] if old is not None else "none"
         changes.append(f"delivery day {before_day} → {WEEKDAYS[delivery_weekday]}")
+    if spread_work is not None and spread_work != food_bank.spread_work:
+        changes.append(f"spread work across volunteers {food_bank.spread_work} → {spread_work}")
+        food_bank.spread_work = spread_work
     if not changes:
         raise ProgramError("Nothing to change: these are the program's current settings.")
     food_bank.boxes_per_delivery_day = boxes_per_delivery_day

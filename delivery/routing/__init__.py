@@ -8,6 +8,8 @@ and ``check.check`` for the independent feasibility checker.
 from delivery.routing.check import Violation, check
 from delivery.routing.matrix import MatrixError, TravelMatrix, build_matrix, travel_from_env
 from delivery.routing.model import (
+    Idle,
+    IdleReason,
     Job,
     Lock,
     Matrix,
@@ -28,6 +30,8 @@ from delivery.routing.model import (
 from delivery.routing.solver import solve
 
 __all__ = [
+    "Idle",
+    "IdleReason",
     "Job",
     "Lock",
     "Matrix",

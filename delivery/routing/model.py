@@ -63,6 +63,8 @@ class Vehicle(msgspec.Struct, frozen=True, kw_only=True):
     ``end`` defaults to ``start``.  ``max_duration`` bounds the time from leaving
     ``start`` to reaching ``end``; ``max_ride`` bounds how long produce rides in the
     car, from leaving ``start`` (loading) to the start of service at each door.
+    ``min_stops``: this driver should get at least that many stops unless no plan
+    can give them (a driver the coordinator put on the day).
     """
 
     id: str
@@ -75,6 +77,7 @@ class Vehicle(msgspec.Struct, frozen=True, kw_only=True):
     max_duration: int | None = None
     max_stops: int | None = None
     max_ride: int | None = None
+    min_stops: int = 0
 
     @property
     def end_point(self) -> Point:
@@ -119,6 +122,13 @@ class Objective(msgspec.Struct, frozen=True, kw_only=True):
     leaving a job out (``None``: large enough that a job is only left out when it
     cannot be placed).  ``depart_late``: drivers leave as late as the plan allows,
     so they do not wait at the first door.
+
+    Spreading work across drivers (0 = off; a problem file keeps pure travel unless it
+    asks): ``spread`` is the cost per stop a driver who could serve stops has below
+    the fair share (stops / such drivers, rounded down) or above it (rounded up);
+    ``spread_hours`` the cost per second a route lasts beyond the fair share of the
+    day's work.  Each is a price in the arc cost's unit, so a plan never pays more
+    extra driving for fairness than the penalties it saves.
     """
 
     cost: str = "duration"
@@ -128,6 +138,8 @@ class Objective(msgspec.Struct, frozen=True, kw_only=True):
     preference: int = 300
     drop_penalty: int | None = None
     depart_late: bool = True
+    spread: int = 0
+    spread_hours: int = 0
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -192,11 +204,27 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     warm_start: str = "none"
 
 
+class IdleReason(enum.StrEnum):
+    """Why a driver got no route."""
+
+    NOTHING_FITS = "nothing_fits"  # no stop fits this driver's shift, vehicle, skills or limits
+    NOT_NEEDED = "not_needed"  # the other drivers covered the stops this one could take, for less
+
+
+class Idle(msgspec.Struct, frozen=True, kw_only=True):
+    """A driver without a route, and why (``detail`` is for people)."""
+
+    vehicle: str
+    reason: IdleReason
+    detail: str = ""
+
+
 class Solution(msgspec.Struct, frozen=True, kw_only=True):
-    """A plan: the routes of the drivers used, and the jobs left out."""
+    """A plan: the routes of the drivers used, the jobs left out, the drivers not used."""
 
     routes: tuple[Route, ...]
     unassigned: tuple[Unassigned, ...] = ()
+    idle: tuple[Idle, ...] = ()
     cost: int = 0
     stats: Stats = Stats()
 

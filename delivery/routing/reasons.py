@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from delivery.routing.instance import Instance, schedule
-from delivery.routing.model import Reason, Route, Unassigned
+from delivery.routing.model import Idle, IdleReason, Reason, Route, Unassigned
 
 
 def explain(inst: Instance, j: int, routes: dict[int, Route]) -> Unassigned:
@@ -48,6 +48,22 @@ def explain(inst: Instance, j: int, routes: dict[int, Route]) -> Unassigned:
     if not roomy:
         return out(Reason.NO_CAPACITY_LEFT, "every suitable vehicle is full (boxes or stops)")
     return out(Reason.NO_TIME_LEFT, "no suitable driver has time left in the shift for it")
+
+
+def idle(inst: Instance, routes: dict[int, Route]) -> tuple[Idle, ...]:
+    """Each driver without a route, and why: nothing they could serve, or not needed for it."""
+    out = []
+    for v, vehicle in enumerate(inst.problem.vehicles):
+        if v in routes:
+            continue
+        if any(v in inst.allowed[j] and _alone(inst, v, j, keep_window=True) for j in range(inst.n_jobs)):
+            out.append(Idle(vehicle=vehicle.id, reason=IdleReason.NOT_NEEDED,
+                            detail="the other drivers covered every stop this driver could take, "
+                                   "with less driving"))
+        else:
+            out.append(Idle(vehicle=vehicle.id, reason=IdleReason.NOTHING_FITS,
+                            detail="no stop fits this driver's shift, vehicle, skills or limits"))
+    return tuple(out)
 
 
 def _alone(inst: Instance, v: int, j: int, *, keep_window: bool) -> bool:

@@ -26,7 +26,7 @@ from delivery.routing import warmstart
 from delivery.routing.instance import Instance, compile_problem, schedule
 from delivery.routing.matrix import TravelMatrix
 from delivery.routing.model import Problem, Route, Solution, Stats
-from delivery.routing.reasons import explain
+from delivery.routing.reasons import explain, idle
 
 Progress = Callable[[Solution], None]
 
@@ -70,11 +70,13 @@ class _Model:
         routing.AddDimensionWithVehicleCapacity(load_cb, 0, [v.capacity for v in vehicles], True, "load")
 
         n_jobs = len(jobs)
+        self.penalty = _penalty(inst, costs)
         pinned = any(
             problem.jobs[j].lock is not None and problem.jobs[j].lock.position is not None for j in jobs
         )
         limited = any(v.max_stops is not None for v in vehicles)
-        if pinned or limited or objective.balance:
+        wanted = any(v.min_stops for v in vehicles)
+        if pinned or limited or wanted or objective.balance or objective.spread:
             ones = [1] * n_jobs + [0] * len(places)
             stops_cb = routing.RegisterUnaryTransitVector(ones)
             caps = [n_jobs if v.max_stops is None else v.max_stops for v in vehicles]
@@ -84,6 +86,11 @@ class _Model:
                 fair = -(-n_jobs // max(n_vehicles, 1))
                 for v in range(n_vehicles):
                     stops.SetCumulVarSoftUpperBound(routing.End(v), fair, objective.balance)
+            for v, vehicle in enumerate(vehicles):
+                if vehicle.min_stops:  # as costly as leaving a job out: kept unless impossible
+                    stops.SetCumulVarSoftLowerBound(routing.End(v), vehicle.min_stops, self.penalty)
+        if objective.spread or objective.spread_hours:
+            self._spread(allowed)
 
         preferred = [problem.jobs[j].preferred_vehicle for j in jobs]
         if objective.preference and any(p in inst.vehicle_index for p in preferred):
@@ -117,7 +124,6 @@ class _Model:
             if objective.vehicle_cost:
                 routing.SetFixedCostOfVehicle(objective.vehicle_cost, v)
 
-        self.penalty = _penalty(inst, costs)
         for m, j in enumerate(jobs):
             index = manager.NodeToIndex(m)
             time_dim.CumulVar(index).SetRange(int(inst.early[j]), int(inst.late[j]))
@@ -130,6 +136,33 @@ class _Model:
                 if job.lock.position is not None:
                     routing.GetDimensionOrDie("stops").CumulVar(index).SetValue(job.lock.position)
             routing.AddDisjunction([index], min(self.penalty * weight, 2**60))
+
+    def _spread(self, allowed: list[tuple[int, ...]]) -> None:
+        """Soft bounds that share the day's stops and hours among the drivers who could serve any.
+
+        Stops: below the fair share rounded down, or above it rounded up, costs ``spread`` per
+        stop. Hours: a route longer than its fair share of the day's estimated work costs
+        ``spread_hours`` per second. Only positive costs: OR-Tools has no negative fixed costs.
+        """
+        objective = self.inst.problem.objective
+        routing = self.routing
+        useful = sorted({v for a in allowed for v in a})
+        if not useful:
+            return
+        n_jobs, k = len(self.jobs), len(useful)
+        stops = routing.GetDimensionOrDie("stops")
+        if objective.spread:
+            low, high = n_jobs // k, -(-n_jobs // k)
+            for v in useful:
+                if low > 0:
+                    stops.SetCumulVarSoftLowerBound(routing.End(v), low, objective.spread)
+                stops.SetCumulVarSoftUpperBound(routing.End(v), high, objective.spread)
+        if objective.spread_hours:
+            fair = _fair_span(self.inst, self.jobs, useful)
+            for v in useful:
+                self.time.SetSoftSpanUpperBoundForVehicle(
+                    pywrapcp.BoundCost(fair, objective.spread_hours), v
+                )
 
     def routes(self, assignment: pywrapcp.Assignment | None = None) -> dict[int, list[int]]:
         """The instance job ids of each vehicle's route (from an assignment, or the current one)."""
@@ -157,14 +190,30 @@ class _Model:
         return self.routing.ReadAssignmentFromRoutes(lists, True)
 
 
+def _fair_span(inst: Instance, jobs: list[int], useful: list[int]) -> int:
+    """Each driver's fair share of the day's work, in seconds: service at every door, a leg to each
+    door from its nearest other door, and a driver's typical way out to the stops and back."""
+    legs = inst.durations[np.ix_(jobs, jobs)].astype(np.float64)
+    np.fill_diagonal(legs, np.inf)
+    nearest = legs.min(axis=0)
+    work = float(inst.service[jobs].sum() + nearest[np.isfinite(nearest)].sum())
+    way = [
+        float(inst.durations[inst.start_node[v], jobs].min() + inst.durations[jobs, inst.end_node[v]].min())
+        for v in useful
+    ]
+    return int(work / len(useful) + float(np.median(way)))
+
+
 def _beyond_pyvrp(problem: Problem) -> bool:
     """Whether the problem has rules or costs the PyVRP relaxation leaves out."""
     o = problem.objective
     return bool(
         o.balance
+        or o.spread
+        or o.spread_hours
         or o.span_cost
         or (o.preference and any(j.preferred_vehicle for j in problem.jobs))
-        or any(v.max_stops is not None or v.max_ride is not None for v in problem.vehicles)
+        or any(v.max_stops is not None or v.max_ride is not None or v.min_stops for v in problem.vehicles)
         or any(j.lock is not None and j.lock.position is not None for j in problem.jobs)
     )
 
@@ -176,7 +225,12 @@ def _penalty(inst: Instance, costs: np.ndarray) -> int:
         return objective.drop_penalty
     biggest = int(costs.max()) if costs.size else 0
     span = objective.span_cost * max((v.shift_end - v.shift_start for v in inst.problem.vehicles), default=0)
-    return 10 * (2 * biggest + objective.vehicle_cost + objective.preference + objective.balance + span + 1)
+    # a job left out must never pay for itself by easing a spread bound (one stop, its time)
+    longest = int(inst.durations.max()) if inst.durations.size else 0
+    spread = objective.spread + objective.spread_hours * (2 * longest + int(inst.service.max(initial=0)))
+    return 10 * (
+        2 * biggest + objective.vehicle_cost + objective.preference + objective.balance + span + spread + 1
+    )
 
 
 def _placeable(inst: Instance) -> list[tuple[int, ...]]:
@@ -452,6 +506,7 @@ def _solution(inst: Instance, routes: dict[int, list[int]], cost: int, began: fl
     return Solution(
         routes=tuple(timed.values()),
         unassigned=unassigned,
+        idle=idle(inst, timed),
         cost=int(cost),
         stats=Stats(
             seconds=round(time.perf_counter() - began, 3),

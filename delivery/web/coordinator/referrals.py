@@ -35,6 +35,7 @@ from delivery.models import (
     ReferralStatus,
     ReviewItem,
     ReviewKind,
+    SpreadWork,
     User,
 )
 from delivery.program import orders, program_settings, waitlist
@@ -66,6 +67,10 @@ STATUSES = [(ReferralStatus.active, "Active"), (ReferralStatus.waitlisted, "Wait
             (ReferralStatus.closed, "Closed")]
 PRIORITY_NAMES = [(0, "Normal"), (1, "High"), (2, "Urgent")]
 WEEKDAY_OPTIONS = list(enumerate(orders.WEEKDAYS))
+SPREAD_OPTIONS = [(SpreadWork.off, "Off: least driving; some volunteers may get nothing"),
+                  (SpreadWork.some, "Some: everyone who can usefully help gets stops, for a little more "
+                                    "driving"),
+                  (SpreadWork.strong, "Strong: stops and hours as even as the map allows")]
 KIND_NAMES = {ReviewKind.geocode_failed: "Address not found", ReviewKind.geocode_ambiguous: "Address unclear",
               ReviewKind.address_change: "Clinic sent a new address",
               ReviewKind.possible_duplicate: "Possible duplicate patient",
@@ -123,6 +128,7 @@ class PriorityForm(Closed):
 class ProgramForm(Closed):
     boxes_per_delivery_day: Annotated[int, Meta(ge=1, le=program_settings.MAX_BOXES_PER_DAY)]
     delivery_weekday: Weekday
+    spread_work: SpreadWork | None = None
 
 
 ADDRESS_FIELDS = ("line1", "unit", "city", "state", "postal_code")
@@ -635,7 +641,8 @@ class ReferralDeskController(Controller):
         current = {"boxes_per_delivery_day": "" if food_bank.boxes_per_delivery_day is None
                    else str(food_bank.boxes_per_delivery_day),
                    "delivery_weekday": "" if food_bank.delivery_weekday is None
-                   else str(food_bank.delivery_weekday)}
+                   else str(food_bank.delivery_weekday),
+                   "spread_work": food_bank.spread_work}
         status = waitlist.program_status(db, food_bank, program_today(request, food_bank))
         return {"food_bank": food_bank, "status": status, "values": current | (values or {}),
                 "errors": errors or {}, "notice": notice, "over": over or []}
@@ -647,6 +654,7 @@ class ReferralDeskController(Controller):
                                                            Organization.kind == "food_bank")
                                 .order_by(Organization.name)).all()
         return page(request, "coordinator/program.html", weekday_options=WEEKDAY_OPTIONS,
+                    spread_options=SPREAD_OPTIONS,
                     sections=[self._program_section(request, db, fb) for fb in food_banks])
 
     @post("/program/{food_bank_id:int}", opt=POLICY, sync_to_thread=True, status_code=200)
@@ -665,7 +673,7 @@ class ReferralDeskController(Controller):
                 change = program_settings.update_settings(
                     db, food_bank, boxes_per_delivery_day=form.boxes_per_delivery_day,
                     delivery_weekday=form.delivery_weekday, actor_id=principal(request).user_id,
-                    today=program_today(request, food_bank))
+                    today=program_today(request, food_bank), spread_work=form.spread_work)
             except program_settings.ProgramError as exc:
                 errors = {exc.field or "form": str(exc)}
         if change is None:
@@ -681,7 +689,8 @@ class ReferralDeskController(Controller):
             status_code = 200
         if is_htmx(request):
             return page(request, "coordinator/program.html", block="program_section", section=section,
-                        weekday_options=WEEKDAY_OPTIONS, status_code=status_code)
+                        weekday_options=WEEKDAY_OPTIONS, spread_options=SPREAD_OPTIONS,
+                        status_code=status_code)
         return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
-                    status_code=status_code)
+                    spread_options=SPREAD_OPTIONS, status_code=status_code)
 
