@@ -89,6 +89,8 @@ class _Model:
             for v, vehicle in enumerate(vehicles):
                 if vehicle.min_stops:  # as costly as leaving a job out: kept unless impossible
                     stops.SetCumulVarSoftLowerBound(routing.End(v), vehicle.min_stops, self.penalty)
+                    # OR-Tools skips the costs of an empty route unless told it counts as used
+                    routing.SetVehicleUsedWhenEmpty(True, v)
         if objective.spread or objective.spread_hours:
             self._spread(allowed)
 
@@ -115,7 +117,10 @@ class _Model:
             for index in range(routing.Size()):  # every index but the route ends
                 solver.Add(ride.SlackVar(index) == time_dim.SlackVar(index))
 
+        stranded = _stranded(inst)
         for v, vehicle in enumerate(vehicles):
+            if v in stranded:  # serves nothing (see _placeable); its empty route must not sink the model
+                continue
             start, end = routing.Start(v), routing.End(v)
             time_dim.CumulVar(start).SetRange(vehicle.shift_start, vehicle.shift_end)
             time_dim.CumulVar(end).SetRange(vehicle.shift_start, vehicle.shift_end)
@@ -156,6 +161,7 @@ class _Model:
             for v in useful:
                 if low > 0:
                     stops.SetCumulVarSoftLowerBound(routing.End(v), low, objective.spread)
+                    routing.SetVehicleUsedWhenEmpty(True, v)  # else an empty route pays nothing
                 stops.SetCumulVarSoftUpperBound(routing.End(v), high, objective.spread)
         if objective.spread_hours:
             fair = _fair_span(self.inst, self.jobs, useful)
@@ -233,6 +239,19 @@ def _penalty(inst: Instance, costs: np.ndarray) -> int:
     )
 
 
+def _stranded(inst: Instance) -> set[int]:
+    """Vehicles that cannot even go from their start to their end within their shift and limits."""
+    out = set()
+    for v, vehicle in enumerate(inst.problem.vehicles):
+        way = int(inst.durations[inst.start_node[v], inst.end_node[v]])
+        limit = vehicle.shift_end - vehicle.shift_start
+        if vehicle.max_duration is not None:
+            limit = min(limit, vehicle.max_duration)
+        if way > limit:
+            out.add(v)
+    return out
+
+
 def _placeable(inst: Instance) -> list[tuple[int, ...]]:
     """Per job, the allowed vehicles that could serve it on a route of its own (vectorised)."""
     vehicles = inst.problem.vehicles
@@ -258,7 +277,10 @@ def _placeable(inst: Instance) -> list[tuple[int, ...]]:
         & (go <= max_ride[:, None])
         & np.array([[v.max_stops is None or v.max_stops > 0] for v in vehicles])
     )
-    return [tuple(v for v in allowed if ok[v, j]) for j, allowed in enumerate(inst.allowed)]
+    stranded = _stranded(inst)
+    return [
+        tuple(v for v in allowed if ok[v, j] and v not in stranded) for j, allowed in enumerate(inst.allowed)
+    ]
 
 
 def _params(time_limit: float, first: int, max_iterations: int | None):

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from delivery.routing import (
+    IdleReason,
     Job,
     Lock,
     Objective,
@@ -300,3 +301,40 @@ def test_lock_to_an_absent_driver_is_explained():
     problem = line_problem([1, 2], jobs=jobs)
     solution = feasible(problem, solve(problem, **FAST))
     assert [(u.job, u.reason) for u in solution.unassigned] == [("s1", Reason.BAD_LOCK)]
+
+
+def test_a_driver_who_cannot_reach_their_end_does_not_sink_the_day():
+    """A shift too short to drive from its start to its end serves nothing; the others still plan the day."""
+    vehicles = [
+        Vehicle(id="d1", start=DEPOT, capacity=10, shift_end=1800),
+        Vehicle(id="far", start=at(30), end=at(-20), capacity=10, shift_end=1800),
+    ]
+    problem = line_problem([1, 30, -20], jobs=[Job(id="s1", point=at(1))], vehicles=vehicles)
+    solution = feasible(problem, solve(problem, **FAST))
+    assert routes(solution) == {"d1": ["s1"]}
+    assert [(i.vehicle, i.reason) for i in solution.idle] == [("far", IdleReason.NOTHING_FITS)]
+
+
+def test_a_driver_put_on_the_day_keeps_a_stop_though_another_is_cheaper():
+    """min_stops: a driver the coordinator added gets a stop even where one driver could do it all."""
+    far = Vehicle(id="added", start=at(-10), capacity=10, min_stops=1)
+    jobs = [Job(id=f"s{k}", point=at(k)) for k in (1, 2, 3)]
+    near = Vehicle(id="d1", start=DEPOT, capacity=10)
+    problem = line_problem([1, 2, 3, -10], jobs=jobs, vehicles=[near, far])
+    solution = feasible(problem, solve(problem, **FAST))
+    assert routes(solution).get("added"), routes(solution)
+    plain = msgspec.structs.replace(
+        problem, vehicles=(problem.vehicles[0], msgspec.structs.replace(far, min_stops=0))
+    )
+    assert "added" not in routes(solve(plain, **FAST))  # without it, the cheapest plan sends them home
+
+
+def test_spread_gives_every_driver_a_fair_share():
+    """With spread on, three drivers share nine stops three each; off, one driver takes them all."""
+    vehicles = [Vehicle(id=f"d{k}", start=DEPOT, capacity=20) for k in (1, 2, 3)]
+    problem = line_problem(list(range(1, 10)), vehicles=vehicles)
+    lazy = feasible(problem, solve(problem, **FAST))
+    assert len(lazy.routes) == 1 and len(lazy.idle) == 2
+    fair_problem = msgspec.structs.replace(problem, objective=Objective(spread=600))
+    fair = feasible(fair_problem, solve(fair_problem, **FAST))
+    assert sorted(len(r.visits) for r in fair.routes) == [3, 3, 3]
