@@ -214,6 +214,11 @@ def build(db: Session, plan: Plan, settings: Settings, *, driver_ids: Iterable[i
                    Stop.date >= plan.date - dt.timedelta(days=PREFERENCE_DAYS))
             .order_by(Stop.date)).all()
         preferred = {order_id: driver_id for order_id, driver_id in history}
+    if plan.published_version is not None:
+        # Drivers already have this day's routes: re-planning keeps each stop with its driver unless
+        # moving it saves more than the preference cost, so routes that need no change stay as given.
+        preferred |= {stop.order_id: routes[stop.route_id].driver_id for stop, _ in rows
+                      if stop.route_id in routes}
     present = {v.id for v in vehicles}
 
     jobs, by_id, left_out = [], {}, []

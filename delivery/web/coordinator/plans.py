@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
@@ -84,7 +85,17 @@ def day_context(db: Session, food_bank: Organization, date: dt.date, settings: S
     return {"view": view, "plan": view.plan, "clock": days.clock, "tile_url": settings.tile_url,
             "other_drivers": others, "chosen": chosen, "palette": PALETTE,
             "warnings": [], "message": "", "conflict": "", "links": [], "changes_waiting": waiting,
-            **extra}
+            "confirm_replan": None, "published": published_text(view.plan, food_bank), **extra}
+
+
+def published_text(plan: Plan | None, food_bank: Organization) -> str:
+    """'published 10:42, 3 changes since' (program time), or '' for a day not published yet."""
+    if plan is None or plan.published_at is None or plan.published_version is None:
+        return ""
+    at = plan.published_at.astimezone(ZoneInfo(food_bank.timezone))
+    changes = plan.version - plan.published_version
+    since = f", {changes} change{'s' if changes != 1 else ''} since" if changes else ", no changes since"
+    return f"published {at:%H:%M}{since}"
 
 
 class PlanController(Controller):
@@ -156,6 +167,11 @@ class PlanController(Controller):
         drivers = [int(d) for d in _many(data.get("driver_ids")) if d.isdigit()]
         reoptimise = _one(data.get("mode")) == "reoptimise"
         limit = _int(data.get("time_limit_s"), int(PAGE_TIME_LIMIT_S)) or int(PAGE_TIME_LIMIT_S)
+        if plan.published_version is not None and _one(data.get("confirm")) != "1":
+            # Drivers already have their routes: ask first, carrying the choices to the confirm step.
+            return self._day_block(request, db, plan, settings, confirm_replan={
+                "mode": "reoptimise" if reoptimise else "plan", "driver_ids": drivers,
+                "time_limit_s": limit})
         try:
             food_bank = db.get(Organization, plan.food_bank_id)
             assert food_bank is not None
@@ -287,7 +303,7 @@ class PlanController(Controller):
             return self._day_block(request, db, plan, settings, conflict=str(exc))
         db.commit()
         changed = sum(1 for p in published if p.changed)
-        message = f"Published version {plan.version}."
+        message = "Published."
         if changed:
             message += f" {changed} driver{'s' if changed != 1 else ''} told that their route changed."
         return self._day_block(request, db, plan, settings, links=published, message=message)
