@@ -25,3 +25,25 @@ def test_bench_routing_smoke_run_writes_its_json(tmp_path: Path) -> None:
     for key in ("vehicles", "distance", "gap_pct", "first_solution_s", "seconds", "peak_mb", "feasible"):
         assert key in row["ours"], key
     assert row["ours"]["feasible"] is True
+
+
+REALISTIC = ROOT.parent / "shared" / "bench" / "realistic"
+
+
+@pytest.mark.skipif(not (REALISTIC / "pbox-n50-s1.json").exists(),
+                    reason="shared/bench is not beside the checkout")
+def test_bench_routing_reports_checked_peers_and_fairness(tmp_path: Path) -> None:
+    """A 50-stop day: the peers' plans are checked by our checker, and each spread level is reported."""
+    pytest.importorskip("pyvrp")
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_routing.py"), "--only", "realistic",
+                    "--sizes", "50", "--time-limit", "1", "--no-vroom", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    [row] = json.loads(out.read_text())
+    for key in ("feasible", "unassigned", "peak_mb", "processes"):
+        assert key in row["pyvrp"], key
+    assert row["pyvrp"]["processes"] == row["ours"]["processes"]
+    assert set(row["fairness"]) == {"off", "some", "strong"}
+    for level in row["fairness"].values():
+        for key in ("drivers_used", "stops_min", "stops_max", "hours_max", "travel", "travel_vs_off"):
+            assert key in level, key
