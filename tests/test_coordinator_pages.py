@@ -7,19 +7,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from delivery.models import GeocodeStatus, Order, OrderStatus, Organization, Referral, ReviewItem
-from delivery.platform import auth
 from tests.builders import sign_in
 from tests.coordinator_builders import htmx, other_program, program_today, refer, set_capacity, timeline
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Signing people up is not what these tests are about; argon2's real cost made setup slow."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def referred(database, program, *mrns: str, capacity: int | None = None, **kwargs):  # type: ignore[no-untyped-def]

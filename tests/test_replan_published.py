@@ -16,6 +16,7 @@ from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
 from tests.day_builders import DAY, make_day
+from tests.job_builders import running_worker
 
 
 def wait_for_the_planner(database: Database, plan_id: int, timeout: float = 90.0) -> None:
@@ -60,10 +61,11 @@ def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
     with database.reader() as db:
         assert db.scalar(select(func.count(PlanJob.id)).where(PlanJob.plan_id == plan_id)) == 0  # nothing ran
 
-    confirmed = client.post(f"/coordinator/plans/{plan_id}/plan", data={**form, "confirm": "1"},
-                            headers={"X-CSRF-Token": token})
-    assert confirmed.status_code == 200
-    wait_for_the_planner(database, plan_id)
+    with running_worker(database, settings):
+        confirmed = client.post(f"/coordinator/plans/{plan_id}/plan", data={**form, "confirm": "1"},
+                                headers={"X-CSRF-Token": token})
+        assert confirmed.status_code == 200
+        wait_for_the_planner(database, plan_id)
 
     with database.writer() as db:
         again = {p.route_id: p.changed for p in publishing.publish(db, db.get(Plan, plan_id), None, settings)}
