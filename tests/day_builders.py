@@ -4,8 +4,12 @@ East Oakland, drivers with shifts on a delivery day (no planner involved in buil
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import msgspec
+from litestar.testing import TestClient
 from sqlalchemy.orm import Session
 
 from delivery.models import (
@@ -21,7 +25,11 @@ from delivery.models import (
     Shift,
 )
 from delivery.platform import auth
-from tests.builders import PASSWORD, Program
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+from delivery.web.app import create_app
+from tests.builders import PASSWORD, Program, clock_on
+from tests.conftest import BASE_URL
 
 DAY = dt.date(2030, 3, 5)  # a Tuesday: the test program delivers on Tuesdays
 DEPOT = (37.7425, -122.2011)
@@ -86,3 +94,11 @@ def make_day(db: Session, program: Program, *, stops: int = 8, drivers: int = 2,
     made = [add_driver(db, program, n + 1, date=date, capacity=capacity) for n in range(drivers)]
     return Day(date=date, order_ids=[o.id for o in orders], driver_ids=[d.id for d in made],
                driver_emails=[f"driver{n + 1}@example.org" for n in range(drivers)])
+
+
+@contextmanager
+def day_before(settings: Settings, database: Database, day: dt.date = DAY) -> Iterator[TestClient]:
+    """A client of an app whose clock stands at noon the day before `day`, so its page is open to plan."""
+    dated = msgspec.structs.replace(settings, clock=clock_on(day - dt.timedelta(days=1)))
+    with TestClient(app=create_app(dated, database), base_url=BASE_URL) as client:
+        yield client

@@ -15,7 +15,7 @@ from delivery.plans import planning, publishing
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
-from tests.day_builders import DAY, make_day
+from tests.day_builders import DAY, day_before, make_day
 from tests.job_builders import running_worker
 
 
@@ -31,7 +31,7 @@ def wait_for_the_planner(database: Database, plan_id: int, timeout: float = 90.0
 
 
 def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
-        database: Database, program: Program, settings: Settings, client) -> None:  # type: ignore[no-untyped-def]
+        database: Database, program: Program, settings: Settings) -> None:
     with database.writer() as db:
         make_day(db, program, stops=8, drivers=2, capacity=4)
         plan_id = days.prepare(db, db.get(Organization, program.food_bank_id), DAY).id
@@ -49,6 +49,20 @@ def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
         before_b = publishing.fingerprint(list(db.scalars(select(Stop).where(Stop.route_id == b)
                                                           .order_by(Stop.seq))))
 
+    with day_before(settings, database) as client:
+        coordinator_replans(database, settings, program, client, plan_id)
+
+    with database.writer() as db:
+        again = {p.route_id: p.changed for p in publishing.publish(db, db.get(Plan, plan_id), None, settings)}
+        db.commit()
+        assert again == {a: True, b: False}  # the route that needed no change was kept as given
+        assert publishing.notices(db, b) == [] and len(publishing.notices(db, a)) == 1
+        assert db.get(Route, b).published_fingerprint == before_b
+
+
+def coordinator_replans(database: Database, settings: Settings, program: Program, client,  # type: ignore[no-untyped-def]
+                        plan_id: int) -> None:
+    """On the day page: the published state in words, 'Plan routes', the question, the confirmation."""
     token = sign_in(client, program.coordinator)
     page = client.get(f"/coordinator/plans/{DAY.isoformat()}").text
     assert re.search(r"published \d\d:\d\d, 1 change since", page)
@@ -66,10 +80,3 @@ def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
                                 headers={"X-CSRF-Token": token})
         assert confirmed.status_code == 200
         wait_for_the_planner(database, plan_id)
-
-    with database.writer() as db:
-        again = {p.route_id: p.changed for p in publishing.publish(db, db.get(Plan, plan_id), None, settings)}
-        db.commit()
-        assert again == {a: True, b: False}  # the route that needed no change was kept as given
-        assert publishing.notices(db, b) == [] and len(publishing.notices(db, a)) == 1
-        assert db.get(Route, b).published_fingerprint == before_b

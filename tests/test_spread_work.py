@@ -8,6 +8,7 @@ import datetime as dt
 import statistics
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import select
 
@@ -19,8 +20,8 @@ from delivery.plans import planning
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.routing import IdleReason, check, solve
-from tests.builders import Program
-from tests.day_builders import DAY, add_driver, make_day
+from tests.builders import Program, clock_on, sign_in
+from tests.day_builders import DAY, add_driver, day_before, make_day
 
 TODAY = dt.date(2026, 3, 4)
 DEMO_DAY = dt.date(2026, 3, 10)  # the demo's next delivery day: about 50 stops, 6 drivers
@@ -29,7 +30,8 @@ LIMIT = 3.0
 
 @pytest.fixture
 def demo_day(database: Database, settings: Settings, tmp_path: Path) -> int:
-    demo.load(database, settings, password_file=tmp_path / "pw", today=TODAY)
+    demo.load(database, msgspec.structs.replace(settings, clock=clock_on(TODAY, hour=9)),
+              password_file=tmp_path / "pw")
     with database.writer() as db:
         food_bank = db.scalar(select(Organization).where(Organization.name == demo.FOOD_BANK))
         plan = days.prepare(db, food_bank, DEMO_DAY)
@@ -116,19 +118,17 @@ def test_an_added_driver_keeps_a_stop_after_re_optimising(database: Database, se
 
 
 def test_the_day_page_lists_available_drivers_without_a_route(database: Database, settings: Settings,
-                                                              program: Program, planned_off: int,
-                                                              client) -> None:  # type: ignore[no-untyped-def]
+                                                              program: Program, planned_off: int) -> None:
     """Each driver with a shift and no stop is listed with the planner's reason."""
-    from tests.builders import sign_in
-
     with database.reader() as db:
         plan = db.get(Plan, planned_off)
         idle = dict(plan.idle_drivers or {})
         used = set(db.scalars(select(Route.driver_id).join(Stop, Stop.route_id == Route.id)
                               .where(Route.plan_id == planned_off)))
     assert idle and not {int(d) for d in idle} & used
-    sign_in(client, program.coordinator)
-    page = client.get(f"/coordinator/plans/{DAY.isoformat()}").text
+    with day_before(settings, database) as client:
+        sign_in(client, program.coordinator)
+        page = client.get(f"/coordinator/plans/{DAY.isoformat()}").text
     assert "Available drivers without a route" in page
     for driver_id, reason in idle.items():
         assert f'id="idle-{driver_id}"' in page and reason in page

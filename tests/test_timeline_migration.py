@@ -15,13 +15,11 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from delivery.models import EventKind, Patient, Referral, UTCDateTime
+from delivery.models import EventKind, Referral, UTCDateTime
 from delivery.platform.db import Database, alembic_config
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads as p
-from tests.builders import make_program
 from tests.conftest import POSTGRES_URL
 
 T0 = dt.datetime(2026, 11, 2, 17, 0, tzinfo=dt.UTC)
@@ -58,30 +56,37 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def old_timeline(url: str) -> list[int]:
-    """A database at 0003 with two referrals and free-text events; returns the referral ids."""
+    """A database at 0003 with two referrals and free-text events; returns the referral ids.
+
+    Written with the tables as 0003 made them (reflected), not today's models: a column added to
+    a model later must not break the setup of an older schema."""
     command.upgrade(alembic_config(url), "0003")
     engine = sa.create_engine(url)
-    with Session(engine) as db:
-        program = make_program(db)
+    tables = sa.MetaData()
+    tables.reflect(engine)
+    t = tables.tables
+    with engine.begin() as db:
+        def add(table: str, **values: object) -> int:
+            return db.execute(t[table].insert().values(**values)).inserted_primary_key[0]
+
+        org = {"requires_language_match": False, "timezone": "America/Los_Angeles", "created_at": T0}
+        food_bank = add("organizations", name="Eastside Food Bank", kind="food_bank", **org)
+        clinic = add("organizations", name="Fruitvale Clinic", kind="clinic", food_bank_id=food_bank, **org)
         ids = []
         for mrn in ("M-1", "M-2"):
-            patient = Patient(clinic_id=program.clinic1_id, mrn=mrn, given_name="Ana", family_name="Ruiz",
-                              birth_date=dt.date(1950, 1, 1), address_line1="1 Main St", city="Oakland",
-                              state="CA", postal_code="94601")
-            db.add(patient)
-            db.flush()
-            referral = Referral(clinic_id=program.clinic1_id, food_bank_id=program.food_bank_id,
-                                patient_id=patient.id, source="web", status="active",
-                                outcome="home_delivery", reason="Eligible.")
-            db.add(referral)
-            db.flush()
-            ids.append(referral.id)
+            patient = add("patients", clinic_id=clinic, mrn=mrn, given_name="Ana", family_name="Ruiz",
+                          birth_date=dt.date(1950, 1, 1), language="en", address_line1="1 Main St",
+                          city="Oakland", state="CA", postal_code="94601", geocode_status="pending",
+                          geocode_attempts=0, floor=0, elevator=False, dietary=[], consent_to_share=True,
+                          do_not_contact=False, created_at=T0, updated_at=T0)
+            ids.append(add("referrals", clinic_id=clinic, food_bank_id=food_bank, patient_id=patient,
+                           source="web", status="active", outcome="home_delivery", reason="Eligible.",
+                           priority=0, created_at=T0))
         old = sa.table("referral_events", sa.column("referral_id"), sa.column("at", UTCDateTime()),
                        sa.column("kind"), sa.column("message"))
         for which, minutes, kind, message in OLD_EVENTS:
             db.execute(old.insert().values(referral_id=ids[which], at=T0 + dt.timedelta(minutes=minutes),
                                            kind=kind, message=message))
-        db.commit()
     engine.dispose()
     return ids
 
