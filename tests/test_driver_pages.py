@@ -17,6 +17,7 @@ from delivery.models import Driver, Plan, Route, RouteLink, UserSession
 from delivery.plans import edits as plan_edits
 from delivery.plans import publishing
 from delivery.platform import auth
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
@@ -26,6 +27,8 @@ LA = ZoneInfo("America/Los_Angeles")
 DAY = dt.date(2026, 12, 1)
 MORNING = dt.datetime(2026, 12, 1, 8, 0, tzinfo=LA)
 COOKIE = "__Host-session"
+
+ACTOR = AuditContext.for_command("publish")
 
 
 @pytest.fixture
@@ -171,7 +174,7 @@ def test_a_changed_route_tells_its_driver(client: TestClient, program: Program, 
         db.commit()
     with time_machine.travel(MORNING, tick=False):
         with database.writer() as db:
-            links = {p.route_id: p.link for p in publishing.publish(db, db.get(Plan, built.plan_id), None,
+            links = {p.route_id: p.link for p in publishing.publish(db, db.get(Plan, built.plan_id), ACTOR,
                                                                      settings)}
             db.commit()
         pages = {}
@@ -183,7 +186,7 @@ def test_a_changed_route_tells_its_driver(client: TestClient, program: Program, 
         with database.writer() as db:
             plan = db.get(Plan, built.plan_id)
             plan_edits.remove_stop(db, plan.id, plan.version, built.stop_ids[0][1], "Moved away", settings)
-            publishing.publish(db, plan, None, settings)
+            publishing.publish(db, plan, ACTOR, settings)
             db.commit()
         changed, unchanged = built.route_ids
         client.cookies.set(COOKIE, pages[changed][1])

@@ -116,7 +116,7 @@ def test_route_link_for_a_driver_without_stops_on_a_published_day_says_so(
     """A volunteer with nothing on the published day is told that, not to publish the plan first."""
     with database.writer() as db:
         add_driver(db, program, 3)  # offered a shift after the day was planned
-        publishing.publish(db, db.get(Plan, planned), None, settings)
+        publishing.publish(db, db.get(Plan, planned), ACTOR, settings)
         db.commit()
     assert publishing.route_link_command(database, settings, "driver3@example.org", DAY) == 2
     err = capsys.readouterr().err

@@ -12,11 +12,14 @@ from delivery.models import Organization, Plan, PlanJob, Route, Stop
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
 from tests.day_builders import DAY, day_before, make_day
 from tests.job_builders import running_worker
+
+ACTOR = AuditContext.for_command("publish")
 
 
 def wait_for_the_planner(database: Database, plan_id: int, timeout: float = 90.0) -> None:
@@ -38,7 +41,7 @@ def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
         db.commit()
     planning.plan_now(database, settings, plan_id, 1.0)
     with database.writer() as db:
-        first = publishing.publish(db, db.get(Plan, plan_id), None, settings)
+        first = publishing.publish(db, db.get(Plan, plan_id), ACTOR, settings)
         db.commit()
         assert len(first) == 2
         a, b = (p.route_id for p in first)
@@ -53,7 +56,8 @@ def test_replanning_a_published_day_asks_first_and_tells_only_the_changed_route(
         coordinator_replans(database, settings, program, client, plan_id)
 
     with database.writer() as db:
-        again = {p.route_id: p.changed for p in publishing.publish(db, db.get(Plan, plan_id), None, settings)}
+        republished = publishing.publish(db, db.get(Plan, plan_id), ACTOR, settings)
+        again = {p.route_id: p.changed for p in republished}
         db.commit()
         assert again == {a: True, b: False}  # the route that needed no change was kept as given
         assert publishing.notices(db, b) == [] and len(publishing.notices(db, a)) == 1

@@ -107,7 +107,7 @@ def test_an_added_driver_keeps_a_stop_after_re_optimising(database: Database, se
     with database.writer() as db:
         plan = db.get(Plan, planned_off)
         newcomer = add_driver(db, program, 4, date=DAY, capacity=12)
-        plan_edits.add_driver(db, plan.id, plan.version, newcomer.id, settings)
+        plan_edits.add_driver(db, plan.id, plan.version, newcomer.id, settings, today=DAY)
         db.commit()
     planning.plan_now(database, settings, planned_off, 1.0)
     with database.reader() as db:

@@ -1,7 +1,7 @@
 """Spread work across volunteers (a program setting), and why a driver got no route
 
 Revision ID: 0007
-Revises: 0012
+Revises: 0015
 Create Date: 2026-12-01 14:30:16.584747
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0007'
-down_revision: str | None = '0012'
+down_revision: str | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
