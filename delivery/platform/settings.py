@@ -27,9 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     secure_cookies: bool = True
     """Cookies marked Secure with the __Host- prefix. Browsers accept them on http://127.0.0.1 too."""
-    staff_idle_minutes: int = 15
     staff_absolute_hours: int = 12
-    driver_idle_minutes: int = 60
+    """Idle timeouts are each program's own settings (delivery.program.program_settings)."""
     geocoder: str = "nominatim"
     """nominatim, photon or none."""
     geocoder_url: str = ""

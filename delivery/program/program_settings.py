@@ -62,7 +62,8 @@ def update_settings(db: Session, food_bank: Organization, *, boxes_per_delivery_
     food_bank.delivery_weekday = delivery_weekday
     db.flush()
     promoted = waitlist.promote(db, food_bank, today, actor_id)
-    load = waitlist.committed(db, food_bank.id, today)
+    load = waitlist.committed(db, food_bank, today)
     over = sorted((day, boxes) for day, boxes in load.items()
-                  if boxes > boxes_per_delivery_day and day <= today + capacity.HORIZON)
+                  if boxes > boxes_per_delivery_day
+                  and day <= today + capacity.horizon(food_bank.waitlist_horizon_weeks))
     return SettingsChange(changes, promoted, over)
