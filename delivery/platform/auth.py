@@ -81,6 +81,12 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def new_link_secret() -> tuple[str, str]:
+    """A fresh secret for a personal link (256 bits) and the hash that is all the database keeps."""
+    raw = secrets.token_urlsafe(32)
+    return raw, token_hash(raw)
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 

@@ -50,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A receiver that has not answered 2xx within this is a failed attempt."""
     webhook_concurrency: int = 8
     """Requests the sender keeps in flight at once."""
+    smtp_url: str = ""
+    """smtp://user:pass@host:587 (STARTTLS when the server offers it) or smtps://…:465. Empty: no email
+    is sent and the admin is shown the links instead."""
+    mail_from: str = ""
+    """The From address of invites and resets; empty: no-reply@ the base URL's host."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     clock: Clock = msgspec.field(default_factory=Clock)
