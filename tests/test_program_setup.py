@@ -10,7 +10,7 @@ from delivery.models import Depot, Invite, Organization, OrganizationKind, User
 from delivery.platform import auth, mail
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
-from tests.mailbox import Mailbox, mailbox  # noqa: F401 (fixture)
+from tests.mailbox import Mailbox
 
 ADMIN_PASSWORD = "a long admin passphrase"
 SETUP = ["setup", "--food-bank", "Northside Pantry", "--timezone", "America/Chicago",
@@ -28,7 +28,8 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
     return database_url
 
 
-def test_setup_starts_a_program_once(env: str, database: Database, capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_starts_a_program_once(env: str, database: Database, capsys: pytest.CaptureFixture[str],
+                                     ) -> None:
     """`delivery setup` creates the food bank, its depot, its clinics and an admin who can sign in;
     a second run is refused and changes nothing."""
     assert main(SETUP) == 0
@@ -39,11 +40,12 @@ def test_setup_starts_a_program_once(env: str, database: Database, capsys: pytes
         clinics = db.scalars(select(Organization.name).where(Organization.food_bank_id == food_bank.id)).all()
         assert sorted(clinics) == ["Lakeview Clinic", "Pilsen Health"]
         depot = db.scalar(select(Depot))
-        assert depot is not None and (depot.lat, depot.lon, depot.name) == (41.8853, -87.6229, "Main warehouse")
+        assert depot is not None
+        assert (depot.lat, depot.lon, depot.name) == (41.8853, -87.6229, "Main warehouse")
         admin = auth.authenticate(db, "boss@north.example", ADMIN_PASSWORD)
         assert admin is not None and admin.memberships[0].role == "admin"
         assert admin.password_hash.startswith("$argon2id$")
-    assert main([*SETUP[:2], "Another"] + SETUP[3:]) == 2
+    assert main([*SETUP[:2], "Another", *SETUP[3:]]) == 2
     assert "already runs a program" in capsys.readouterr().err
     with database.reader() as db:
         assert len(db.scalars(select(Organization)).all()) == 3
@@ -76,7 +78,8 @@ def test_setup_refuses_a_weak_admin_password(env: str, database: Database, monke
         assert db.scalar(select(User.id)) is None
 
 
-def test_setup_without_a_terminal_names_the_missing_flag(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_without_a_terminal_names_the_missing_flag(env: str, capsys: pytest.CaptureFixture[str],
+                                                        ) -> None:
     """Run by a script (no terminal), a missing flag is an error, not a prompt that hangs."""
     assert main(["setup", "--food-bank", "X", "--timezone", "UTC"]) == 2
     assert "Depot (NAME|ADDRESS|LAT|LON) is missing" in capsys.readouterr().err
@@ -127,6 +130,6 @@ def test_invite_is_mailed_through_smtp(env: str, mailbox: Mailbox, monkeypatch: 
 def test_unreachable_smtp_is_a_clear_error() -> None:
     """A server that does not answer gives a MailError naming the host, not a traceback."""
     settings = Settings(smtp_url="smtp://127.0.0.1:1", base_url="https://food.example")
-    with pytest.raises(mail.MailError, match="through 127.0.0.1"):
+    with pytest.raises(mail.MailError, match=r"through 127\.0\.0\.1"):
         mail.send(settings, mail.render("reset", "a@b.example", program="P", email="a@b.example",
                                         link="https://food.example/reset/x", expires="soon"))

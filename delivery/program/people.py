@@ -160,6 +160,22 @@ def _set_role(db: Session, user: User, organization_id: int, role: Role) -> None
     db.refresh(user, ["memberships"])
 
 
+def save_clinic(db: Session, food_bank: Organization, clinic: Organization | None, *, name: str,
+                address: str, contacts: str, actor: int) -> Organization:
+    """Add a clinic partner to the program, or change one's name, address and contacts."""
+    name = name.strip()
+    taken = db.scalar(select(Organization.id).where(Organization.name == name))
+    if taken is not None and (clinic is None or taken != clinic.id):
+        raise PeopleError(f"There is already an organization called {name}.", "name")
+    if clinic is None:
+        clinic = Organization(name=name, kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
+        db.add(clinic)
+    clinic.name, clinic.address, clinic.contacts = name, address.strip() or None, contacts.strip() or None
+    db.flush()
+    _audit(db, actor, "U", "organization", clinic.id, f"clinic partner {name} saved")
+    return clinic
+
+
 def change_role(db: Session, user: User, *, organization: Organization, role: Role, actor: int) -> None:
     """Give a person another role (clinic staff at `organization`, the others at the food bank)."""
     before = ", ".join(f"{m.role} at {m.organization.name}" for m in user.memberships) or "none"

@@ -71,15 +71,24 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def add_depot(db: Session, food_bank: Organization, data: DepotIn) -> Depot:
+    """A place where drivers load boxes, with its loading hours."""
+    if data.closes <= data.opens:
+        raise SetupError(f"{data.name}: loading must close after it opens.", "depots")
+    depot = Depot(organization_id=food_bank.id, name=data.name.strip(), address=data.address.strip(),
+                  lat=data.lat, lon=data.lon, opens=data.opens, closes=data.closes,
+                  hours=hours_text(data.opens, data.closes))
+    db.add(depot)
+    db.flush()
+    return depot
+
+
 def start_program(db: Session, data: ProgramIn) -> User:
     """Create the program and its first admin; refused when a program already exists."""
     problems = auth.password_problems(data.admin_password)
     if problems:
         raise SetupError(" ".join(problems), "admin_password")
     check_timezone(data.timezone)
-    for depot in data.depots:
-        if depot.closes <= depot.opens:
-            raise SetupError(f"{depot.name}: loading must close after it opens.", "depots")
     names = [data.food_bank, *data.clinics]
     if len({name.strip().lower() for name in names}) != len(names):
         raise SetupError("Give the food bank and each clinic a different name.", "clinics")
@@ -91,9 +100,8 @@ def start_program(db: Session, data: ProgramIn) -> User:
                              box_types=[b.value for b in data.box_types])
     db.add(food_bank)
     db.flush()
-    db.add_all([Depot(organization_id=food_bank.id, name=d.name.strip(), address=d.address.strip(),
-                      lat=d.lat, lon=d.lon, opens=d.opens, closes=d.closes,
-                      hours=hours_text(d.opens, d.closes)) for d in data.depots])
+    for depot in data.depots:
+        add_depot(db, food_bank, depot)
     db.add_all([Organization(name=name.strip(), kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
                 for name in data.clinics])
     return auth.create_user(db, email=data.admin_email, display_name=data.admin_name.strip(),

@@ -17,9 +17,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Meta
 from sqlalchemy import select
@@ -51,10 +50,9 @@ from delivery.referrals.schemas import (
 )
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
-from delivery.web.forms import Errors, convert
+from delivery.web.forms import Errors, FormData, convert
 from delivery.web.render import DB, PathId, page, principal, program_today
 
-FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
 REFERRAL_LIMIT = 200
 Reason = Annotated[str, Meta(min_length=1, max_length=400)]  # leaves room for the words around it
