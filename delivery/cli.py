@@ -330,7 +330,7 @@ def invite_command(database: Database, settings: Settings, args: argparse.Namesp
         try:
             organization = people.organization_for(db, food_bank, Role(args.role), clinic_id)
             issued = people.invite(db, email=args.email, role=Role(args.role), organization=organization,
-                                   invited_by=None, now=dt.datetime.now(dt.UTC))
+                                   invited_by=None, now=settings.clock.now())
         except people.PeopleError as exc:
             raise CommandError(str(exc)) from None
         message = people.invite_mail(settings, issued, program=food_bank.name, inviter=None)

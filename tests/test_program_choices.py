@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from delivery.models import AuditEvent, Organization, User
 from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform import auth
+from delivery.platform.clock import FixedClock
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, sign_in
@@ -86,14 +88,16 @@ def test_the_planner_reads_service_times_and_the_upstairs_rule(database: Databas
 
 def test_idle_sign_out_follows_the_program(database: Database, program: Program, settings: Settings) -> None:
     """Staff idle sign-out is the program's setting: alive just before it, over just after."""
+    clock = FixedClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
+    settings = msgspec.structs.replace(settings, clock=clock)
     with database.writer() as db:
         db.get(Organization, program.food_bank_id).staff_idle_minutes = 25  # type: ignore[union-attr]
         user = db.scalar(select(User).where(User.email == program.clinic1))  # a clinic of the program
         assert user is not None
-        raw, session = auth.start_session(db, user, settings)
+        raw, _ = auth.start_session(db, user, settings)
         db.commit()
-        start = session.last_seen_at
     with database.reader() as db:
-        assert auth.resolve_session(db, raw, settings, now=start + dt.timedelta(minutes=24, seconds=59))
-        assert auth.resolve_session(db, raw, settings, now=start + dt.timedelta(minutes=25, seconds=1)) \
-            is None
+        clock.advance(dt.timedelta(minutes=24, seconds=59))
+        assert auth.resolve_session(db, raw, settings) is not None
+        clock.advance(dt.timedelta(seconds=2))
+        assert auth.resolve_session(db, raw, settings) is None

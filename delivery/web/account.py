@@ -19,7 +19,7 @@ from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.program import people, setup
 from delivery.web.forms import FormData
-from delivery.web.render import DB, Audit, Config, page
+from delivery.web.render import DB, Audit, Config, clock_of, page
 from delivery.web.security import session_cookie, session_cookie_name
 
 log = logging.getLogger("delivery.web.account")
@@ -117,7 +117,7 @@ class AccountController(Controller):
 
     @get("/invite/{raw:str}", opt={"public": True}, sync_to_thread=True)
     def invite_page(self, request: Request, db: DB, raw: FromPath[str]) -> Template:
-        invite = people.open_invite(db, raw, auth.utcnow())
+        invite = people.open_invite(db, raw, clock_of(request).now())
         return self._invite_page(request, invite, raw, status_code=200 if invite else 410)
 
     @post("/invite/{raw:str}", opt={"public": True}, sync_to_thread=True)
@@ -126,10 +126,10 @@ class AccountController(Controller):
         """Set the password, join with the invite's role, and arrive signed in on one's own pages."""
         try:
             user = people.accept(db, raw, display_name=str(data.get("display_name", "")),
-                                 password=str(data.get("password", "")), now=auth.utcnow())
+                                 password=str(data.get("password", "")), now=clock_of(request).now())
         except (people.PeopleError, auth.AccountError) as exc:
             db.rollback()
-            invite = people.open_invite(db, raw, auth.utcnow())
+            invite = people.open_invite(db, raw, clock_of(request).now())
             return self._invite_page(request, invite, raw, error=str(exc),
                                      display_name=str(data.get("display_name", ""))[:200],
                                      status_code=422 if invite else 410)
@@ -149,7 +149,7 @@ class AccountController(Controller):
     def forgot(self, request: Request, db: DB, settings: Config, data: FormData) -> Template:
         """The same answer whether or not the address has an account; the mail leaves after answering."""
         email = str(data.get("email", ""))[:254]
-        link = resets.request_reset(db, email, auth.utcnow())
+        link = resets.request_reset(db, email, clock_of(request).now())
         db.commit()
         response = page(request, "account/forgot.html", sent=True, email=email)
         if link is not None and mail.configured(settings):
@@ -164,17 +164,17 @@ class AccountController(Controller):
 
     @get("/reset/{raw:str}", opt={"public": True}, sync_to_thread=True)
     def reset_page(self, request: Request, db: DB, raw: FromPath[str]) -> Template:
-        usable = resets.open_reset(db, raw, auth.utcnow()) is not None
+        usable = resets.open_reset(db, raw, clock_of(request).now()) is not None
         return self._reset_page(request, usable, raw, status_code=200 if usable else 410)
 
     @post("/reset/{raw:str}", opt={"public": True}, sync_to_thread=True)
     def reset_password(self, request: Request, db: DB, raw: FromPath[str], data: FormData) -> Response:
         """Save the new password; every session of the account ends, this browser signs in afresh."""
         try:
-            resets.reset_password(db, raw, str(data.get("password", "")), auth.utcnow())
+            resets.reset_password(db, raw, str(data.get("password", "")), clock_of(request).now())
         except auth.AccountError as exc:
             db.rollback()
-            usable = resets.open_reset(db, raw, auth.utcnow()) is not None
+            usable = resets.open_reset(db, raw, clock_of(request).now()) is not None
             return self._reset_page(request, usable, raw, error=str(exc), status_code=422 if usable else 410)
         db.commit()
         return Redirect("/login?changed=1", status_code=303)

@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import Depot, Invite, Membership, Organization, OrganizationKind, Role, User
-from delivery.platform import auth, mail, resets
+from delivery.platform import mail, resets
 from delivery.platform.settings import Settings
 from delivery.program import driver_import, people, setup
 from delivery.web.forms import Errors, FormData, convert
-from delivery.web.render import DB, Config, page, principal
+from delivery.web.render import DB, Config, clock_of, page, principal
 
 POLICY = {"roles": (Role.admin,)}
 ROLE_OPTIONS = [(r.value, people.ROLE_NAMES[r]) for r in (Role.coordinator, Role.clinic_staff, Role.driver,
@@ -116,7 +116,7 @@ class AdminController(Controller):
         members = db.execute(select(User, Membership).join(Membership)
                              .where(Membership.organization_id.in_(orgs))
                              .order_by(User.is_active.desc(), User.display_name)).unique().all()
-        now = auth.utcnow()
+        now = clock_of(request).now()
         invites = db.scalars(select(Invite).where(Invite.organization_id.in_(orgs),
                                                   Invite.accepted_at.is_(None), Invite.revoked_at.is_(None),
                                                   Invite.expires_at > now - dt.timedelta(days=7))
@@ -143,7 +143,7 @@ class AdminController(Controller):
             try:
                 organization = people.organization_for(db, food_bank, form.role, form.clinic_id)
                 issued = people.invite(db, email=form.email, role=form.role, organization=organization,
-                                       invited_by=principal(request).user_id, now=auth.utcnow())
+                                       invited_by=principal(request).user_id, now=clock_of(request).now())
             except people.PeopleError as exc:
                 errors = {exc.field or "email": str(exc)}
         if errors:
@@ -160,7 +160,7 @@ class AdminController(Controller):
         """A fresh link and 72 more hours; the old link stops working."""
         food_bank, row = _invite(db, request, invite_id)
         try:
-            issued = people.resend(db, row, actor=principal(request).user_id, now=auth.utcnow())
+            issued = people.resend(db, row, actor=principal(request).user_id, now=clock_of(request).now())
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
@@ -174,7 +174,7 @@ class AdminController(Controller):
     def revoke_invite(self, request: Request, db: DB, invite_id: FromPath[int]) -> Template:
         _, row = _invite(db, request, invite_id)
         try:
-            people.revoke(db, row, actor=principal(request).user_id, now=auth.utcnow())
+            people.revoke(db, row, actor=principal(request).user_id, now=clock_of(request).now())
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
@@ -214,7 +214,7 @@ class AdminController(Controller):
     def reset_link(self, request: Request, db: DB, settings: Config, user_id: FromPath[int]) -> Template:
         """A password reset link for someone who cannot get one by email themselves."""
         food_bank, user = _person(db, request, user_id)
-        link = resets.request_reset(db, user.email, auth.utcnow())
+        link = resets.request_reset(db, user.email, clock_of(request).now())
         if link is None:
             return self._people(request, db, notice=f"{user.display_name} is deactivated.", status_code=422)
         db.commit()
