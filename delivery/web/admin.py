@@ -127,6 +127,15 @@ class AdminController(Controller):
                     smtp=mail.configured(request.app.state.settings), me_id=principal(request).user_id,
                     columns=driver_import.COLUMNS, status_code=status_code)
 
+    def _send_invite(self, request: Request, db: Session, settings: Settings, food_bank: Organization,
+                     issued: people.IssuedInvite) -> Template:
+        """Commit the invite, then mail its link (or show it) and answer with the page."""
+        message = people.invite_mail(settings, issued, program=food_bank.name,
+                                     inviter=principal(request).display_name)
+        db.commit()
+        notice, link = deliver(settings, message, people.link(settings.base_url, issued.raw), "invite link")
+        return self._people(request, db, notice=notice, link=link)
+
     @get("/", opt=POLICY, sync_to_thread=True)
     def people_page(self, request: Request, db: DB, started: FromQuery[bool] = False) -> Template:
         """The program's people and open invites, with the invite form."""
@@ -149,11 +158,7 @@ class AdminController(Controller):
         if errors:
             db.rollback()
             return self._people(request, db, errors=errors, values=data, status_code=422)
-        message = people.invite_mail(settings, issued, program=food_bank.name,
-                                     inviter=principal(request).display_name)
-        db.commit()
-        notice, link = deliver(settings, message, people.link(settings.base_url, issued.raw), "invite link")
-        return self._people(request, db, notice=notice, link=link)
+        return self._send_invite(request, db, settings, food_bank, issued)
 
     @post("/invites/{invite_id:int}/resend", opt=POLICY, sync_to_thread=True, status_code=200)
     def resend_invite(self, request: Request, db: DB, settings: Config, invite_id: FromPath[int]) -> Template:
@@ -164,11 +169,7 @@ class AdminController(Controller):
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
-        message = people.invite_mail(settings, issued, program=food_bank.name,
-                                     inviter=principal(request).display_name)
-        db.commit()
-        notice, link = deliver(settings, message, people.link(settings.base_url, issued.raw), "invite link")
-        return self._people(request, db, notice=notice, link=link)
+        return self._send_invite(request, db, settings, food_bank, issued)
 
     @post("/invites/{invite_id:int}/revoke", opt=POLICY, sync_to_thread=True, status_code=200)
     def revoke_invite(self, request: Request, db: DB, invite_id: FromPath[int]) -> Template:

@@ -648,6 +648,14 @@ class ReferralDeskController(Controller):
                 "choice_values": choices | (choice_values or {}), "choice_errors": choice_errors or {},
                 "choice_notice": choice_notice}
 
+    def _program_answer(self, request: Request, section: dict[str, Any], status_code: int) -> Template:
+        """The program's section alone for htmx, else the whole page."""
+        if is_htmx(request):
+            return page(request, "coordinator/program.html", block="program_section", section=section,
+                        weekday_options=WEEKDAY_OPTIONS, status_code=status_code)
+        return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
+                    status_code=status_code)
+
     @post("/program/{food_bank_id:int}/choices", opt={"roles": (Role.admin,)}, sync_to_thread=True,
           status_code=200)
     def update_choices(self, request: Request, db: DB, food_bank_id: FromPath[int],
@@ -691,11 +699,7 @@ class ReferralDeskController(Controller):
             section = self._program_section(request, db, food_bank,
                                             choice_notice="Saved: " + "; ".join(changes) + ".")
             status_code = 200
-        if is_htmx(request):
-            return page(request, "coordinator/program.html", block="program_section", section=section,
-                        weekday_options=WEEKDAY_OPTIONS, status_code=status_code)
-        return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
-                    status_code=status_code)
+        return self._program_answer(request, section, status_code)
 
     @get("/program", opt=POLICY, sync_to_thread=True)
     def program_settings(self, request: Request, db: DB) -> Template:
@@ -736,9 +740,5 @@ class ReferralDeskController(Controller):
             section = self._program_section(request, db, food_bank, notice=notice, over=change.over_capacity)
             db.commit()
             status_code = 200
-        if is_htmx(request):
-            return page(request, "coordinator/program.html", block="program_section", section=section,
-                        weekday_options=WEEKDAY_OPTIONS, status_code=status_code)
-        return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
-                    status_code=status_code)
+        return self._program_answer(request, section, status_code)
 
