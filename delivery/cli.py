@@ -246,6 +246,7 @@ def webhook_command(database, settings: Settings, args: argparse.Namespace) -> i
         db.commit()
     print(f"endpoint {made.endpoint.id} for {clinic.name}: {made.endpoint.url}")
     print(f"secret (shown once): {made.secret}")
+    return 0
 
 
 def _ask(label: str, given: str | None, *, secret: bool = False) -> str:

@@ -22,7 +22,7 @@ from tests.day_builders import DAY, add_driver, add_order
 
 FORM = {"service_base_s": "240", "service_per_box_s": "45", "service_per_floor_s": "90",
         "link_grace_hours": "4", "waitlist_horizon_weeks": "12", "staff_idle_minutes": "20",
-        "driver_idle_minutes": "90",
+        "driver_idle_minutes": "90", "max_failed_attempts": "2",
         "box_types": ["standard", "diabetic"]}
 
 

@@ -21,6 +21,7 @@ from delivery.models import EventKind, Patient, Referral, UTCDateTime
 from delivery.platform.db import Database, alembic_config
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads as p
+from tests.builders import make_program
 from tests.conftest import POSTGRES_URL
 
 T0 = dt.datetime(2026, 11, 2, 17, 0, tzinfo=dt.UTC)
@@ -60,24 +61,16 @@ def old_timeline(url: str) -> list[int]:
     """A database at 0003 with two referrals and free-text events; returns the referral ids."""
     command.upgrade(alembic_config(url), "0003")
     engine = sa.create_engine(url)
-    # Organizations as the 0003 schema has them (the model has gained columns since).
-    organizations = sa.Table("organizations", sa.MetaData(), autoload_with=engine)
     with Session(engine) as db:
-        def organization(name: str, kind: str, food_bank_id: int | None = None) -> int:
-            return db.execute(organizations.insert().values(
-                name=name, kind=kind, food_bank_id=food_bank_id, requires_language_match=False,
-                timezone="America/Los_Angeles", created_at=T0)).inserted_primary_key[0]
-
-        food_bank_id = organization("Eastside Food Bank", "food_bank")
-        clinic_id = organization("Fruitvale Clinic", "clinic", food_bank_id)
+        program = make_program(db)
         ids = []
         for mrn in ("M-1", "M-2"):
-            patient = Patient(clinic_id=clinic_id, mrn=mrn, given_name="Ana", family_name="Ruiz",
+            patient = Patient(clinic_id=program.clinic1_id, mrn=mrn, given_name="Ana", family_name="Ruiz",
                               birth_date=dt.date(1950, 1, 1), address_line1="1 Main St", city="Oakland",
                               state="CA", postal_code="94601")
             db.add(patient)
             db.flush()
-            referral = Referral(clinic_id=clinic_id, food_bank_id=food_bank_id,
+            referral = Referral(clinic_id=program.clinic1_id, food_bank_id=program.food_bank_id,
                                 patient_id=patient.id, source="web", status="active",
                                 outcome="home_delivery", reason="Eligible.")
             db.add(referral)

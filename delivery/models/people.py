@@ -55,9 +55,9 @@ class Organization(Base):
     # volunteer drives (a reimbursement rate). Cents, so sums stay exact.
     box_cost_cents: Mapped[int] = mapped_column(Integer, server_default="2500")
     mileage_rate_cents: Mapped[int] = mapped_column(Integer, server_default="70")
-    # A partner's own details, as an admin enters them.
-    address: Mapped[str | None] = mapped_column(String(300))
-    contacts: Mapped[str | None] = mapped_column(String(500))  # names, phones, emails, as written
+    # A partner's own details, as an admin enters them ("" when not given).
+    address: Mapped[str] = mapped_column(String(300), server_default="")
+    contacts: Mapped[str] = mapped_column(String(500), server_default="")  # names, phones, emails, as written
     # The program's choices (a food bank's; delivery.program.program_settings edits them). Server
     # defaults only (the values the code used to hard-wire): existing programs keep behaving the same,
     # and an insert from today's model works on an older schema.

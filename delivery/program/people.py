@@ -170,7 +170,7 @@ def save_clinic(db: Session, food_bank: Organization, clinic: Organization | Non
     if clinic is None:
         clinic = Organization(name=name, kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
         db.add(clinic)
-    clinic.name, clinic.address, clinic.contacts = name, address.strip() or None, contacts.strip() or None
+    clinic.name, clinic.address, clinic.contacts = name, address.strip(), contacts.strip()
     db.flush()
     _audit(db, actor, "U", "organization", clinic.id, f"clinic partner {name} saved")
     return clinic

@@ -95,6 +95,8 @@ CHOICES = (
            "day: drivers finishing late still reach their route.", 0, 18, "h"),
     Choice("waitlist_horizon_weeks", "Capacity horizon", "Weeks ahead a new standing order must fit under "
            "the boxes per delivery day; otherwise it waits on the waitlist.", 1, 26, "weeks"),
+    Choice("max_failed_attempts", "Failed attempts before review", "Failed deliveries in a row after which "
+           "an order is no longer rescheduled by itself and waits for a coordinator.", 1, 10, "attempts"),
     Choice("staff_idle_minutes", "Staff idle sign-out", "Minutes without activity before coordinators, "
            "clinic staff and admins are signed out (HIPAA automatic logoff; at most 30).", 5, 30, "min"),
     Choice("driver_idle_minutes", "Driver idle sign-out", "Minutes without activity before a driver is "

@@ -1,7 +1,7 @@
 """program setup: partners' details, program settings as data, invites, password resets
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0012
 Create Date: 2026-12-01 14:20:28.311217
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import delivery.models
 
 revision: str = '0008'
-down_revision: str | None = '0005'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -53,8 +53,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_password_resets_user_id'), ['user_id'], unique=False)
 
     with op.batch_alter_table('organizations', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('address', sa.String(length=300), nullable=True))
-        batch_op.add_column(sa.Column('contacts', sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column('address', sa.String(length=300), server_default='', nullable=False))
+        batch_op.add_column(sa.Column('contacts', sa.String(length=500), server_default='', nullable=False))
         batch_op.add_column(sa.Column('box_types', sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
         batch_op.add_column(sa.Column('require_upstairs', sa.Boolean(), server_default=sa.true(), nullable=False))
         batch_op.add_column(sa.Column('service_base_s', sa.Integer(), server_default='180', nullable=False))
