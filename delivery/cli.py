@@ -276,10 +276,8 @@ def _depot(text: str) -> dict[str, object]:
 
 def setup_command(database: Database, args: argparse.Namespace) -> int:
     """`delivery setup`: start the program once, from flags or (in a terminal) answers to prompts."""
-    import msgspec
-
     from delivery.program import setup
-    from delivery.web.forms import humanise
+    from delivery.web.forms import convert
 
     with database.reader() as db:
         if setup.has_program(db):
@@ -290,13 +288,12 @@ def setup_command(database: Database, args: argparse.Namespace) -> int:
     depots = args.depot or [_ask("Depot (NAME|ADDRESS|LAT|LON)", None)]
     email = _ask("First admin's email", args.admin_email)
     password = os.environ.get("DELIVERY_ADMIN_PASSWORD") or _ask("Admin password", None, secret=True)
-    try:
-        data = msgspec.convert({"food_bank": food_bank, "timezone": timezone,
-                                "depots": [_depot(d) for d in depots], "clinics": args.clinic,
-                                "admin_email": email, "admin_password": password}, setup.ProgramIn)
-    except msgspec.ValidationError as exc:
-        where = str(exc).rpartition("at `$.")[2].rstrip("`")
-        raise CommandError(f"{humanise(str(exc))} ({where})") from None
+    data, errors = convert(setup.ProgramIn, {"food_bank": food_bank, "timezone": timezone,
+                                             "depots": [_depot(d) for d in depots], "clinics": args.clinic,
+                                             "admin_email": email, "admin_password": password})
+    if data is None:
+        raise CommandError("; ".join(f"{where}: {message}" if where else message
+                                     for where, message in errors.items()))
     with database.writer() as db:
         try:
             admin = setup.start_program(db, data)
@@ -313,6 +310,7 @@ def invite_command(database: Database, settings: Settings, args: argparse.Namesp
 
     from delivery.models import Organization, OrganizationKind, Role
     from delivery.platform import mail
+    from delivery.platform.audit import AuditContext
     from delivery.program import people
 
     with database.writer() as db:
@@ -330,8 +328,9 @@ def invite_command(database: Database, settings: Settings, args: argparse.Namesp
                 raise CommandError(f"no clinic named {args.clinic!r}.")
         try:
             organization = people.organization_for(db, food_bank, Role(args.role), clinic_id)
-            issued = people.invite(db, email=args.email, role=Role(args.role), organization=organization,
-                                   invited_by=None, now=settings.clock.now())
+            issued = people.invite(db, AuditContext.for_command("invite"), email=args.email,
+                                   role=Role(args.role),
+                                   organization=organization, now=settings.clock.now())
         except people.PeopleError as exc:
             raise CommandError(str(exc)) from None
         message = people.invite_mail(settings, issued, program=food_bank.name, inviter=None)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from delivery.cli import main
 from delivery.models import Depot, Invite, Organization, OrganizationKind, User
 from delivery.platform import auth, mail
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.mailbox import Mailbox
@@ -42,7 +43,7 @@ def test_setup_starts_a_program_once(env: str, database: Database, capsys: pytes
         depot = db.scalar(select(Depot))
         assert depot is not None
         assert (depot.lat, depot.lon, depot.name) == (41.8853, -87.6229, "Main warehouse")
-        admin = auth.authenticate(db, "boss@north.example", ADMIN_PASSWORD)
+        admin = auth.authenticate(db, AuditContext(), "boss@north.example", ADMIN_PASSWORD)
         assert admin is not None and admin.memberships[0].role == "admin"
         assert admin.password_hash.startswith("$argon2id$")
     assert main([*SETUP[:2], "Another", *SETUP[3:]]) == 2

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from delivery.models import AuditEvent, PasswordReset, User
-from delivery.platform import auth
+from delivery.models import PasswordReset, User
+from delivery.platform import audit, auth
+from delivery.platform.audit import AuditContext
 
 VALID_FOR = dt.timedelta(hours=1)
 
@@ -27,7 +28,7 @@ class ResetLink:
     expires_at: dt.datetime
 
 
-def request_reset(db: Session, email: str, now: dt.datetime) -> ResetLink | None:
+def request_reset(db: Session, ctx: AuditContext, email: str, now: dt.datetime) -> ResetLink | None:
     """A new reset link for an active account with this email (earlier ones stop working), else None."""
     raw, hashed = auth.new_link_secret()
     user = db.scalar(select(User).where(User.email == auth.normalise_email(email)))
@@ -37,8 +38,8 @@ def request_reset(db: Session, email: str, now: dt.datetime) -> ResetLink | None
                .values(used_at=now))
     reset = PasswordReset(user_id=user.id, token_hash=hashed, created_at=now, expires_at=now + VALID_FOR)
     db.add(reset)
-    db.add(AuditEvent(user_id=user.id, action="U", resource="password_reset", outcome="ok",
-                      detail="reset link requested"))
+    audit.record(db, ctx if ctx.user_id or ctx.client_id else ctx.acting_as(user.id), "C", "password_reset",
+                 user.id, detail=f"reset link for {user.email} made")
     db.flush()
     return ResetLink(user.id, user.email, raw, reset.expires_at)
 
@@ -51,7 +52,7 @@ def open_reset(db: Session, raw: str, now: dt.datetime) -> PasswordReset | None:
     return reset
 
 
-def reset_password(db: Session, raw: str, password: str, now: dt.datetime) -> User:
+def reset_password(db: Session, ctx: AuditContext, raw: str, password: str, now: dt.datetime) -> User:
     """Set the new password, use up the link and end every session of the account."""
     password_hash = auth.hash_password(password)  # refuses a weak password before anything changes
     reset = open_reset(db, raw, now)
@@ -62,7 +63,7 @@ def reset_password(db: Session, raw: str, password: str, now: dt.datetime) -> Us
     user.password_hash = password_hash
     reset.used_at = now
     auth.end_all_sessions(db, user.id)
-    db.add(AuditEvent(user_id=user.id, action="U", resource="password", resource_id=str(user.id),
-                      outcome="ok", detail="password reset; other sessions ended"))
+    audit.record(db, ctx.acting_as(user.id), "U", "password", user.id,
+                 detail="password reset; other sessions ended")
     db.flush()
     return user

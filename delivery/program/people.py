@@ -1,7 +1,8 @@
 """The program's people: invites (a single-use link, valid 72 hours, to set a password and join with a
 role), resending and revoking them, deactivating a person and changing their role.
 
-Every change leaves an AuditEvent naming who made it. Services do not commit; the caller does.
+Every change leaves an audit row (`delivery.platform.audit.record`) naming who made it. Services do
+not commit; the caller does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from delivery.models import (
-    AuditEvent,
     Driver,
     Invite,
     Membership,
@@ -22,7 +22,8 @@ from delivery.models import (
     Role,
     User,
 )
-from delivery.platform import auth, mail
+from delivery.platform import audit, auth, mail
+from delivery.platform.audit import AuditContext
 from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
 
@@ -74,7 +75,7 @@ def organization_for(db: Session, food_bank: Organization, role: Role, clinic_id
     return clinic
 
 
-def invite(db: Session, *, email: str, role: Role, organization: Organization, invited_by: int | None,
+def invite(db: Session, ctx: AuditContext, *, email: str, role: Role, organization: Organization,
            now: dt.datetime) -> IssuedInvite:
     """A new invite; any earlier open invite for the same address stops working."""
     email = auth.normalise_email(email)
@@ -87,30 +88,30 @@ def invite(db: Session, *, email: str, role: Role, organization: Organization, i
                                     Invite.revoked_at.is_(None)).values(revoked_at=now))
     raw, hashed = auth.new_link_secret()
     row = Invite(email=email, role=role, organization_id=organization.id, token_hash=hashed,
-                 invited_by_id=invited_by, created_at=now, expires_at=now + VALID_FOR)
+                 invited_by_id=ctx.user_id, created_at=now, expires_at=now + VALID_FOR)
     db.add(row)
     db.flush()
-    _audit(db, invited_by, "C", "invite", row.id, f"invited {email} as {role} at {organization.name}")
+    audit.record(db, ctx, "C", "invite", row.id, detail= f"invited {email} as {role} at {organization.name}")
     return IssuedInvite(row, raw)
 
 
-def resend(db: Session, row: Invite, *, actor: int | None, now: dt.datetime) -> IssuedInvite:
+def resend(db: Session, ctx: AuditContext, row: Invite, *, now: dt.datetime) -> IssuedInvite:
     """A fresh link (and 72 hours) for an open invite; the old link stops working."""
     if row.accepted_at is not None:
         raise PeopleError("This invite was already accepted.")
     raw, hashed = auth.new_link_secret()
     row.token_hash, row.expires_at, row.revoked_at = hashed, now + VALID_FOR, None
     db.flush()
-    _audit(db, actor, "U", "invite", row.id, f"invite to {row.email} sent again")
+    audit.record(db, ctx, "U", "invite", row.id, detail=f"invite to {row.email} sent again")
     return IssuedInvite(row, raw)
 
 
-def revoke(db: Session, row: Invite, *, actor: int | None, now: dt.datetime) -> None:
+def revoke(db: Session, ctx: AuditContext, row: Invite, *, now: dt.datetime) -> None:
     if row.accepted_at is not None:
         raise PeopleError("This invite was already accepted: deactivate the person instead.")
     row.revoked_at = now
     db.flush()
-    _audit(db, actor, "D", "invite", row.id, f"invite to {row.email} revoked")
+    audit.record(db, ctx, "D", "invite", row.id, detail=f"invite to {row.email} revoked")
 
 
 def open_invite(db: Session, raw: str, now: dt.datetime) -> Invite | None:
@@ -121,7 +122,8 @@ def open_invite(db: Session, raw: str, now: dt.datetime) -> Invite | None:
     return row
 
 
-def accept(db: Session, raw: str, *, display_name: str, password: str, now: dt.datetime) -> User:
+def accept(db: Session, ctx: AuditContext, raw: str, *, display_name: str, password: str,
+           now: dt.datetime) -> User:
     """Use the invite: the account gets its password and role (a driver also joins the roster)."""
     password_hash = auth.hash_password(password)  # a weak password is refused before anything changes
     name = display_name.strip()
@@ -145,7 +147,8 @@ def accept(db: Session, raw: str, *, display_name: str, password: str, now: dt.d
             driver.is_active = True
     row.accepted_at = now
     db.flush()
-    _audit(db, user.id, "U", "invite", row.id, f"{row.email} accepted the invite as {row.role}")
+    audit.record(db, ctx.acting_as(user.id, {row.organization_id: row.role}), "U", "invite", row.id,
+                 detail=f"{row.email} accepted the invite as {row.role}")
     return user
 
 
@@ -160,8 +163,8 @@ def _set_role(db: Session, user: User, organization_id: int, role: Role) -> None
     db.refresh(user, ["memberships"])
 
 
-def save_clinic(db: Session, food_bank: Organization, clinic: Organization | None, *, name: str,
-                address: str, contacts: str, actor: int) -> Organization:
+def save_clinic(db: Session, ctx: AuditContext, food_bank: Organization, clinic: Organization | None, *,
+                name: str, address: str, contacts: str) -> Organization:
     """Add a clinic partner to the program, or change one's name, address and contacts."""
     name = name.strip()
     taken = db.scalar(select(Organization.id).where(Organization.name == name))
@@ -172,14 +175,15 @@ def save_clinic(db: Session, food_bank: Organization, clinic: Organization | Non
         db.add(clinic)
     clinic.name, clinic.address, clinic.contacts = name, address.strip(), contacts.strip()
     db.flush()
-    _audit(db, actor, "U", "organization", clinic.id, f"clinic partner {name} saved")
+    audit.record(db, ctx, "U", "organization", clinic.id, detail=f"clinic partner {name} saved")
     return clinic
 
 
-def change_role(db: Session, user: User, *, organization: Organization, role: Role, actor: int) -> None:
+def change_role(db: Session, ctx: AuditContext, user: User, *, organization: Organization,
+                role: Role) -> None:
     """Give a person another role (clinic staff at `organization`, the others at the food bank)."""
     before = ", ".join(f"{m.role} at {m.organization.name}" for m in user.memberships) or "none"
-    if user.id == actor and role != Role.admin:
+    if user.id == ctx.user_id and role != Role.admin:
         raise PeopleError("You cannot take away your own admin role: ask another admin.", "role")
     program = program_of(db, organization)
     program_orgs = {program.id} | set(db.scalars(select(Organization.id)
@@ -189,20 +193,17 @@ def change_role(db: Session, user: User, *, organization: Organization, role: Ro
         if m.organization_id in program_orgs and m.organization_id != organization.id:
             db.delete(m)
     _set_role(db, user, organization.id, role)
-    _audit(db, actor, "U", "user", user.id, f"role of {user.email}: {before} → {role} at {organization.name}")
+    audit.record(db, ctx, "U", "user", user.id,
+                 detail=f"role of {user.email}: {before} → {role} at {organization.name}")
 
 
-def deactivate(db: Session, user: User, *, actor: int) -> None:
+def deactivate(db: Session, ctx: AuditContext, user: User) -> None:
     """The person can no longer sign in; their sessions and tokens end at once (R2.6)."""
-    if user.id == actor:
+    if user.id == ctx.user_id:
         raise PeopleError("You cannot deactivate yourself: ask another admin.")
     user.is_active = False
     auth.end_all_sessions(db, user.id)
     db.execute(update(Driver).where(Driver.user_id == user.id).values(is_active=False))
     db.flush()
-    _audit(db, actor, "U", "user", user.id, f"{user.email} deactivated; sessions ended")
+    audit.record(db, ctx, "U", "user", user.id, detail=f"{user.email} deactivated; sessions ended")
 
-
-def _audit(db: Session, actor: int | None, action: str, resource: str, resource_id: int, detail: str) -> None:
-    db.add(AuditEvent(user_id=actor, action=action, resource=resource, resource_id=str(resource_id),
-                      outcome="ok", detail=detail[:500]))

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from delivery.models import AuditEvent, BoxType, Order, Organization, OrganizationKind
+from delivery.models import BoxType, Order, Organization, OrganizationKind
+from delivery.platform import audit
+from delivery.platform.audit import AuditContext
 from delivery.platform.errors import FieldError
 from delivery.program import capacity, waitlist
 from delivery.program.orders import WEEKDAYS
@@ -106,8 +108,8 @@ UPSTAIRS_HELP = ("Stops above the first floor without a lift go only to drivers 
                  "Turn off when every driver does, or boxes are left at the building door.")
 
 
-def update_choices(db: Session, food_bank: Organization, values: dict[str, int], *, require_upstairs: bool,
-                   box_types: list[str], actor_id: int) -> list[str]:
+def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
+                   require_upstairs: bool, box_types: list[str]) -> list[str]:
     """Change how the program works; every change is written to the audit trail with its old value.
     Returns the changes, in words (refused as a whole when any value is out of bounds)."""
 
@@ -135,7 +137,6 @@ def update_choices(db: Session, food_bank: Organization, values: dict[str, int],
     if not changes:
         raise ProgramError("Nothing to change: these are the program's current settings.")
     for change in changes:
-        db.add(AuditEvent(user_id=actor_id, action="U", resource="program_settings",
-                          resource_id=str(food_bank.id), outcome="ok", detail=change[:500]))
+        audit.record(db, ctx, "U", "program_settings", food_bank.id, detail=change)
     db.flush()
     return changes

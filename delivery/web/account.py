@@ -121,11 +121,11 @@ class AccountController(Controller):
         return self._invite_page(request, invite, raw, status_code=200 if invite else 410)
 
     @post("/invite/{raw:str}", opt={"public": True}, sync_to_thread=True)
-    def accept_invite(self, request: Request, db: DB, settings: Config, raw: FromPath[str],
+    def accept_invite(self, request: Request, db: DB, audit: Audit, settings: Config, raw: FromPath[str],
                       data: FormData) -> Response:
         """Set the password, join with the invite's role, and arrive signed in on one's own pages."""
         try:
-            user = people.accept(db, raw, display_name=str(data.get("display_name", "")),
+            user = people.accept(db, audit, raw, display_name=str(data.get("display_name", "")),
                                  password=str(data.get("password", "")), now=clock_of(request).now())
         except (people.PeopleError, auth.AccountError) as exc:
             db.rollback()
@@ -146,10 +146,10 @@ class AccountController(Controller):
         return page(request, "account/forgot.html", sent=False)
 
     @post("/forgot", opt={"public": True}, sync_to_thread=True)
-    def forgot(self, request: Request, db: DB, settings: Config, data: FormData) -> Template:
+    def forgot(self, request: Request, db: DB, audit: Audit, settings: Config, data: FormData) -> Template:
         """The same answer whether or not the address has an account; the mail leaves after answering."""
         email = str(data.get("email", ""))[:254]
-        link = resets.request_reset(db, email, clock_of(request).now())
+        link = resets.request_reset(db, audit, email, clock_of(request).now())
         db.commit()
         response = page(request, "account/forgot.html", sent=True, email=email)
         if link is not None and mail.configured(settings):
@@ -168,10 +168,11 @@ class AccountController(Controller):
         return self._reset_page(request, usable, raw, status_code=200 if usable else 410)
 
     @post("/reset/{raw:str}", opt={"public": True}, sync_to_thread=True)
-    def reset_password(self, request: Request, db: DB, raw: FromPath[str], data: FormData) -> Response:
+    def reset_password(self, request: Request, db: DB, audit: Audit, raw: FromPath[str],
+                       data: FormData) -> Response:
         """Save the new password; every session of the account ends, this browser signs in afresh."""
         try:
-            resets.reset_password(db, raw, str(data.get("password", "")), clock_of(request).now())
+            resets.reset_password(db, audit, raw, str(data.get("password", "")), clock_of(request).now())
         except auth.AccountError as exc:
             db.rollback()
             usable = resets.open_reset(db, raw, clock_of(request).now()) is not None

@@ -16,7 +16,7 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import Body, FromQuery
 from litestar.response import Template
 from msgspec import Meta
 from sqlalchemy import select
@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from delivery.models import Depot, Invite, Membership, Organization, OrganizationKind, Role, User
 from delivery.platform import mail, resets
+from delivery.platform.audit import AuditContext
 from delivery.platform.settings import Settings
 from delivery.program import driver_import, people, setup
 from delivery.web.forms import Errors, FormData, convert
-from delivery.web.render import DB, Config, clock_of, page, principal
+from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 POLICY = {"roles": (Role.admin,)}
 ROLE_OPTIONS = [(r.value, people.ROLE_NAMES[r]) for r in (Role.coordinator, Role.clinic_staff, Role.driver,
@@ -144,15 +145,15 @@ class AdminController(Controller):
         return self._people(request, db, notice=notice)
 
     @post("/invites", opt=POLICY, sync_to_thread=True, status_code=200)
-    def invite(self, request: Request, db: DB, settings: Config, data: FormData) -> Template:
+    def invite(self, request: Request, db: DB, audit: Audit, settings: Config, data: FormData) -> Template:
         """Invite a person with a role: the link is mailed, or shown here when there is no SMTP."""
         food_bank = food_bank_of(db, request)
         form, errors = convert(InviteForm, _fields(data, InviteForm))
         if form is not None:
             try:
                 organization = people.organization_for(db, food_bank, form.role, form.clinic_id)
-                issued = people.invite(db, email=form.email, role=form.role, organization=organization,
-                                       invited_by=principal(request).user_id, now=clock_of(request).now())
+                issued = people.invite(db, audit, email=form.email, role=form.role, organization=organization,
+                                       now=clock_of(request).now())
             except people.PeopleError as exc:
                 errors = {exc.field or "email": str(exc)}
         if errors:
@@ -161,21 +162,22 @@ class AdminController(Controller):
         return self._send_invite(request, db, settings, food_bank, issued)
 
     @post("/invites/{invite_id:int}/resend", opt=POLICY, sync_to_thread=True, status_code=200)
-    def resend_invite(self, request: Request, db: DB, settings: Config, invite_id: FromPath[int]) -> Template:
+    def resend_invite(self, request: Request, db: DB, audit: Audit, settings: Config,
+                      invite_id: PathId) -> Template:
         """A fresh link and 72 more hours; the old link stops working."""
         food_bank, row = _invite(db, request, invite_id)
         try:
-            issued = people.resend(db, row, actor=principal(request).user_id, now=clock_of(request).now())
+            issued = people.resend(db, audit, row, now=clock_of(request).now())
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
         return self._send_invite(request, db, settings, food_bank, issued)
 
     @post("/invites/{invite_id:int}/revoke", opt=POLICY, sync_to_thread=True, status_code=200)
-    def revoke_invite(self, request: Request, db: DB, invite_id: FromPath[int]) -> Template:
+    def revoke_invite(self, request: Request, db: DB, audit: Audit, invite_id: PathId) -> Template:
         _, row = _invite(db, request, invite_id)
         try:
-            people.revoke(db, row, actor=principal(request).user_id, now=clock_of(request).now())
+            people.revoke(db, audit, row, now=clock_of(request).now())
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
@@ -183,11 +185,11 @@ class AdminController(Controller):
         return self._people(request, db, notice=f"The invite to {row.email} no longer works.")
 
     @post("/people/{user_id:int}/deactivate", opt=POLICY, sync_to_thread=True, status_code=200)
-    def deactivate(self, request: Request, db: DB, user_id: FromPath[int]) -> Template:
+    def deactivate(self, request: Request, db: DB, audit: Audit, user_id: PathId) -> Template:
         """The person is signed out everywhere at once and cannot sign in again (R2.6)."""
         _, user = _person(db, request, user_id)
         try:
-            people.deactivate(db, user, actor=principal(request).user_id)
+            people.deactivate(db, audit, user)
         except people.PeopleError as exc:
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
@@ -195,7 +197,8 @@ class AdminController(Controller):
         return self._people(request, db, notice=f"{user.display_name} is deactivated and signed out.")
 
     @post("/people/{user_id:int}/role", opt=POLICY, sync_to_thread=True, status_code=200)
-    def change_role(self, request: Request, db: DB, user_id: FromPath[int], data: FormData) -> Template:
+    def change_role(self, request: Request, db: DB, audit: Audit, user_id: PathId,
+                    data: FormData) -> Template:
         """A new role for a person (clinic staff belong to one clinic); on the audit trail."""
         food_bank, user = _person(db, request, user_id)
         try:
@@ -203,8 +206,7 @@ class AdminController(Controller):
             clinic = str(data.get("clinic_id", "")).strip()
             clinic_id = int(clinic) if clinic.isdigit() else None
             organization = people.organization_for(db, food_bank, role, clinic_id)
-            people.change_role(db, user, organization=organization, role=role,
-                               actor=principal(request).user_id)
+            people.change_role(db, audit, user, organization=organization, role=role)
         except ValueError as exc:  # an unknown role, or PeopleError
             db.rollback()
             return self._people(request, db, notice=str(exc), status_code=422)
@@ -212,10 +214,11 @@ class AdminController(Controller):
         return self._people(request, db, notice=f"{user.display_name} is now {people.ROLE_NAMES[role]}.")
 
     @post("/people/{user_id:int}/reset", opt=POLICY, sync_to_thread=True, status_code=200)
-    def reset_link(self, request: Request, db: DB, settings: Config, user_id: FromPath[int]) -> Template:
+    def reset_link(self, request: Request, db: DB, audit: Audit, settings: Config,
+                   user_id: PathId) -> Template:
         """A password reset link for someone who cannot get one by email themselves."""
         food_bank, user = _person(db, request, user_id)
-        link = resets.request_reset(db, user.email, clock_of(request).now())
+        link = resets.request_reset(db, audit, user.email, clock_of(request).now())
         if link is None:
             return self._people(request, db, notice=f"{user.display_name} is deactivated.", status_code=422)
         db.commit()
@@ -262,14 +265,15 @@ class AdminController(Controller):
         return self._partners(request, db)
 
     @post("/partners/clinics", opt=POLICY, sync_to_thread=True, status_code=200)
-    def add_clinic(self, request: Request, db: DB, data: FormData) -> Template:
-        return self._save_clinic(request, db, None, data)
+    def add_clinic(self, request: Request, db: DB, audit: Audit, data: FormData) -> Template:
+        return self._save_clinic(request, db, audit, None, data)
 
     @post("/partners/clinics/{clinic_id:int}", opt=POLICY, sync_to_thread=True, status_code=200)
-    def update_clinic(self, request: Request, db: DB, clinic_id: FromPath[int], data: FormData) -> Template:
-        return self._save_clinic(request, db, clinic_id, data)
+    def update_clinic(self, request: Request, db: DB, audit: Audit, clinic_id: PathId,
+                      data: FormData) -> Template:
+        return self._save_clinic(request, db, audit, clinic_id, data)
 
-    def _save_clinic(self, request: Request, db: Session, clinic_id: int | None,
+    def _save_clinic(self, request: Request, db: Session, audit: AuditContext, clinic_id: int | None,
                      data: dict[str, Any]) -> Template:
         food_bank = food_bank_of(db, request)
         form, errors = convert(ClinicForm, _fields(data, ClinicForm))
@@ -280,8 +284,9 @@ class AdminController(Controller):
                 raise NotFoundException("No such clinic in your program.")
         if form is not None:
             try:
-                clinic = people.save_clinic(db, food_bank, clinic, name=form.name, address=form.address,
-                                            contacts=form.contacts, actor=principal(request).user_id)
+                clinic = people.save_clinic(db, audit, food_bank, clinic, name=form.name,
+                                            address=form.address,
+                                            contacts=form.contacts)
             except people.PeopleError as exc:
                 errors = {exc.field or "name": str(exc)}
         if errors or clinic is None:

@@ -52,7 +52,7 @@ from delivery.referrals.schemas import (
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, FormData, convert
-from delivery.web.render import DB, PathId, page, principal, program_today
+from delivery.web.render import DB, Audit, PathId, page, principal, program_today
 
 POLICY = {"roles": COORDINATORS}
 REFERRAL_LIMIT = 200
@@ -658,7 +658,7 @@ class ReferralDeskController(Controller):
 
     @post("/program/{food_bank_id:int}/choices", opt={"roles": (Role.admin,)}, sync_to_thread=True,
           status_code=200)
-    def update_choices(self, request: Request, db: DB, food_bank_id: FromPath[int],
+    def update_choices(self, request: Request, db: DB, audit: Audit, food_bank_id: PathId,
                        data: FormData) -> Response | Template:
         """How the program works (admins): service times, the upstairs rule, link grace, the capacity
         horizon, idle sign-out, box types; each change goes on the audit trail."""
@@ -680,9 +680,8 @@ class ReferralDeskController(Controller):
         if not errors:
             try:
                 changes = program_settings.update_choices(
-                    db, food_bank, numbers, require_upstairs=data.get("require_upstairs") == "true",
-                    box_types=boxes if isinstance(boxes, list) else [boxes],
-                    actor_id=principal(request).user_id)
+                    db, audit, food_bank, numbers, require_upstairs=data.get("require_upstairs") == "true",
+                    box_types=boxes if isinstance(boxes, list) else [boxes])
             except program_settings.ProgramError as exc:
                 errors = {exc.field or "form": str(exc)}
             except ValueError:
