@@ -1,7 +1,7 @@
 """program setup: partners' details, program settings as data, invites, password resets
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0015
 Create Date: 2026-12-01 14:20:28.311217
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import delivery.models
 
 revision: str = '0008'
-down_revision: str | None = '0006'
+down_revision: str | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
