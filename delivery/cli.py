@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from delivery.platform.settings import Settings, from_env
+
+if TYPE_CHECKING:
+    from delivery.platform.db import Database
+
+ROLES = ("admin", "coordinator", "clinic_staff", "driver")
 
 
 class CommandError(Exception):
@@ -62,6 +69,21 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker",
                             help="run background jobs (plan solves, geocoding, webhooks, …) until stopped")
     worker.add_argument("--kinds", metavar="K,...", help="run only these kinds of job (default: every kind)")
+
+    setup = sub.add_parser("setup", help="start a real program (once): food bank, depots, clinics, admin",
+                           description="Start a real program. The admin's password comes from "
+                           "DELIVERY_ADMIN_PASSWORD, else it is asked for. Missing flags are asked for "
+                           "in a terminal.")
+    setup.add_argument("--food-bank", metavar="NAME")
+    setup.add_argument("--timezone", metavar="TZ", help="e.g. America/Los_Angeles")
+    setup.add_argument("--depot", action="append", default=[], metavar="NAME|ADDRESS|LAT|LON")
+    setup.add_argument("--clinic", action="append", default=[], metavar="NAME")
+    setup.add_argument("--admin-email", metavar="EMAIL")
+
+    invite = sub.add_parser("invite", help="invite a person; prints the link when no SMTP is configured")
+    invite.add_argument("--email", required=True)
+    invite.add_argument("--role", required=True, choices=ROLES)
+    invite.add_argument("--clinic", metavar="NAME", help="the clinic of a clinic_staff invite")
 
     link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
     link.add_argument("--driver", required=True, metavar="EMAIL")
@@ -168,6 +190,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return webhook_command(database, settings, args)
         if args.command == "report":
             return report_command(database, settings, args)
+        if args.command == "setup":
+            return setup_command(database, args)
+        if args.command == "invite":
+            return invite_command(database, settings, args)
         if args.command == "route-link":
             from delivery.plans import publishing
 
@@ -220,6 +246,104 @@ def webhook_command(database, settings: Settings, args: argparse.Namespace) -> i
         db.commit()
     print(f"endpoint {made.endpoint.id} for {clinic.name}: {made.endpoint.url}")
     print(f"secret (shown once): {made.secret}")
+    return 0
+
+
+def _ask(label: str, given: str | None, *, secret: bool = False) -> str:
+    """A flag's value, or (in a terminal) the answer to a prompt; refused when neither is there."""
+    if given:
+        return given
+    if not sys.stdin.isatty():
+        raise CommandError(f"{label} is missing: pass it as a flag (see delivery setup --help).")
+    import getpass
+
+    answer = getpass.getpass(f"{label}: ") if secret else input(f"{label}: ")
+    if not answer.strip():
+        raise CommandError(f"{label} is required.")
+    return answer
+
+
+def _depot(text: str) -> dict[str, object]:
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != 4:
+        raise CommandError(f"--depot {text!r}: write it as \"NAME|ADDRESS|LAT|LON\".")
+    name, address, lat, lon = parts
+    try:
+        return {"name": name, "address": address, "lat": float(lat), "lon": float(lon)}
+    except ValueError:
+        raise CommandError(f"--depot {text!r}: LAT and LON must be numbers like 37.75 and -122.18.") from None
+
+
+def setup_command(database: Database, args: argparse.Namespace) -> int:
+    """`delivery setup`: start the program once, from flags or (in a terminal) answers to prompts."""
+    from delivery.program import setup
+    from delivery.web.forms import convert
+
+    with database.reader() as db:
+        if setup.has_program(db):
+            raise CommandError("this installation already runs a program; sign in as its admin, "
+                               "or invite people with `delivery invite`.")
+    food_bank = _ask("Food bank name", args.food_bank)
+    timezone = _ask("Time zone (e.g. America/Los_Angeles)", args.timezone)
+    depots = args.depot or [_ask("Depot (NAME|ADDRESS|LAT|LON)", None)]
+    email = _ask("First admin's email", args.admin_email)
+    password = os.environ.get("DELIVERY_ADMIN_PASSWORD") or _ask("Admin password", None, secret=True)
+    data, errors = convert(setup.ProgramIn, {"food_bank": food_bank, "timezone": timezone,
+                                             "depots": [_depot(d) for d in depots], "clinics": args.clinic,
+                                             "admin_email": email, "admin_password": password})
+    if data is None:
+        raise CommandError("; ".join(f"{where}: {message}" if where else message
+                                     for where, message in errors.items()))
+    with database.writer() as db:
+        try:
+            admin = setup.start_program(db, data)
+        except setup.SetupError as exc:
+            raise CommandError(str(exc)) from None
+        db.commit()
+        print(f"{data.food_bank} is ready. Sign in as {admin.email}; invite people with `delivery invite`.")
+    return 0
+
+
+def invite_command(database: Database, settings: Settings, args: argparse.Namespace) -> int:
+    """`delivery invite`: mail the single-use link, or print it when no SMTP server is configured."""
+    from sqlalchemy import select
+
+    from delivery.models import Organization, OrganizationKind, Role
+    from delivery.platform import mail
+    from delivery.platform.audit import AuditContext
+    from delivery.program import people
+
+    with database.writer() as db:
+        food_bank = db.scalar(select(Organization).where(Organization.kind == OrganizationKind.food_bank)
+                              .order_by(Organization.id).limit(1))
+        if food_bank is None:
+            raise CommandError("no program yet: run `delivery setup` first.")
+        clinic_id = None
+        if args.role == Role.clinic_staff:
+            if not args.clinic:
+                raise CommandError("a clinic_staff invite needs --clinic NAME.")
+            clinic_id = db.scalar(select(Organization.id).where(Organization.name == args.clinic,
+                                                                Organization.kind == OrganizationKind.clinic))
+            if clinic_id is None:
+                raise CommandError(f"no clinic named {args.clinic!r}.")
+        try:
+            organization = people.organization_for(db, food_bank, Role(args.role), clinic_id)
+            issued = people.invite(db, AuditContext.for_command("invite"), email=args.email,
+                                   role=Role(args.role),
+                                   organization=organization, now=settings.clock.now())
+        except people.PeopleError as exc:
+            raise CommandError(str(exc)) from None
+        message = people.invite_mail(settings, issued, program=food_bank.name, inviter=None)
+        db.commit()
+    if not mail.configured(settings):
+        print(f"No SMTP server is configured (DELIVERY_SMTP_URL): give {issued.invite.email} this "
+              f"single-use link, valid 72 hours:\n{people.link(settings.base_url, issued.raw)}")
+        return 0
+    try:
+        mail.send(settings, message)
+    except mail.MailError as exc:
+        raise CommandError(f"{exc}. The invite stands: send it again from the people page.") from None
+    print(f"Invite sent to {issued.invite.email}.")
     return 0
 
 

@@ -23,6 +23,7 @@ from delivery.platform.settings import ROOT, Settings
 from delivery.web.app import create_app
 from tests.builders import Program, make_program
 from tests.job_builders import running_worker
+from tests.mailbox import mailbox  # noqa: F401 (a fixture: a loopback SMTP server)
 from tests.webhook_receiver import Receiver, serve
 
 POSTGRES_URL = os.environ.get("DELIVERY_TEST_POSTGRES_URL", "")

@@ -120,7 +120,7 @@ def test_a_driver_sees_only_their_own_route(client: TestClient, day, database: D
 def test_nothing_after_the_grace_period(client: TestClient, day, database: Database,  # type: ignore[no-untyped-def]
                                         settings: Settings) -> None:
     url = f"/driver/routes/{day.route_ids[0]}"
-    end = publishing.link_expiry(DAY, "America/Los_Angeles")
+    end = publishing.link_expiry(DAY, "America/Los_Angeles", 6)
     with time_machine.travel(end - dt.timedelta(seconds=1), tick=False):
         client.cookies.set(COOKIE, driver_session(database, settings, day.driver_ids[0]))
         assert client.get(url).status_code == 200

@@ -39,9 +39,11 @@ def test_capacity_counts_every_day_in_the_horizon() -> None:
                 (Recurrence(Cadence.once, 1, TUESDAY + dt.timedelta(days=21)), 1)]
     load = committed_boxes(existing, TUESDAY, TUESDAY + dt.timedelta(weeks=8))
     new = Recurrence(Cadence.weekly, 1, TUESDAY)
-    assert fits(10, load, new, 1, TUESDAY) is False  # week 4 would hold 11
-    assert fits(11, load, new, 1, TUESDAY) is True
-    assert fits(None, load, new, 50, TUESDAY) is True
+    ahead = dt.timedelta(weeks=8)
+    assert fits(10, load, new, 1, TUESDAY, ahead) is False  # week 4 would hold 11
+    assert fits(11, load, new, 1, TUESDAY, ahead) is True
+    assert fits(None, load, new, 50, TUESDAY, ahead) is True
+    assert fits(10, load, new, 1, TUESDAY, dt.timedelta(weeks=2)) is True  # week 4 lies beyond the horizon
 
 
 def test_expected_wait_is_unknown_without_history() -> None:

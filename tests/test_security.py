@@ -260,7 +260,7 @@ def test_sessions_are_stored_only_as_hashes(client, program, database) -> None:
     assert auth.token_hash(raw) in stored
 
 
-def test_sign_in_link_fills_in_the_email_as_text(client) -> None:
+def test_sign_in_link_fills_in_the_email_as_text(client, program) -> None:
     """`/login?email=` pre-fills the form (the demo's per-role links), escaped like any input."""
     page = client.get('/login?email=clinic1@demo.test"><script>x()</script>')
     assert 'value="clinic1@demo.test&#34;&gt;&lt;script&gt;x()&lt;/script&gt;"' in page.text

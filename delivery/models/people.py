@@ -11,6 +11,8 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -62,6 +64,22 @@ class Organization(Base):
     box_cost_cents: Mapped[int] = mapped_column(Integer, server_default="2500")
     mileage_rate_cents: Mapped[int] = mapped_column(Integer, server_default="70")
     spread_work: Mapped[str] = mapped_column(String(10), default=SpreadWork.some, server_default="some")
+    # A partner's own details, as an admin enters them ("" when not given).
+    address: Mapped[str] = mapped_column(String(300), server_default="")
+    contacts: Mapped[str] = mapped_column(String(500), server_default="")  # names, phones, emails, as written
+    # The program's choices (a food bank's; delivery.program.program_settings edits them). Server
+    # defaults only (the values the code used to hard-wire): existing programs keep behaving the same,
+    # and an insert from today's model works on an older schema.
+    # The BoxType values it offers; empty offers them all.
+    box_types: Mapped[list[str]] = mapped_column(server_default=text("'[]'"))
+    require_upstairs: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    service_base_s: Mapped[int] = mapped_column(Integer, server_default="180")
+    service_per_box_s: Mapped[int] = mapped_column(Integer, server_default="30")
+    service_per_floor_s: Mapped[int] = mapped_column(Integer, server_default="60")
+    link_grace_hours: Mapped[int] = mapped_column(Integer, server_default="6")
+    waitlist_horizon_weeks: Mapped[int] = mapped_column(Integer, server_default="8")
+    staff_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="15")
+    driver_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="60")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -141,3 +159,37 @@ class AuditEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300))
     outcome: Mapped[str] = mapped_column(String(20), default="ok")
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class Invite(Base):
+    """A single-use link that lets a person set their password and join with a role.
+
+    Only the token's hash is stored. Accepted, revoked or past `expires_at`, it opens nothing."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    accepted_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    organization: Mapped[Organization] = relationship(lazy="joined")
+
+
+class PasswordReset(Base):
+    """A single-use, expiring link to choose a new password; only its hash is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]

@@ -89,11 +89,13 @@ def _no_location_detail(patient) -> str:  # type: ignore[no-untyped-def]
     return "The address has not been located yet (geocoding pending)."
 
 
-def _stop_for(order: Order, plan: Plan, carried_from: int | None = None) -> Stop:
+def _stop_for(order: Order, plan: Plan, food_bank: Organization, carried_from: int | None = None) -> Stop:
     patient = order.patient
+    service_s = service_seconds(order.boxes, patient.floor, patient.elevator, base=food_bank.service_base_s,
+                                per_box=food_bank.service_per_box_s, per_floor=food_bank.service_per_floor_s)
     stop = Stop(plan_id=plan.id, order_id=order.id, patient_id=order.patient_id, date=plan.date,
                 boxes=order.boxes, box_type=order.box_type,
-                service_s=service_seconds(order.boxes, patient.floor, patient.elevator),
+                service_s=service_s,
                 window_start=seconds(order.window_start), window_end=seconds(order.window_end),
                 status=StopStatus.pending, carried_from_id=carried_from)
     if not has_point(patient):
@@ -168,7 +170,7 @@ def prepare(db: Session, food_bank: Organization, date: dt.date) -> Plan:
     for order_id, order in due.items():
         stop = stops.get(order_id)
         if stop is None:
-            db.add(_stop_for(order, plan, carry.get(order_id)))
+            db.add(_stop_for(order, plan, food_bank, carry.get(order_id)))
             changed = True
         elif stop.carried_from_id is None and order_id in carry:
             stop.carried_from_id = carry[order_id]

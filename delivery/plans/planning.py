@@ -76,7 +76,6 @@ DEFAULT_TIME_LIMIT_S = 20.0
 # driver is below or above the fair share, and per second a route lasts beyond its fair share of hours.
 # Every penalty is a price, so the extra driving a plan takes for fairness never exceeds what it saves.
 SPREAD = {SpreadWork.off: (0, 0), SpreadWork.some: (60, 1), SpreadWork.strong: (300, 2)}
-REQUIRE_UPSTAIRS = True  # a stop above the first floor without a lift needs a driver who carries upstairs
 PREFERENCE_DAYS = 90  # how far back "the driver who served this order last time" is looked up
 ACTIVE_JOBS = (PlanJobStatus.queued, PlanJobStatus.running)
 SOLVE_KIND = "plan_solve"
@@ -154,7 +153,8 @@ def job_for(stop: Stop, food_bank: Organization, *, priority: int = 0, lock: Loc
     skills = set()
     if food_bank.requires_language_match and patient.language and patient.language != "en":
         skills.add(f"lang:{patient.language}")
-    if REQUIRE_UPSTAIRS and patient.floor > 1 and not patient.elevator:
+    # The program's choice: a stop above the first floor without a lift needs a driver who carries upstairs.
+    if food_bank.require_upstairs and patient.floor > 1 and not patient.elevator:
         skills.add("upstairs")
     window = None
     if stop.window_start is not None or stop.window_end is not None:

@@ -45,7 +45,6 @@ from delivery.platform.settings import Settings
 
 log = logging.getLogger("delivery.plans.publishing")
 
-LINK_GRACE = dt.time(6, 0)  # a link works until this time on the morning after the route day
 TOKEN_BYTES = 32  # 256 bits (R1.3 asks for at least 128)
 PUBLISH = "publish"
 
@@ -74,8 +73,10 @@ class Published:
 # --- links -------------------------------------------------------------------------------------
 
 
-def link_expiry(date: dt.date, timezone: str) -> dt.datetime:
-    local = dt.datetime.combine(date + dt.timedelta(days=1), LINK_GRACE, tzinfo=ZoneInfo(timezone))
+def link_expiry(date: dt.date, timezone: str, grace_hours: int) -> dt.datetime:
+    """A link works until `grace_hours` past the midnight that ends the route day (program setting)."""
+    local = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0), tzinfo=ZoneInfo(timezone)) \
+        + dt.timedelta(hours=grace_hours)
     return local.astimezone(dt.UTC)
 
 
@@ -88,7 +89,7 @@ def issue_link(db: Session, route: Route, settings: Settings) -> str:
     revoke_links(db, route)
     raw = secrets.token_urlsafe(TOKEN_BYTES)
     db.add(RouteLink(route_id=route.id, token_hash=auth.token_hash(raw),
-                     expires_at=link_expiry(plan.date, food_bank.timezone)))
+                     expires_at=link_expiry(plan.date, food_bank.timezone, food_bank.link_grace_hours)))
     db.flush()
     return f"{settings.base_url.rstrip('/')}/r/{raw}"
 

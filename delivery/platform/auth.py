@@ -14,7 +14,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from delivery.models import ApiToken, Membership, Role, User, UserSession, utcnow
+from delivery.models import (
+    ApiToken,
+    Membership,
+    Organization,
+    OrganizationKind,
+    Role,
+    User,
+    UserSession,
+    utcnow,
+)
 from delivery.platform import audit
 from delivery.platform.audit import AuditContext
 from delivery.platform.errors import FieldError
@@ -22,6 +31,7 @@ from delivery.platform.settings import Settings
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
+NO_PROGRAM_IDLE_MINUTES = 15  # someone in no program yet gets the staff default (R2.1)
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verifying against this keeps a wrong email as slow as a wrong password (no account probing).
 _DUMMY_HASH = _hasher.hash("not-a-real-password-9f1c")
@@ -69,6 +79,12 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 
 def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_link_secret() -> tuple[str, str]:
+    """A fresh secret for a personal link (256 bits) and the hash that is all the database keeps."""
+    raw = secrets.token_urlsafe(32)
+    return raw, token_hash(raw)
 
 
 def normalise_email(email: str) -> str:
@@ -131,10 +147,15 @@ def principal_for(user: User, *, via: str, session: UserSession | None = None) -
 # --- sessions -------------------------------------------------------------------------------
 
 
-def _limits(user: User, settings: Settings) -> tuple[dt.timedelta, dt.timedelta]:
-    """(idle, absolute) timeouts: staff are signed out sooner than drivers between stops."""
+def _limits(db: Session, user: User, settings: Settings) -> tuple[dt.timedelta, dt.timedelta]:
+    """(idle, absolute) timeouts. Idle is the program's setting (the strictest of the person's
+    programs): staff are signed out sooner than drivers between stops."""
     staff = any(m.role != Role.driver for m in user.memberships)
-    idle = settings.staff_idle_minutes if staff else settings.driver_idle_minutes
+    programs = [m.organization if m.organization.kind == OrganizationKind.food_bank
+                else db.get(Organization, m.organization.food_bank_id) if m.organization.food_bank_id
+                else None for m in user.memberships]
+    idles = [p.staff_idle_minutes if staff else p.driver_idle_minutes for p in programs if p is not None]
+    idle = min(idles, default=NO_PROGRAM_IDLE_MINUTES)
     return dt.timedelta(minutes=idle), dt.timedelta(hours=settings.staff_absolute_hours)
 
 
@@ -173,7 +194,7 @@ def start_session(db: Session, user: User, settings: Settings) -> tuple[str, Use
     """A new server-side session; returns the raw cookie value (only its hash is stored)."""
     raw = secrets.token_urlsafe(32)
     now = settings.clock.now()
-    _, absolute = _limits(user, settings)
+    _, absolute = _limits(db, user, settings)
     session = UserSession(token_hash=token_hash(raw), user_id=user.id,
                           csrf_token=secrets.token_urlsafe(32), created_at=now,
                           last_seen_at=now, expires_at=now + absolute)
@@ -191,7 +212,7 @@ def resolve_session(db: Session, raw: str, settings: Settings) -> tuple[User, Us
     user = db.get(User, session.user_id)
     if user is None or not user.is_active:
         return None
-    idle, _ = _limits(user, settings)
+    idle, _ = _limits(db, user, settings)
     if now - session.last_seen_at > idle:
         return None
     return user, session

@@ -27,9 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     secure_cookies: bool = True
     """Cookies marked Secure with the __Host- prefix. Browsers accept them on http://127.0.0.1 too."""
-    staff_idle_minutes: int = 15
     staff_absolute_hours: int = 12
-    driver_idle_minutes: int = 60
+    """Idle timeouts are each program's own settings (delivery.program.program_settings)."""
     geocoder: str = "nominatim"
     """nominatim, photon or none."""
     geocoder_url: str = ""
@@ -51,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A receiver that has not answered 2xx within this is a failed attempt."""
     webhook_concurrency: int = 8
     """Requests the sender keeps in flight at once."""
+    smtp_url: str = ""
+    """smtp://user:pass@host:587 (STARTTLS when the server offers it) or smtps://…:465. Empty: no email
+    is sent and the admin is shown the links instead."""
+    mail_from: str = ""
+    """The From address of invites and resets; empty: no-reply@ the base URL's host."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     clock: Clock = msgspec.field(default_factory=Clock)

@@ -9,8 +9,10 @@ from collections.abc import Iterable
 
 from delivery.program.scheduling import Recurrence, due_dates
 
-# A new standing order must fit on each of its delivery days in this horizon.
-HORIZON = dt.timedelta(weeks=8)
+
+def horizon(weeks: int) -> dt.timedelta:
+    """How far ahead a new standing order must fit: the program's waitlist horizon, in weeks."""
+    return dt.timedelta(weeks=weeks)
 
 
 def committed_boxes(orders: Iterable[tuple[Recurrence, int]], start: dt.date,
@@ -24,11 +26,11 @@ def committed_boxes(orders: Iterable[tuple[Recurrence, int]], start: dt.date,
 
 
 def fits(capacity: int | None, load: Counter[dt.date], rec: Recurrence, boxes: int,
-         start: dt.date) -> bool:
-    """Whether an order of `boxes` fits under `capacity` on every one of its days in the horizon."""
+         start: dt.date, ahead: dt.timedelta) -> bool:
+    """Whether an order of `boxes` fits under `capacity` on every one of its days `ahead` of start."""
     if capacity is None:
         return True
-    return all(load[day] + boxes <= capacity for day in due_dates(rec, start, start + HORIZON))
+    return all(load[day] + boxes <= capacity for day in due_dates(rec, start, start + ahead))
 
 
 def expected_wait_weeks(boxes_ahead: int, boxes_freed_per_week: float) -> int | None:

@@ -32,6 +32,7 @@ from delivery.timeline import payloads
 from delivery.timeline.text import PRIORITIES, WEEKDAYS
 
 MAX_BOXES = 6  # as a clinic may ask (schemas.OrderIn)
+NEXT_DELIVERY_LOOKAHEAD = dt.timedelta(weeks=26)  # "next delivery" is searched this far (past long pauses)
 Window = tuple[dt.time | None, dt.time | None]
 """A time window (start, end); (None, None) is any time of the day."""
 
@@ -229,9 +230,9 @@ def room_on(db: Session, food_bank: Organization, order: Order, rec: Recurrence,
     if food_bank.boxes_per_delivery_day is None:
         return None
     start = max(today, rec.start_date)
-    end = start + capacity.HORIZON
+    end = start + capacity.horizon(food_bank.waitlist_horizon_weeks)
     # Others' load: everything promised, minus this order as it stands (read before changing it).
-    load = waitlist.committed(db, food_bank.id, start)
+    load = waitlist.committed(db, food_bank, start)
     if order.status in (OrderStatus.active, OrderStatus.paused):
         load.subtract(capacity.committed_boxes([(waitlist.recurrence(order), order.boxes)], start, end))
     for day in due_dates(rec, start, end):
@@ -256,4 +257,4 @@ def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Rec
 def first_delivery(order: Order, today: dt.date) -> dt.date | None:
     """The order's next delivery day from today (pauses and end date included), if any."""
     rec = waitlist.recurrence(order)
-    return next(iter(due_dates(rec, max(today, rec.start_date), today + capacity.HORIZON)), None)
+    return next(iter(due_dates(rec, max(today, rec.start_date), today + NEXT_DELIVERY_LOOKAHEAD)), None)

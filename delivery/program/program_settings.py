@@ -1,5 +1,6 @@
-"""A food bank's program settings: boxes per delivery day, the delivery weekday, and how planning
-spreads the day's work across the volunteers who came.
+"""A food bank's program settings: capacity, the delivery weekday, how planning spreads the day's
+work across the volunteers who came, and how the program works (time at each door, the upstairs rule,
+route-link grace, the capacity horizon, idle sign-out, box types).
 
 Raising capacity moves waiting patients onto the program at once, in the same transaction.
 Lowering it never drops anyone: orders already promised stay, new referrals wait until the load
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from delivery.models import Order, Organization, OrganizationKind, SpreadWork
+from delivery.models import BoxType, Order, Organization, OrganizationKind, SpreadWork
+from delivery.platform import audit
+from delivery.platform.audit import AuditContext
 from delivery.platform.errors import FieldError
 from delivery.program import capacity, waitlist
 from delivery.program.orders import WEEKDAYS
@@ -68,7 +71,78 @@ def update_settings(db: Session, food_bank: Organization, *, boxes_per_delivery_
     food_bank.delivery_weekday = delivery_weekday
     db.flush()
     promoted = waitlist.promote(db, food_bank, today, actor_id)
-    load = waitlist.committed(db, food_bank.id, today)
+    load = waitlist.committed(db, food_bank, today)
     over = sorted((day, boxes) for day, boxes in load.items()
-                  if boxes > boxes_per_delivery_day and day <= today + capacity.HORIZON)
+                  if boxes > boxes_per_delivery_day
+                  and day <= today + capacity.horizon(food_bank.waitlist_horizon_weeks))
     return SettingsChange(changes, promoted, over)
+
+
+# --- how the program works: choices that used to be constants in code ---------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One program setting a coordinator may change: its column, words for the form, its bounds."""
+
+    name: str
+    label: str
+    help: str
+    low: int
+    high: int
+    unit: str
+
+
+CHOICES = (
+    Choice("service_base_s", "Time at each door", "Seconds a driver spends at every stop: parking, walking "
+           "to the door, ringing. The planner adds the two below.", 0, 1800, "s"),
+    Choice("service_per_box_s", "Time per box", "Seconds added for each box carried.", 0, 600, "s"),
+    Choice("service_per_floor_s", "Time per floor without a lift", "Seconds added per box for each floor "
+           "climbed by stairs.", 0, 600, "s"),
+    Choice("link_grace_hours", "Route links work until", "Hours after midnight at the end of the route "
+           "day: drivers finishing late still reach their route.", 0, 18, "h"),
+    Choice("waitlist_horizon_weeks", "Capacity horizon", "Weeks ahead a new standing order must fit under "
+           "the boxes per delivery day; otherwise it waits on the waitlist.", 1, 26, "weeks"),
+    Choice("max_failed_attempts", "Failed attempts before review", "Failed deliveries in a row after which "
+           "an order is no longer rescheduled by itself and waits for a coordinator.", 1, 10, "attempts"),
+    Choice("staff_idle_minutes", "Staff idle sign-out", "Minutes without activity before coordinators, "
+           "clinic staff and admins are signed out (HIPAA automatic logoff; at most 30).", 5, 30, "min"),
+    Choice("driver_idle_minutes", "Driver idle sign-out", "Minutes without activity before a driver is "
+           "signed out; longer, as they drive between stops.", 15, 240, "min"),
+)
+UPSTAIRS_HELP = ("Stops above the first floor without a lift go only to drivers who carry boxes upstairs. "
+                 "Turn off when every driver does, or boxes are left at the building door.")
+
+
+def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
+                   require_upstairs: bool, box_types: list[str]) -> list[str]:
+    """Change how the program works; every change is written to the audit trail with its old value.
+    Returns the changes, in words (refused as a whole when any value is out of bounds)."""
+
+    changes = []
+    for choice in CHOICES:
+        value = values[choice.name]
+        if not choice.low <= value <= choice.high:
+            raise ProgramError(f"{choice.label}: from {choice.low} to {choice.high} {choice.unit}.",
+                               choice.name)
+        before = getattr(food_bank, choice.name)
+        if value != before:
+            changes.append(f"{choice.label.lower()} {before} → {value} {choice.unit}")
+            setattr(food_bank, choice.name, value)
+    if require_upstairs != food_bank.require_upstairs:
+        words = {True: "yes", False: "no"}
+        changes.append("upstairs stops need a driver who carries upstairs: "
+                       f"{words[food_bank.require_upstairs]} → {words[require_upstairs]}")
+        food_bank.require_upstairs = require_upstairs
+    offered = sorted({BoxType(b).value for b in box_types})
+    if not offered:
+        raise ProgramError("Offer at least one box type.", "box_types")
+    if offered != sorted(food_bank.box_types or [b.value for b in BoxType]):
+        changes.append(f"box types → {', '.join(offered)}")
+        food_bank.box_types = offered
+    if not changes:
+        raise ProgramError("Nothing to change: these are the program's current settings.")
+    for change in changes:
+        audit.record(db, ctx, "U", "program_settings", food_bank.id, detail=change)
+    db.flush()
+    return changes

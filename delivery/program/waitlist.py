@@ -35,7 +35,7 @@ def lock_program(db: Session, food_bank_id: int) -> None:
         db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
 
 
-def committed(db: Session, food_bank_id: int, start: dt.date,
+def committed(db: Session, food_bank: Organization, start: dt.date,
               weekday: int | None = None) -> capacity.Counter[dt.date]:
     """Boxes already promised on each delivery day of the capacity horizon from `start`
     (only on `weekday` when given: an order is only ever due on its own weekday).
@@ -44,24 +44,26 @@ def committed(db: Session, food_bank_id: int, start: dt.date,
     distinct schedules (a few dozen: start dates fall on delivery days), not with the number of
     orders: a bulk import of thousands of referrals stays linear.
     """
+    end = start + capacity.horizon(food_bank.waitlist_horizon_weeks)
     schedule = (Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until)
     query = (select(*schedule, func.sum(Order.boxes))
-             .where(Order.food_bank_id == food_bank_id,
+             .where(Order.food_bank_id == food_bank.id,
                     Order.status.in_([OrderStatus.active, OrderStatus.paused]),
-                    Order.start_date <= start + capacity.HORIZON,
+                    Order.start_date <= end,
                     or_(Order.end_date.is_(None), Order.end_date >= start))
              .group_by(*schedule))
     if weekday is not None:
         query = query.where(Order.weekday == weekday)
     orders = [(Recurrence(cadence, day, first, end, paused), int(boxes))
               for cadence, day, first, end, paused, boxes in db.execute(query)]
-    return capacity.committed_boxes(orders, start, start + capacity.HORIZON)
+    return capacity.committed_boxes(orders, start, end)
 
 
 def order_fits(db: Session, food_bank: Organization, order: Order, today: dt.date) -> bool:
     start = max(today, order.start_date)
-    load = committed(db, food_bank.id, start, weekday=order.weekday)
-    return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start)
+    load = committed(db, food_bank, start, weekday=order.weekday)
+    return capacity.fits(food_bank.boxes_per_delivery_day, load, recurrence(order), order.boxes, start,
+                         capacity.horizon(food_bank.waitlist_horizon_weeks))
 
 
 def waiting_orders(db: Session, food_bank_id: int) -> list[Order]:
@@ -146,7 +148,7 @@ def program_status(db: Session, food_bank: Organization, today: dt.date) -> Prog
                 if food_bank.delivery_weekday is not None else None)
     free = None
     if food_bank.boxes_per_delivery_day is not None and next_day is not None:
-        free = food_bank.boxes_per_delivery_day - committed(db, food_bank.id, today)[next_day]
+        free = food_bank.boxes_per_delivery_day - committed(db, food_bank, today)[next_day]
     # The rate capacity frees up: boxes of orders that ended in the last twelve weeks.
     since = dt.datetime.combine(today - dt.timedelta(weeks=12), dt.time(), dt.UTC)
     freed = db.scalar(select(func.coalesce(func.sum(Order.boxes), 0)).where(

@@ -21,7 +21,7 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, clinic, coordinator, driver, webhooks
+from delivery.web import account, admin, clinic, coordinator, driver, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.audit import RequestIdMiddleware, audit_context
@@ -54,8 +54,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
-                account.AccountController, clinic.ClinicController, *coordinator.CONTROLLERS,
-                driver.DriverController, webhooks.WebhookController]),
+                account.AccountController, setup.SetupController, admin.AdminController,
+                clinic.ClinicController, *coordinator.CONTROLLERS, driver.DriverController,
+                webhooks.WebhookController]),
             api.ReferralApi,
             api_plans.PlanApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},

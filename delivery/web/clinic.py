@@ -97,7 +97,9 @@ def form_context(request: Request, db: Session, clinic: Organization) -> dict[st
                     if food_bank else None),
         "hunger_answers": [(HungerAnswer.often, "Often true"), (HungerAnswer.sometimes, "Sometimes true"),
                            (HungerAnswer.never, "Never true")],
-        "dietary_options": [d.value for d in Dietary], "box_types": [b.value for b in BoxType],
+        "dietary_options": [d.value for d in Dietary],
+        # The program's box types (all of them until it chooses).
+        "box_types": food_bank.box_types if food_bank and food_bank.box_types else [b.value for b in BoxType],
         "cadences": [(Cadence.weekly, "Every week"), (Cadence.biweekly, "Every two weeks"),
                      (Cadence.once, "Once")],
         "weekdays": list(enumerate(WEEKDAYS)), "languages": LANGUAGES,

@@ -7,10 +7,14 @@ import typing
 from typing import Any
 
 import msgspec
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
 
 from delivery.platform.validation import error_path, explain, label_of, rule_of
 
 Errors = dict[str, str]
+FormData = typing.Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+"""A handler parameter `data: FormData` gets an HTML form's fields (a list where a name repeats)."""
 
 
 def _struct_type(tp: Any) -> type[msgspec.Struct] | None:

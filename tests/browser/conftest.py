@@ -1,5 +1,6 @@
-"""A live server (uvicorn in a thread, port 0) on a migrated SQLite file loaded with the demo program,
-and Playwright driving Debian's chromium (never `playwright install`). Skipped without chromium."""
+"""A live server (uvicorn in a thread, port 0) on a migrated SQLite file loaded with the demo program
+(or empty, for the first run), and Playwright driving Debian's chromium (never `playwright install`).
+Skipped without chromium."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The demo program, served."""
+    yield from _serve(tmp_path_factory, with_demo=True)
+
+
+@pytest.fixture(scope="module")
+def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A fresh install with no program (what `DELIVERY_DEMO=false scripts/run` serves)."""
+    yield from _serve(tmp_path_factory, with_demo=False)
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iterator[LiveServer]:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     import uvicorn
@@ -49,8 +61,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     port = sock.getsockname()[1]
     settings = Settings(database_url=url, secret_key="browser-test", base_url=f"http://127.0.0.1:{port}",
                         geocoder="none", secure_cookies=True, tile_url="")
-    demo.load(database, settings, password_file=here / "demo-password")
-    password = (here / "demo-password").read_text().strip()
+    password = ""
+    if with_demo:
+        demo.load(database, settings, password_file=here / "demo-password")
+        password = (here / "demo-password").read_text().strip()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, database), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -65,7 +79,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 @pytest.fixture(scope="module")
-def browser(live_server: LiveServer) -> Iterator[object]:
+def browser() -> Iterator[object]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

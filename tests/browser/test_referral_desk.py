@@ -34,8 +34,9 @@ def full_order(live_server: LiveServer) -> tuple[int, int]:
                                                Order.paused_until.is_(None)).order_by(Order.id)).first()
         assert order is not None, "the demo has active weekly orders"
         food_bank = db.get(Organization, order.food_bank_id)
-        load = waitlist.committed(db, food_bank.id, today)
-        days = list(due_dates(waitlist.recurrence(order), today, today + capacity.HORIZON))
+        load = waitlist.committed(db, food_bank, today)
+        days = list(due_dates(waitlist.recurrence(order), today,
+                              today + capacity.horizon(food_bank.waitlist_horizon_weeks)))
         food_bank.boxes_per_delivery_day = max(load[day] for day in days)
         db.commit()
         return order.referral_id, order.id

@@ -17,9 +17,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Meta
 from sqlalchemy import select
@@ -35,6 +34,7 @@ from delivery.models import (
     ReferralStatus,
     ReviewItem,
     ReviewKind,
+    Role,
     SpreadWork,
     User,
 )
@@ -52,10 +52,9 @@ from delivery.referrals.schemas import (
 )
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
-from delivery.web.forms import Errors, convert
-from delivery.web.render import DB, PathId, page, principal, program_today
+from delivery.web.forms import Errors, FormData, convert
+from delivery.web.render import DB, Audit, PathId, page, principal, program_today
 
-FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 POLICY = {"roles": COORDINATORS}
 REFERRAL_LIMIT = 200
 Reason = Annotated[str, Meta(min_length=1, max_length=400)]  # leaves room for the words around it
@@ -637,15 +636,77 @@ class ReferralDeskController(Controller):
     def _program_section(self, request: Request, db: Session, food_bank: Organization, *,
                          values: dict[str, Any] | None = None,
                          errors: Errors | None = None, notice: str = "",
-                         over: list[tuple[dt.date, int]] | None = None) -> dict[str, Any]:
+                         over: list[tuple[dt.date, int]] | None = None,
+                         choice_values: dict[str, Any] | None = None, choice_errors: Errors | None = None,
+                         choice_notice: str = "") -> dict[str, Any]:
         current = {"boxes_per_delivery_day": "" if food_bank.boxes_per_delivery_day is None
                    else str(food_bank.boxes_per_delivery_day),
                    "delivery_weekday": "" if food_bank.delivery_weekday is None
                    else str(food_bank.delivery_weekday),
                    "spread_work": food_bank.spread_work}
         status = waitlist.program_status(db, food_bank, program_today(request, food_bank))
+        choices = {c.name: str(getattr(food_bank, c.name)) for c in program_settings.CHOICES}
+        choices |= {"require_upstairs": "true" if food_bank.require_upstairs else "",
+                    "box_types": food_bank.box_types or [b.value for b in BoxType]}
         return {"food_bank": food_bank, "status": status, "values": current | (values or {}),
-                "errors": errors or {}, "notice": notice, "over": over or []}
+                "errors": errors or {}, "notice": notice, "over": over or [],
+                "choices": program_settings.CHOICES, "upstairs_help": program_settings.UPSTAIRS_HELP,
+                "box_type_options": [b.value for b in BoxType],
+                "choice_values": choices | (choice_values or {}), "choice_errors": choice_errors or {},
+                "choice_notice": choice_notice}
+
+    def _program_answer(self, request: Request, section: dict[str, Any], status_code: int) -> Template:
+        """The program's section alone for htmx, else the whole page."""
+        if is_htmx(request):
+            return page(request, "coordinator/program.html", block="program_section", section=section,
+                        weekday_options=WEEKDAY_OPTIONS, spread_options=SPREAD_OPTIONS,
+                        status_code=status_code)
+        return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
+                    spread_options=SPREAD_OPTIONS, status_code=status_code)
+
+    @post("/program/{food_bank_id:int}/choices", opt={"roles": (Role.admin,)}, sync_to_thread=True,
+          status_code=200)
+    def update_choices(self, request: Request, db: DB, audit: Audit, food_bank_id: PathId,
+                       data: FormData) -> Response | Template:
+        """How the program works (admins): service times, the upstairs rule, link grace, the capacity
+        horizon, idle sign-out, box types; each change goes on the audit trail."""
+        if food_bank_id not in programs(request):
+            raise NotFoundException("No such program.")
+        food_bank = db.scalar(select(Organization).where(Organization.id == food_bank_id).with_for_update())
+        if food_bank is None:
+            raise NotFoundException("No such program.")
+        numbers: dict[str, int] = {}
+        errors: Errors = {}
+        for choice in program_settings.CHOICES:
+            raw = str(data.get(choice.name, "")).strip()
+            if raw.lstrip("-").isdigit():
+                numbers[choice.name] = int(raw)
+            else:
+                errors[choice.name] = f"Enter a whole number of {choice.unit}."
+        boxes = data.get("box_types", [])
+        changes: list[str] = []
+        if not errors:
+            try:
+                changes = program_settings.update_choices(
+                    db, audit, food_bank, numbers, require_upstairs=data.get("require_upstairs") == "true",
+                    box_types=boxes if isinstance(boxes, list) else [boxes])
+            except program_settings.ProgramError as exc:
+                errors = {exc.field or "form": str(exc)}
+            except ValueError:
+                errors = {"box_types": "Choose box types from the list."}
+        if errors:
+            db.rollback()
+            food_bank = food_bank_of(db, food_bank_id)
+            section = self._program_section(request, db, food_bank, choice_errors=errors, choice_values={
+                k: v for k, v in data.items() if k != "csrf_token"} | {"require_upstairs": data.get(
+                    "require_upstairs", ""), "box_types": boxes if isinstance(boxes, list) else [boxes]})
+            status_code = 422
+        else:
+            db.commit()
+            section = self._program_section(request, db, food_bank,
+                                            choice_notice="Saved: " + "; ".join(changes) + ".")
+            status_code = 200
+        return self._program_answer(request, section, status_code)
 
     @get("/program", opt=POLICY, sync_to_thread=True)
     def program_settings(self, request: Request, db: DB) -> Template:
@@ -687,10 +748,5 @@ class ReferralDeskController(Controller):
             section = self._program_section(request, db, food_bank, notice=notice, over=change.over_capacity)
             db.commit()
             status_code = 200
-        if is_htmx(request):
-            return page(request, "coordinator/program.html", block="program_section", section=section,
-                        weekday_options=WEEKDAY_OPTIONS, spread_options=SPREAD_OPTIONS,
-                        status_code=status_code)
-        return page(request, "coordinator/program.html", sections=[section], weekday_options=WEEKDAY_OPTIONS,
-                    spread_options=SPREAD_OPTIONS, status_code=status_code)
+        return self._program_answer(request, section, status_code)
 
