@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from delivery.cli import main
 from delivery.models import (
+    EventKind,
     Order,
     Organization,
     OrganizationKind,
@@ -26,6 +27,7 @@ from delivery.platform.clock import Clock
 from delivery.platform.db import Database
 from delivery.referrals import csv_import
 from delivery.referrals.schemas import ReferralIn
+from delivery.timeline import events as timeline
 from tests.builders import Program, make_program, sign_in
 
 EXAMPLE = Path(__file__).parent / "data" / "referrals_example.csv"
@@ -226,6 +228,31 @@ def test_changed_details_update_the_patient(database, program) -> None:
     assert report.ok and report.updated_patients == 1 and report.new_patients == 0
     with database.reader() as db:
         assert db.scalar(select(Patient.phone).where(Patient.mrn == "A-1001")) == "+15105559999"
+
+
+def test_blank_cells_keep_what_is_stored_and_changes_are_reported(database, program) -> None:
+    """A later file with blank phone, language, floor, notes and diet blanks none of them; its one
+    changed cell is reported with before and after, in the report and on the timeline."""
+    assert run_import(database, program.clinic1_id, EXAMPLE.read_bytes()).ok
+    with database.reader() as db:
+        before = db.scalar(select(Patient).where(Patient.mrn == "A-1002"))
+        known = (before.phone, before.language, before.floor, before.access_notes, before.dietary)
+    row = rows_of()[1]
+    for column in ("phone", "language", "floor", "elevator", "access_notes", "dietary", "unit"):
+        row[column] = ""
+    row["given_name"] = "Minh Anh"
+    report = run_import(database, program.clinic1_id, to_csv([row]))
+    assert report.ok, report.text()
+    assert [(c.row, c.mrn) for c in report.changes] == [(2, "A-1002")]
+    assert "given name Minh → Minh Anh" in report.changes[0].changes
+    assert "given name Minh → Minh Anh" in report.text()
+    with database.reader() as db:
+        after = db.scalar(select(Patient).where(Patient.mrn == "A-1002"))
+        assert (after.phone, after.language, after.floor, after.access_notes, after.dietary) == known
+        referral_id = db.scalar(select(Referral.id).where(Referral.patient_id == after.id))
+        corrected = [e for e in timeline.history(db, referral_id) if e.kind == EventKind.patient_corrected]
+        assert [c.after for c in corrected[-1].data.changes if c.field == "given_name"] == ["Minh Anh"]
+        assert "given name Minh → Minh Anh" in corrected[-1].text
 
 
 def test_corrected_address_is_kept_and_the_new_one_proposed(database, program) -> None:

@@ -166,3 +166,27 @@ def test_openapi_lists_only_the_api(client, program) -> None:
     spec = msgspec.json.decode(client.get("/schema/openapi.json").content)
     assert spec["paths"]
     assert all(path.startswith("/api/") for path in spec["paths"])
+
+
+def test_resent_referral_keeps_stored_details_and_reports_what_differed(client, clinic1_headers,
+                                                                       database) -> None:
+    """A re-sent body without phone, language or notes keeps them; a new floor is applied and both
+    the 409 answer and the timeline say floor 3 → 5."""
+    first = client.post("/api/v1/referrals", json=referral_body(), headers=clinic1_headers).json()
+    body = referral_body(patient__floor=5)
+    for optional in ("phone", "language", "access_notes", "dietary", "elevator"):
+        del body["patient"][optional]
+    again = client.post("/api/v1/referrals", json=body, headers=clinic1_headers)
+    assert again.status_code == 409
+    assert again.json()["extra"]["changes"] == [{"field": "floor", "before": "3", "after": "5",
+                                                 "applied": True}]
+    assert "What differed was stored: floor" in again.json()["detail"]
+    with database.reader() as db:
+        patient = db.scalar(select(Patient))
+        assert (patient.phone, patient.language, patient.access_notes, patient.dietary) == (
+            "+15105550101", "es", "gate code 1234", ["diabetic"])
+        assert patient.floor == 5
+    timeline = client.get(f"/api/v1/referrals/{first['id']}", headers=clinic1_headers).json()["timeline"]
+    assert timeline[-1]["kind"] == "patient_corrected" and "floor 3 → 5" in timeline[-1]["text"]
+    assert timeline[-1]["data"]["changes"] == [{"field": "floor", "before": "3", "after": "5",
+                                                "applied": True}]

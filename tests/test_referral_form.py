@@ -107,3 +107,46 @@ def test_clinic_staff_see_only_their_clinics_referrals(client, program) -> None:
     sign_in(client, program.clinic2)
     assert client.get(target).status_code == 404
     assert "Rosa" not in client.get("/clinic").text
+
+
+REQUIRED_ONLY = ("patient.given_name", "patient.family_name", "patient.mrn", "patient.birth_date",
+                 "patient.address.line1", "patient.address.city", "patient.address.state",
+                 "patient.address.postal_code", "patient.consent_to_share", "screening.hunger_worried",
+                 "screening.hunger_ran_out", "screening.transportation_barrier",
+                 "screening.mobility_barrier")
+
+
+def test_referring_again_with_only_the_required_fields_keeps_what_is_known(client, program,
+                                                                          database) -> None:
+    """A re-sent referral with blank phone, language, floor, notes and diet blanks none of them."""
+    token = sign_in(client, program.clinic1)
+    headers = {**HTMX, "X-CSRF-Token": token}
+    assert client.post("/clinic/referrals", data=form(), headers=headers).status_code == 200
+    bare = {name: value for name, value in form().items() if name in REQUIRED_ONLY}
+    again = client.post("/clinic/referrals", data=bare, headers=headers)
+    assert "already=1" in again.headers["hx-redirect"]
+    assert "changed" not in again.headers["hx-redirect"]
+    with database.reader() as db:
+        patient = db.scalar(select(Patient))
+        assert (patient.phone, patient.language, patient.floor, patient.unit) == ("+1 510 555 0101", "es",
+                                                                                 3, "3B")
+        assert patient.access_notes == "gate code 1234"
+        assert patient.dietary == ["diabetic", "low_sodium"]
+
+
+def test_a_changed_detail_is_corrected_with_before_and_after_and_staff_are_told(client, program,
+                                                                               database) -> None:
+    """A new phone and floor in a re-sent form are stored, the timeline has before and after, and
+    the page says what differed."""
+    token = sign_in(client, program.clinic1)
+    headers = {**HTMX, "X-CSRF-Token": token}
+    client.post("/clinic/referrals", data=form(), headers=headers)
+    again = client.post("/clinic/referrals", headers=headers,
+                        data=form(**{"patient.phone": "+1 510 555 0199", "patient.floor": "4"}))
+    detail = client.get(again.headers["hx-redirect"]).text
+    assert "What you sent differed from what was stored" in detail
+    assert re.search(r"<li>phone: updated", detail) and re.search(r"<li>floor: updated", detail)
+    assert "phone +1 510 555 0101 → +1 510 555 0199; floor 3 → 4" in detail  # the timeline
+    with database.reader() as db:
+        patient = db.scalar(select(Patient))
+        assert (patient.phone, patient.floor) == ("+1 510 555 0199", 4)

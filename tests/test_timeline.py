@@ -229,6 +229,9 @@ SAMPLES: dict[EventKind, p.Payload] = {
     EventKind.receipt_confirmed: p.Receipt(),
     EventKind.receipt_denied: p.Receipt(note="Box was damaged"),
     EventKind.address_changed: p.AddressChanged(patient_id=3, before="1 A St", after="2 B St", point="kept"),
+    EventKind.patient_corrected: p.PatientCorrected(patient_id=3, source="csv", changes=(
+        p.FieldChange(field="access_notes", before=None, after="gate 12"),
+        p.FieldChange(field="address", before="1 A St", after="2 B St", applied=False))),
     EventKind.review_resolved: p.ReviewResolved(review_item_id=6, review_kind="geocode_failed",
                                                 resolution="Point set by hand."),
     EventKind.duplicate_checked: p.DuplicateChecked(other_referral_id=8),
@@ -260,6 +263,8 @@ SENTENCES = {
     EventKind.receipt_denied: "The clinic reported the patient did not receive the food (Box was damaged).",
     EventKind.address_changed: "Address changed from 1 A St to 2 B St; the point on the map stays "
                                "(only the unit changed).",
+    EventKind.patient_corrected: "Patient details corrected by a re-sent referral (csv): access notes "
+                                 "(none) → gate 12; address 1 A St → 2 B St (proposed for review).",
     EventKind.review_resolved: "Review: Point set by hand.",
     EventKind.duplicate_checked: "A coordinator found referral #8 is the same person; it was ended.",
     EventKind.held_for_review: ("Deliveries on hold after 2 failed attempts in a row (no answer, refused). "

@@ -32,8 +32,9 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
     (1, 10, "waitlist_promoted", "Capacity freed: moved off the waitlist; first delivery Tue 10 Nov 2026."),
 ]
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
-NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
-"""The newest migration that replaced the kinds' CHECK."""
+WEBHOOKS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
+NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0011_patient_corrected_events")
+"""The newest migration that replaced the kinds' CHECK (0011 follows 0015, after 0012 changed it)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -133,7 +134,49 @@ def test_old_events_become_data_without_loss(empty_url: str) -> None:
 
 def test_the_migration_checks_exactly_the_kinds_the_code_knows() -> None:
     """The newest CHECK and the EventKind enum name the same kinds (a new kind needs both), and each
-    migration that replaces the CHECK starts from the kinds 0004 wrote."""
+    migration that replaces the CHECK starts from the kinds of the one before it."""
     assert set(NEWEST_KINDS.KINDS) == {k.value for k in EventKind}
-    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(MIGRATION.KINDS)
+    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(WEBHOOKS.KINDS)
+    assert set(WEBHOOKS.KINDS_BEFORE) == set(MIGRATION.KINDS)
     assert set(MIGRATION.OLD_KINDS.values()) <= set(MIGRATION.KINDS)
+
+
+def test_a_downgrade_below_0011_keeps_corrections_as_their_sentence(empty_url: str) -> None:
+    """0011 lets `patient_corrected` through the CHECK; going back turns such an event into a legacy one
+    with its sentence, which the free-text timeline of 0003 shows under its own kind again."""
+    first, _ = old_timeline(empty_url)
+    command.upgrade(alembic_config(empty_url), "head")
+    correction = p.PatientCorrected(patient_id=1, source="api", changes=(
+        p.FieldChange(field="floor", before="3", after="5"),))
+    sentence = "Patient details corrected by a re-sent referral (api): floor 3 → 5."
+    database = Database(empty_url)
+    try:
+        with database.writer() as db:
+            referral = db.get(Referral, first)
+            assert referral is not None
+            event_id = timeline.record(db, referral, EventKind.patient_corrected, correction).id
+            db.commit()
+            assert timeline.history(db, first)[-1].text == sentence
+    finally:
+        database.dispose()
+
+    command.downgrade(alembic_config(empty_url), NEWEST_KINDS.down_revision)
+    database = Database(empty_url)
+    try:
+        with database.writer() as db:
+            last = timeline.history(db, first)[-1]
+            assert (last.kind, last.text) == (EventKind.legacy, sentence)
+            with pytest.raises(IntegrityError):  # the CHECK before 0011 does not know the kind
+                db.execute(sa.text("UPDATE referral_events SET kind = 'patient_corrected' WHERE id = :id"),
+                           {"id": event_id})
+            db.rollback()
+    finally:
+        database.dispose()
+
+    command.downgrade(alembic_config(empty_url), "0003")
+    engine = sa.create_engine(empty_url)
+    with engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT kind, message FROM referral_events WHERE id = :id"),
+                            {"id": event_id}).one()
+    engine.dispose()
+    assert tuple(back) == ("patient_corrected", sentence)

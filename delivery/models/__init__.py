@@ -60,6 +60,7 @@ from delivery.models.referrals import (
     ReviewKind,
     Screening,
     Source,
+    address_text,
 )
 from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, ReferralEvent
 
@@ -121,5 +122,6 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "address_text",
     "utcnow",
 ]

@@ -122,8 +122,13 @@ class Patient(Base):
 
     @property
     def address_text(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.address_line1}{unit}, {self.city}, {self.state} {self.postal_code}"
+        return address_text(self.address_line1, self.unit, self.city, self.state, self.postal_code)
+
+
+def address_text(address_line1: str, unit: str | None, city: str, state: str, postal_code: str) -> str:
+    """An address on one line, as people write it."""
+    unit = f" {unit}" if unit else ""
+    return f"{address_line1}{unit}, {city}, {state} {postal_code}"
 
 
 class Referral(Base):

@@ -39,6 +39,7 @@ class EventKind(StrEnum):
     receipt_confirmed = "receipt_confirmed"
     receipt_denied = "receipt_denied"
     address_changed = "address_changed"
+    patient_corrected = "patient_corrected"  # a re-sent referral changed stored details
     review_resolved = "review_resolved"  # an item of the coordinators' review queue was settled
     duplicate_checked = "duplicate_checked"  # another referral was found to be the same person
     held_for_review = "held_for_review"  # deliveries stopped until a coordinator looks (failed attempts)

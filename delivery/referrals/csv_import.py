@@ -41,6 +41,7 @@ from delivery.platform.db import Database
 from delivery.platform.validation import error_path, explain, rule_of
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
+from delivery.timeline.text import change_text
 
 MAX_ROWS = 50_000
 """A bigger file is refused up front: split it (the upload page is limited to 2 MB anyway)."""
@@ -80,7 +81,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("birth_date", (*_P, "birth_date"), "date", "Birth date as YYYY-MM-DD.", "1948-03-02"),
     Column("phone", (*_P, "phone"), "text", "Phone number, digits with optional + ( ) - . and spaces.",
            "+15105550101"),
-    Column("language", (*_P, "language"), "text", "Preferred language code; blank means en.", "es"),
+    Column("language", (*_P, "language"), "text", "Preferred language code; blank means en for a new patient "
+           "(a patient on record keeps the stored one, as for every blank cell below).", "es"),
     Column("address_line1", (*_A, "line1"), "text", "Street address.", "1234 98th Ave"),
     Column("unit", (*_A, "unit"), "text", "Apartment or unit.", "3B"),
     Column("city", (*_A, "city"), "text", "City.", "Oakland"),
@@ -89,8 +91,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("lat", (*_A, "lat"), "float", "Latitude; give lat and lon together, or neither "
            "(the address is then geocoded).", "37.7491"),
     Column("lon", (*_A, "lon"), "float", "Longitude (see lat).", "-122.1690"),
-    Column("floor", (*_P, "floor"), "int", "Floor of the door; blank means 0 (street level).", "3"),
-    Column("elevator", (*_P, "elevator"), "bool", "Is there an elevator? blank means no.", "no"),
+    Column("floor", (*_P, "floor"), "int", "Floor of the door; blank means 0 (street level) for a new "
+           "patient.", "3"),
+    Column("elevator", (*_P, "elevator"), "bool", "Is there an elevator? blank means no for a new "
+           "patient.", "no"),
     Column("access_notes", (*_P, "access_notes"), "text", "Gate codes, which door, pets.",
            "gate code 1234"),
     Column("dietary", (*_P, "dietary"), "list", "Dietary needs separated by semicolons.", "diabetic",
@@ -98,8 +102,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("consent_to_share", (*_P, "consent_to_share"), "bool", "The patient agreed to share name, "
            "address and phone with the food bank and its drivers; blank means yes, no refuses the row.",
            "yes"),
-    Column("do_not_contact", (*_P, "do_not_contact"), "bool", "Do not phone the patient; blank means no.",
-           "no"),
+    Column("do_not_contact", (*_P, "do_not_contact"), "bool",
+           "Do not phone the patient; blank means no for a new patient.", "no"),
     Column("hunger_worried", (*_S, "hunger_worried"), "enum", "Hunger Vital Sign 1: worried food would "
            "run out (often, sometimes, never).", "often", choices=HungerAnswer),
     Column("hunger_ran_out", (*_S, "hunger_ran_out"), "enum", "Hunger Vital Sign 2: food did not last "
@@ -181,6 +185,14 @@ class ReviewNote(msgspec.Struct, kw_only=True):
     message: str
 
 
+class ChangeNote(msgspec.Struct, kw_only=True):
+    """Stored details of a patient on record that a row changed (or proposed to change)."""
+
+    row: int
+    mrn: str
+    changes: str  # "phone +1 510 555 0101 → +1 510 555 0199; floor 3 → 4"
+
+
 class ImportReport(msgspec.Struct, kw_only=True):
     """What an import found or did; `ok` when every row was valid and all were imported."""
 
@@ -195,6 +207,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
     updated_patients: int = 0
     to_geocode: int = 0
     reviews: list[ReviewNote] = msgspec.field(default_factory=list)
+    changes: list[ChangeNote] = msgspec.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -238,6 +251,9 @@ class ImportReport(msgspec.Struct, kw_only=True):
                  f"  for review by a coordinator: {len(self.reviews)}"]
         lines += [f"    row {r.row} (MRN {r.mrn}): {r.kind.replace('_', ' ')}: {r.message}"
                   for r in self.reviews]
+        if self.changes:
+            lines.append("  stored details changed (blank cells kept what was stored):")
+        lines += [f"    row {c.row} (MRN {c.mrn}): {c.changes}" for c in self.changes]
         return "\n".join(lines)
 
 
@@ -635,6 +651,9 @@ def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
                     report.new_patients += 1
                 elif snapshots[key] != _snapshot(before[key]):
                     report.updated_patients += 1
+                if result.changes:
+                    said = "; ".join(change_text(c) for c in result.changes)
+                    report.changes.append(ChangeNote(row=row.number, mrn=row.data.patient.mrn, changes=said))
                 if result.created:
                     outcomes[result.referral.outcome] += 1
                 else:
@@ -645,6 +664,7 @@ def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
         report.add(failed.row.number, _column_of(failed.error.field), str(failed.error))
         report.referred.clear()
         report.new_patients = report.updated_patients = report.already_referred = report.to_geocode = 0
+        report.changes.clear()
         return report
     finally:
         event.remove(db, "transient_to_pending", collect)

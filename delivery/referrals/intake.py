@@ -6,6 +6,7 @@ same eligibility rule, the same capacity check and the same timeline.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from delivery.models import (
     ReviewKind,
     Screening,
     Source,
+    address_text,
     utcnow,
 )
 from delivery.platform.clock import Clock
@@ -41,6 +43,7 @@ from delivery.referrals.eligibility import ScreeningAnswers, assess
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
+from delivery.timeline.payloads import FieldChange
 
 REPEAT_WINDOW = dt.timedelta(days=30)
 STATUS_FOR_OUTCOME = {
@@ -62,6 +65,7 @@ class IntakeResult:
     referral: Referral
     order: Order | None
     created: bool  # False: the patient already had an open referral, which is returned instead
+    changes: tuple[FieldChange, ...] = ()  # what the referral changed in the stored patient
 
 
 def clinic_for(db: Session, clinic_id: int) -> tuple[Organization, Organization]:
@@ -86,13 +90,14 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     today = clock.today(food_bank.timezone)
     if data.patient.birth_date > today:
         raise IntakeError("The birth date is in the future: check the year.", "patient.birth_date")
-    patient, is_new = upsert_patient(db, clinic.id, food_bank.id, data.patient, actor_id=actor_id)
+    patient, is_new, changes = upsert_patient(db, clinic.id, food_bank.id, data.patient, actor_id=actor_id)
 
     existing = None if is_new else _same_referral(db, patient.id, data, clock.now())
     if existing is not None:
+        _record_changes(db, existing, changes, source, actor_id)
         order = db.scalar(select(Order).where(Order.referral_id == existing.id,
                                               Order.status != OrderStatus.ended))
-        return IntakeResult(existing, order, created=False)
+        return IntakeResult(existing, order, created=False, changes=changes)
 
     s = data.screening
     answers = ScreeningAnswers(s.hunger_worried, s.hunger_ran_out, s.transportation_barrier,
@@ -111,6 +116,7 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     timeline.record(db, referral, EventKind.received,
                     payloads.Received(clinic_id=clinic.id, clinic_name=clinic.name, source=source,
                                       note=data.note), actor_id=actor_id)
+    _record_changes(db, referral, changes, source, actor_id)
 
     order = None
     if eligibility.outcome == Outcome.home_delivery:
@@ -121,7 +127,18 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
                     payloads.OutcomeDecided(outcome=referral.outcome, reason=referral.reason),
                     actor_id=actor_id)
     db.flush()
-    return IntakeResult(referral, order, created=True)
+    return IntakeResult(referral, order, created=True, changes=changes)
+
+
+def _record_changes(db: Session, referral: Referral, changes: tuple[FieldChange, ...], source: str,
+                    actor_id: int | None) -> None:
+    """Before and after of every stored detail the referral changed, on the timeline. An applied
+    address change is left out: `set_address` tells it already (`address_changed`)."""
+    told = tuple(c for c in changes if not (c.field == "address" and c.applied))
+    if told:
+        timeline.record(db, referral, EventKind.patient_corrected,
+                        payloads.PatientCorrected(patient_id=referral.patient_id, source=source,
+                                                  changes=told), actor_id=actor_id)
 
 
 def _same_referral(db: Session, patient_id: int, data: ReferralIn, now: dt.datetime) -> Referral | None:
@@ -199,25 +216,49 @@ def pickup_advice(db: Session, food_bank: Organization, patient: Patient) -> str
 # --- patients -------------------------------------------------------------------------------
 
 
-def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn, *,
-                   actor_id: int | None = None) -> tuple[Patient, bool]:
-    """Find the clinic's patient by MRN (update them) or create them; True when created.
+NEW_PATIENT_DEFAULTS: dict[str, object] = {"phone": None, "language": "en", "floor": 0, "elevator": False,
+                                           "access_notes": None, "dietary": [], "do_not_contact": False}
 
-    An address a coordinator corrected by hand is never overwritten: the difference becomes a
-    proposed change in the review queue. A new MRN with the same name and birth date as another
-    patient is created and flagged for review, never merged silently.
+
+def _details(p: PatientIn) -> dict[str, object]:
+    """The details the referral gives; a field left out or blank is not given (None)."""
+    return {"given_name": p.given_name.strip(), "family_name": p.family_name.strip(),
+            "birth_date": p.birth_date, "phone": p.phone,
+            "language": p.language.lower() if p.language else None, "floor": p.floor, "elevator": p.elevator,
+            "access_notes": (p.access_notes or "").strip() or None,
+            "dietary": [str(d) for d in p.dietary] if p.dietary else None,
+            "consent_to_share": p.consent_to_share, "do_not_contact": p.do_not_contact}
+
+
+def _shown(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(value) or None
+    return str(value)
+
+
+def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn, *,
+                   actor_id: int | None = None) -> tuple[Patient, bool, tuple[FieldChange, ...]]:
+    """Find the clinic's patient by MRN (update them) or create them; True when created, and the
+    stored details this changed.
+
+    A detail the referral leaves out or blank keeps what is stored; a different value is applied
+    and reported as a change. An address a coordinator corrected by hand is never overwritten: the
+    difference becomes a proposed change in the review queue. A new MRN with the same name and
+    birth date as another patient is created and flagged for review, never merged silently.
     """
     patient = db.scalar(select(Patient).where(Patient.clinic_id == clinic_id, Patient.mrn == p.mrn))
-    details = {"given_name": p.given_name.strip(), "family_name": p.family_name.strip(),
-               "birth_date": p.birth_date, "phone": p.phone, "language": p.language.lower(),
-               "floor": p.floor, "elevator": p.elevator, "access_notes": p.access_notes,
-               "dietary": [str(d) for d in p.dietary], "consent_to_share": p.consent_to_share,
-               "do_not_contact": p.do_not_contact}
+    given = _details(p)
     a = p.address
     address = PostalAddress.of(a.line1, a.unit, a.city, a.state, a.postal_code)
     point = Point(a.lat, a.lon, GeocodeStatus.given) if a.lat is not None and a.lon is not None else None
 
     if patient is None:
+        details = {key: NEW_PATIENT_DEFAULTS[key] if value is None and key in NEW_PATIENT_DEFAULTS
+                   else value for key, value in given.items()}
         patient = Patient(clinic_id=clinic_id, mrn=p.mrn, **details)
         db.add(patient)
         set_address(db, patient, address, point=point)
@@ -231,11 +272,23 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn,
                               message=(f"Same name and birth date as MRN {twin.mrn}: the same person "
                                        "under two MRNs?"),
                               details={"other_patient_id": twin.id, "other_mrn": twin.mrn}))
-        return patient, True
+        return patient, True, ()
 
-    for key, value in details.items():
-        setattr(patient, key, value)
-    changed = address != PostalAddress.of_patient(patient)
+    changes: list[FieldChange] = []
+    for key, value in given.items():
+        before = getattr(patient, key)
+        if value is not None and value != before:
+            changes.append(FieldChange(field=key, before=_shown(before), after=_shown(value)))
+            setattr(patient, key, value)
+    stored = PostalAddress.of_patient(patient)
+    if address.unit is None and dataclasses.replace(address, unit=stored.unit) == stored:
+        address = stored  # a blank unit at the same street address keeps the stored one
+    changed = address != stored
+    if changed:
+        changes.append(FieldChange(field="address", before=patient.address_text,
+                                   after=address_text(address.line1, address.unit, address.city,
+                                                      address.state, address.postal_code),
+                                   applied=patient.address_corrected_at is None))
     if changed and patient.address_corrected_at is not None:
         proposed = {**address.as_fields(), "lat": a.lat if point else None, "lon": a.lon if point else None}
         already = db.scalar(select(ReviewItem.id).where(
@@ -252,7 +305,7 @@ def upsert_patient(db: Session, clinic_id: int, food_bank_id: int, p: PatientIn,
                                                            GeocodeStatus.needs_review):
         set_address(db, patient, point=point, actor_id=actor_id)
     db.flush()
-    return patient, False
+    return patient, False, tuple(changes)
 
 
 # --- a coordinator's override ----------------------------------------------------------------

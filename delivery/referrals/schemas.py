@@ -10,6 +10,7 @@ from msgspec import Meta
 
 from delivery.models import BoxType, Cadence, Dietary, HungerAnswer
 from delivery.platform.validation import LINES, ONE_LINE, RuleError
+from delivery.timeline.payloads import FieldChange
 
 # The languages a program can serve a patient in (ISO 639 codes, English names), offered on the form;
 # a region or script may follow ("es-MX", "zh-Hant"). A code outside the list is refused, not guessed.
@@ -67,17 +68,21 @@ class PatientIn(Closed, kw_only=True):
     given_name: Annotated[Name, Meta(title="First name")]
     family_name: Annotated[Name, Meta(title="Last name")]
     birth_date: Annotated[dt.date, Meta(title="Date of birth")]
+    # The fields below may be left out: a new patient then gets the default named in the
+    # description (language: en), and a patient already on record keeps what is stored (a
+    # re-sent referral with fewer fields never blanks what is known).
     phone: Annotated[Phone, Meta(title="Phone")] | None = None
-    language: Annotated[Language, Meta(title="Preferred language")] = "en"
+    language: Annotated[Language, Meta(title="Preferred language")] | None = None
     address: AddressIn
-    floor: Annotated[int, Meta(ge=-5, le=200, title="Floor")] = 0
-    elevator: bool = False
+    floor: Annotated[int, Meta(ge=-5, le=200, title="Floor",
+                               description="Default 0 (street level)")] | None = None
+    elevator: Annotated[bool, Meta(description="Default false")] | None = None
     access_notes: Annotated[str, Meta(max_length=500, pattern=LINES, title="Access notes")] | None = None
-    dietary: Annotated[list[Dietary], Meta(max_length=8)] = []
+    dietary: Annotated[list[Dietary], Meta(max_length=8, description="Default none")] | None = None
     consent_to_share: bool = True
     """The patient agreed to share name, address and phone with the food bank and its drivers.
     A clinic system attests it under its data-sharing agreement; false refuses the referral."""
-    do_not_contact: bool = False
+    do_not_contact: Annotated[bool, Meta(description="Default false")] | None = None
 
     def __post_init__(self) -> None:
         if self.birth_date.year < 1900:
@@ -152,6 +157,9 @@ class ReferralOut(msgspec.Struct, kw_only=True):
     geocode_status: str
     waitlist_position: int | None = None
     timeline: list[TimelineEvent] | None = None
+    changes: list[FieldChange] = []
+    """What this request changed in the patient's stored details, before and after (`applied` false:
+    proposed to a coordinator for review, for an address a coordinator corrected by hand)."""
 
 
 def parse_time(value: str | None) -> dt.time | None:

@@ -174,6 +174,23 @@ class AddressChanged(Payload):
     point: str  # kept, placed (by hand), locating (being located again)
 
 
+class FieldChange(Payload):
+    """One stored detail of a patient a re-sent referral changed, or proposed for review (not applied)."""
+
+    field: str  # the API's name: "phone", "floor", "address", ...
+    before: str | None
+    after: str | None
+    applied: bool = True
+
+
+class PatientCorrected(Payload):
+    """A re-sent referral (form, API, CSV) brought details that differ from the stored ones."""
+
+    patient_id: int
+    source: str  # web, api, csv, fhir, demo
+    changes: tuple[FieldChange, ...]
+
+
 class ReviewResolved(Payload):
     review_item_id: int
     review_kind: str
@@ -213,6 +230,7 @@ PAYLOADS: dict[EventKind, type[Payload]] = {
     EventKind.receipt_confirmed: Receipt,
     EventKind.receipt_denied: Receipt,
     EventKind.address_changed: AddressChanged,
+    EventKind.patient_corrected: PatientCorrected,
     EventKind.review_resolved: ReviewResolved,
     EventKind.duplicate_checked: DuplicateChecked,
     EventKind.held_for_review: HeldForReview,

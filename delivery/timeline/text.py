@@ -151,6 +151,17 @@ def _address_changed(d: p.AddressChanged) -> str:
     return f"Address changed from {d.before} to {d.after}; {POINT.get(d.point, d.point)}"
 
 
+def change_text(c: p.FieldChange) -> str:
+    """One changed detail, before → after ("floor 3 → 5")."""
+    said = f"{c.field.replace('_', ' ')} {c.before or '(none)'} → {c.after or '(none)'}"
+    return said if c.applied else f"{said} (proposed for review)"
+
+
+def _patient_corrected(d: p.PatientCorrected) -> str:
+    return (f"Patient details corrected by a re-sent referral ({d.source}): "
+            + "; ".join(change_text(c) for c in d.changes) + ".")
+
+
 def _review_resolved(d: p.ReviewResolved) -> str:
     return f"Review: {d.resolution}"
 
@@ -194,6 +205,7 @@ _SENTENCES: dict[EventKind, Callable[..., str]] = {
     EventKind.receipt_confirmed: _receipt_confirmed,
     EventKind.receipt_denied: _receipt_denied,
     EventKind.address_changed: _address_changed,
+    EventKind.patient_corrected: _patient_corrected,
     EventKind.review_resolved: _review_resolved,
     EventKind.duplicate_checked: _duplicate_checked,
     EventKind.held_for_review: _held_for_review,

@@ -82,6 +82,22 @@ def nest(form: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+CHANGEABLE = {"given_name": "given name", "family_name": "family name", "birth_date": "birth date",
+              "phone": "phone", "language": "language", "floor": "floor", "elevator": "elevator",
+              "access_notes": "access notes", "dietary": "dietary needs",
+              "do_not_contact": "do not contact", "address": "address"}
+
+
+def changed_fields(query: str) -> list[tuple[str, bool]]:
+    """`phone,address:proposed` from the redirect into [(words, applied)], known fields only."""
+    found = []
+    for part in query.split(",")[:len(CHANGEABLE)]:
+        name, _, flag = part.partition(":")
+        if name in CHANGEABLE:
+            found.append((CHANGEABLE[name], flag != "proposed"))
+    return found
+
+
 def staff_clinic(db: Session, request: Request) -> Organization:
     clinic_id = principal(request).organizations_with(Role.clinic_staff)[0]
     clinic = db.get(Organization, clinic_id)
@@ -160,6 +176,9 @@ class ClinicController(Controller):
                 target = f"/clinic/referrals/{result.referral.id}"
                 if not result.created:
                     target += "?already=1"
+                if result.changes:  # names only (never values: no PHI in URLs); the timeline has both
+                    target += ("&" if "?" in target else "?") + "changed=" + ",".join(
+                        c.field if c.applied else f"{c.field}:proposed" for c in result.changes)
                 if request.headers.get("hx-request"):
                     return ClientRedirect(target)
                 return Redirect(target, status_code=303)
@@ -169,14 +188,16 @@ class ClinicController(Controller):
 
     @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
     def referral_detail(self, request: Request, db: DB, referral_id: PathId,
-                        already: FromQuery[bool] = False) -> Template:
+                        already: FromQuery[bool] = False, changed: FromQuery[str] = "") -> Template:
         referral = visible_referral(db, principal(request), referral_id)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by(Order.id.desc()))
-        return self._referral_page(request, db, referral, order, already=already)
+        return self._referral_page(request, db, referral, order, already=already,
+                                   changed=changed_fields(changed))
 
     def _referral_page(self, request: Request, db: Session, referral: Referral, order: Order | None, *,
-                       already: bool = False, error: str | None = None, status_code: int = 200) -> Template:
+                       already: bool = False, changed: list[tuple[str, bool]] | None = None,
+                       error: str | None = None, status_code: int = 200) -> Template:
         events = timeline.history(db, referral.id)
         food_bank = db.get(Organization, referral.food_bank_id)
         tz = food_bank.timezone if food_bank else "UTC"
@@ -187,7 +208,8 @@ class ClinicController(Controller):
         return page(request, "clinic/referral.html", referral=referral, order=order,
                     events=list(reversed(events)), state=state, can_receipt=can_receipt, tz=tz,
                     receipt_error=error, position=waitlist.position(db, order) if order else None,
-                    already=already, weekdays=WEEKDAYS, status_code=status_code, local=clinic_view.local)
+                    already=already, changed=changed or [], weekdays=WEEKDAYS, status_code=status_code,
+                    local=clinic_view.local)
 
     @post("/referrals/{referral_id:int}/receipt", opt={"roles": STAFF}, sync_to_thread=True,
           status_code=200)

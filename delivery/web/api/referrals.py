@@ -127,19 +127,26 @@ class ReferralApi(Controller):
           summary="Refer a patient", description=(
               "Creates the referral, decides its outcome (home_delivery, waitlisted, pickup, "
               "not_eligible) and the Order when there is one. 409 when the patient already has "
-              "an open referral."))
+              "an open referral; details that differ from the stored ones are still corrected, "
+              "and `changes` lists them (before and after)."))
     def create_referral(self, request: Request, db: DB, data: JSONBody[ReferralIn]) -> ReferralOut:
         who = principal(request)
         clinic_id = referring_clinic(who, data.clinic_id)
         result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api,
                               clock=clock_of(request))
+        db.commit()  # a repeat still corrects the patient's details: that is kept, and said
+        changes = list(result.changes)
         if not result.created:
-            raise HTTPException(status_code=409, extra={"referral_id": result.referral.id,
-                                                        "code": "open_referral"},
+            differed = ", ".join(c.field + ("" if c.applied else " (proposed for review)") for c in changes)
+            corrected = f" What differed was stored: {differed}." if changes else ""
+            raise HTTPException(status_code=409,
+                                extra={"referral_id": result.referral.id, "code": "open_referral",
+                                       "changes": msgspec.to_builtins(changes)},
                                 detail=(f"Patient {data.patient.mrn} already has an open referral "
-                                        f"({result.referral.id}, {result.referral.status})."))
-        db.commit()
-        return referral_out(db, result.referral, with_timeline=True)
+                                        f"({result.referral.id}, {result.referral.status}).{corrected}"))
+        out = referral_out(db, result.referral, with_timeline=True)
+        out.changes = changes
+        return out
 
     @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True, responses=error_responses(404),
          summary="A referral with its timeline")
