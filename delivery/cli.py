@@ -147,6 +147,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
             report = csv_import.import_file(database, args.file, clinic=args.clinic, clock=settings.clock)
             print(report.text())
+            if report.ok:
+                from delivery.referrals import geocoding
+
+                with database.writer() as db:
+                    sent = geocoding.review_if_off(db, settings)
+                    db.commit()
+                if sent:
+                    print(f"  geocoding is off: {sent} address(es) sent to the review queue")
             return 0 if report.ok else 1
         if args.command == "geocode":
             from delivery.referrals import geocoding

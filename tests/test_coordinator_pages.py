@@ -180,16 +180,18 @@ def test_more_boxes_than_capacity_is_refused_with_a_clear_message(database, prog
 
 
 def test_a_new_address_is_located_again_and_on_the_timeline(database, program, client) -> None:
+    """With geocoding off (the test app) the new address waits in the review queue, and says so."""
     (result,) = referred(database, program, "A1")
     token = sign_in(client, program.coordinator)
     response = client.post(f"/coordinator/orders/{result.order.id}/address", headers=htmx(token),
                            data={"line1": "8000 International Blvd", "city": "Oakland", "state": "CA",
                                  "postal_code": "94621"})
     assert response.status_code == 200, response.text
-    assert "Address changed; it is being located on the map again." in response.text
+    assert "Geocoding is off on this server, so it waits in the review queue" in response.text
     with database.reader() as db:
         patient = db.get(Referral, result.referral.id).patient
-        assert patient.geocode_status == GeocodeStatus.pending and patient.address_corrected_at is not None
+        assert patient.geocode_status == GeocodeStatus.needs_review
+        assert patient.address_corrected_at is not None
     bad = client.post(f"/coordinator/orders/{result.order.id}/address", headers=htmx(token),
                       data={"line1": "8000 International Blvd", "city": "Oakland", "state": "CA",
                             "postal_code": "9462"})

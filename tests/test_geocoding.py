@@ -207,8 +207,10 @@ def test_an_ambiguous_address_goes_to_the_review_queue_with_its_candidates(
 
 
 @pytest.mark.parametrize("failure", ["429", "500", "slow"])
-def test_a_failing_geocoder_keeps_the_patient_pending_and_retries_later(
+def test_a_failing_geocoder_puts_the_address_in_review_at_once_and_retries_later(
         database: Database, program: Program, geo: Settings, stub: StubGeocoder, failure: str) -> None:
+    """A geocoder error opens a review item with the reason at once (a coordinator may place the
+    point now); the patient stays pending, and the try that finds it closes the item."""
     stub.script(ROSA, failure, "house")
     rosa = refer(database, program, mrn="A-1")
 
@@ -218,7 +220,8 @@ def test_a_failing_geocoder_keeps_the_patient_pending_and_retries_later(
     assert summary.last_error
     waiting = patient(database, rosa)
     assert (waiting.geocode_status, waiting.geocode_attempts) == (GeocodeStatus.pending, 1)
-    assert open_reviews(database, rosa) == []
+    [item] = open_reviews(database, rosa)
+    assert "could not answer" in item.message and item.details["last_error"] == summary.last_error
     with database.reader() as db:  # an error is never cached
         assert db.scalar(select(func.count()).select_from(GeocodeCacheEntry)) == 0
 
@@ -227,6 +230,7 @@ def test_a_failing_geocoder_keeps_the_patient_pending_and_retries_later(
     assert summary.found == 1
     assert patient(database, rosa).geocode_status == GeocodeStatus.found
     assert stub.count(ROSA) == 2
+    assert open_reviews(database, rosa) == []
 
 
 def test_the_first_error_ends_the_pass(database: Database, program: Program, geo: Settings,
@@ -337,12 +341,19 @@ def test_photon_is_an_alternative(adapter_settings: Settings, stub: StubGeocoder
     assert seen.user_agent == geocoding.USER_AGENT
 
 
-def test_geocoder_none_asks_nobody(adapter_settings: Settings, stub: StubGeocoder) -> None:
+def test_geocoder_none_asks_nobody_and_sends_the_address_to_review(
+        database: Database, program: Program, adapter_settings: Settings, stub: StubGeocoder) -> None:
+    """With DELIVERY_GEOCODER=none a pending address goes to the review queue with the reason."""
     off = msgspec.structs.replace(adapter_settings, geocoder="none")
+    rosa = refer(database, program, mrn="A-1")
 
     assert geocoding.make_geocoder(off) is None
-    assert "geocoding is off" in str(geocode_pending(Database(off.database_url), off))
+    summary = geocode_pending(database, off)
+    assert "geocoding is off" in str(summary) and summary.review == 1
     assert stub.requests == []
+    assert patient(database, rosa).geocode_status == GeocodeStatus.needs_review
+    [item] = open_reviews(database, rosa)
+    assert "Geocoding is off" in item.message and "Set the point on the map" in item.message
     with pytest.raises(ValueError, match="nominatim, photon or none"):
         geocoding.make_geocoder(msgspec.structs.replace(off, geocoder="google"))
 

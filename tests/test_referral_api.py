@@ -91,12 +91,16 @@ def test_bad_input_names_the_field_and_writes_nothing(client, clinic1_headers, d
         assert db.scalar(select(func.count(Patient.id))) == 0
 
 
-def test_missing_point_goes_to_geocoding_not_lost(client, clinic1_headers, database) -> None:
-    """Without lat/lon the referral is accepted and the address waits for the geocoder."""
+def test_missing_point_with_geocoding_off_goes_to_review_not_lost(client, clinic1_headers, database) -> None:
+    """Without lat/lon, and no geocoder (the test app's DELIVERY_GEOCODER=none), the referral is
+    accepted and the address is in the coordinators' review queue at once, with the reason."""
     body = referral_body()
     del body["patient"]["address"]["lat"], body["patient"]["address"]["lon"]
     answer = client.post("/api/v1/referrals", json=body, headers=clinic1_headers).json()
-    assert answer["geocode_status"] == "pending" and answer["order_id"] is not None
+    assert answer["geocode_status"] == "needs_review" and answer["order_id"] is not None
+    with database.reader() as db:
+        [item] = db.scalars(select(ReviewItem).where(ReviewItem.resolved_at.is_(None)))
+        assert item.kind == "geocode_failed" and "Geocoding is off" in item.message
 
 
 def test_second_referral_for_an_open_patient_is_a_conflict(client, clinic1_headers, database) -> None:

@@ -150,3 +150,17 @@ def test_a_changed_detail_is_corrected_with_before_and_after_and_staff_are_told(
     with database.reader() as db:
         patient = db.scalar(select(Patient))
         assert (patient.phone, patient.floor) == ("+1 510 555 0199", 4)
+
+
+def test_an_address_without_a_point_reaches_the_review_queue_at_once(client, program, database) -> None:
+    """Geocoding off (as in the demo): the form's address is never left "being located"; the
+    clinic sees a coordinator is checking it and the coordinator's queue says why."""
+    token = sign_in(client, program.clinic1)
+    response = client.post("/clinic/referrals", data=form(), headers={**HTMX, "X-CSRF-Token": token})
+    detail = client.get(response.headers["hx-redirect"]).text
+    assert "A coordinator is checking this address" in detail
+    assert "Being located on the map" not in detail
+    client.post("/logout", headers={"X-CSRF-Token": token})
+    sign_in(client, program.coordinator)
+    queue = client.get("/coordinator/reviews").text
+    assert "Geocoding is off on this server" in queue and "1234 98th Ave" in queue

@@ -351,6 +351,28 @@ class _Pending:
     query: str
 
 
+def review_unlocated(db: Session) -> int:
+    """With geocoding off (DELIVERY_GEOCODER=none), every address still waiting for a point goes
+    to the review queue at once, so a coordinator places it by hand instead of it waiting for a
+    geocoder that never comes. The caller commits; returns how many went."""
+    waiting = list(db.scalars(select(Patient).where(Patient.geocode_status == GeocodeStatus.pending)
+                              .order_by(Patient.id)))
+    for patient in waiting:
+        _send_to_review(db, patient, ReviewKind.geocode_failed,
+                        "Geocoding is off on this server (DELIVERY_GEOCODER=none), so "
+                        f"“{patient.address_text}” cannot be placed on the map by itself. Set the "
+                        "point on the map by hand.",
+                        {"query": patient_query(patient), "reason": "geocoding is off"})
+    db.flush()
+    return len(waiting)
+
+
+def review_if_off(db: Session, settings: Settings) -> int:
+    """`review_unlocated` when this server geocodes nothing, in the caller's transaction: the geocode
+    job would do the same, but only once a worker runs, and the page answering now should show it."""
+    return review_unlocated(db) if settings.geocoder == "none" else 0
+
+
 def geocode_pending(database: Database, settings: Settings, limit: int | None = None, *,
                     geocoder: Geocoder | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> GeocodeSummary:
@@ -363,6 +385,9 @@ def geocode_pending(database: Database, settings: Settings, limit: int | None = 
     summary = GeocodeSummary()
     geocoder = geocoder if geocoder is not None else make_geocoder(settings)
     if geocoder is None:
+        with database.writer() as db:
+            summary.review = review_unlocated(db)
+            db.commit()
         summary.note = "geocoding is off: DELIVERY_GEOCODER=none"
         return summary
     with _one_pass_at_a_time(database) as ours:
@@ -419,17 +444,26 @@ def _record(database: Database, provider: str, item: _Pending, answer: GeocodeAn
         if answer.kind == AnswerKind.found:
             assert answer.lat is not None and answer.lon is not None
             set_address(db, patient, point=Point(answer.lat, answer.lon, GeocodeStatus.found))
+            waiting = _open_geocoding_item(db, patient)
+            if waiting is not None:  # opened while the geocoder was failing: settled by itself
+                waiting.resolved_at = utcnow()
+                waiting.resolution = f"Located by the geocoder on a later try: {answer.display_name}"[:500]
             summary.found += 1
         elif answer.kind == AnswerKind.error:
             patient.geocode_attempts = (patient.geocode_attempts or 0) + 1
+            details = {"query": item.query, "last_error": answer.reason, "attempts": patient.geocode_attempts}
             if patient.geocode_attempts >= MAX_ATTEMPTS:
                 _send_to_review(db, patient, ReviewKind.geocode_failed,
                                 f"The geocoder kept failing for this address ({patient.geocode_attempts} "
-                                f"tries). Check the address, or set the point on the map by hand.",
-                                {"query": item.query, "last_error": answer.reason,
-                                 "attempts": patient.geocode_attempts})
+                                f"tries). Check the address, or set the point on the map by hand.", details)
                 summary.review += 1
             else:
+                # In the queue at once, so a coordinator can place it before a delivery day; the
+                # patient stays pending and a later pass that finds it closes the item.
+                _open_item(db, patient, ReviewKind.geocode_failed,
+                           f"The geocoder could not answer for “{patient.address_text}” ({answer.reason}). "
+                           "It will try again; set the point on the map now if a delivery is soon.",
+                           details)
                 summary.retry_later += 1
         elif answer.kind == AnswerKind.not_found:
             _send_to_review(db, patient, ReviewKind.geocode_failed,
@@ -452,10 +486,20 @@ def _send_to_review(db: Session, patient: Patient, kind: ReviewKind, message: st
                     details: dict[str, Any]) -> None:
     """needs_review plus one open geocoding ReviewItem for the patient (updated, never doubled)."""
     patient.geocode_status = GeocodeStatus.needs_review
-    item = db.scalar(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
+    _open_item(db, patient, kind, message, details)
+
+
+def _open_geocoding_item(db: Session, patient: Patient) -> ReviewItem | None:
+    return db.scalar(select(ReviewItem).where(ReviewItem.patient_id == patient.id,
                                               ReviewItem.kind.in_(REVIEW_KINDS),
                                               ReviewItem.resolved_at.is_(None))
                      .order_by(ReviewItem.id).limit(1))
+
+
+def _open_item(db: Session, patient: Patient, kind: ReviewKind, message: str,
+               details: dict[str, Any]) -> None:
+    """The patient's one open geocoding ReviewItem, opened or updated (never doubled)."""
+    item = _open_geocoding_item(db, patient)
     if item is None:
         item = ReviewItem(patient_id=patient.id, food_bank_id=_food_bank_id(db, patient))
         db.add(item)

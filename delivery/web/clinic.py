@@ -30,7 +30,7 @@ from delivery.models import (
 )
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
-from delivery.referrals import csv_import, intake
+from delivery.referrals import csv_import, geocoding, intake
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
@@ -172,6 +172,7 @@ class ClinicController(Controller):
             except intake.IntakeError as exc:
                 errors = {exc.field or "": str(exc)}
             else:
+                geocoding.review_if_off(db, request.app.state.settings)
                 db.commit()
                 target = f"/clinic/referrals/{result.referral.id}"
                 if not result.created:
@@ -258,6 +259,7 @@ class ClinicController(Controller):
                                             actor_id=principal(request).user_id, clock=clock_of(request),
                                             source_name=upload.filename[:200])
         if report.ok:
+            geocoding.review_if_off(db, request.app.state.settings)
             db.commit()
         else:
             db.rollback()

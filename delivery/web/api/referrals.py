@@ -17,7 +17,7 @@ from delivery.models import Order, OrderStatus, Referral, ReferralStatus, Role, 
 from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
-from delivery.referrals import intake
+from delivery.referrals import geocoding, intake
 from delivery.referrals.schemas import ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
 from delivery.web.errors import error_responses
@@ -134,6 +134,7 @@ class ReferralApi(Controller):
         clinic_id = referring_clinic(who, data.clinic_id)
         result = intake.refer(db, data, clinic_id=clinic_id, actor_id=who.user_id, source=Source.api,
                               clock=clock_of(request))
+        geocoding.review_if_off(db, request.app.state.settings)
         db.commit()  # a repeat still corrects the patient's details: that is kept, and said
         changes = list(result.changes)
         if not result.created:

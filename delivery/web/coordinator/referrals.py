@@ -39,7 +39,7 @@ from delivery.models import (
     User,
 )
 from delivery.program import orders, program_settings, waitlist
-from delivery.referrals import intake, reviews
+from delivery.referrals import geocoding, intake, reviews
 from delivery.referrals.schemas import (
     AddressIn,
     BoxType,
@@ -299,6 +299,7 @@ class ReferralDeskController(Controller):
             return self._reviews_page(request, db, failed=item, errors=errors, values=form, status_code=422)
         extras = review_extras(db, [item])
         extras[item.id]["resolver"] = principal(request).display_name
+        geocoding.review_if_off(db, request.app.state.settings)
         db.commit()
         if not is_htmx(request):
             return Redirect("/coordinator/reviews", status_code=303)
@@ -488,6 +489,9 @@ class ReferralDeskController(Controller):
             context = self._referral_context(request, db, referral, errors=errors, values=values)
             return page(request, "coordinator/referral.html", block="referral_body" if is_htmx(request)
                         else None, status_code=422, **context)
+        if geocoding.review_if_off(db, request.app.state.settings):
+            notice = ("Address changed. Geocoding is off on this server, so it waits in the review "
+                      "queue: set its point on the map there.")
         context = self._referral_context(request, db, referral, notice=notice)
         db.commit()
         if not is_htmx(request):
