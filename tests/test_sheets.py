@@ -21,7 +21,8 @@ DAY = dt.date(2026, 12, 1)
 @pytest.fixture
 def day(program: Program, database: Database):  # type: ignore[no-untyped-def]
     stops = [[*DEFAULT_STOPS[0], StopSpec("Eve", "Formula", access_notes="=HYPERLINK(\"http://x\")",
-                                          box_type="family", boxes=1)], DEFAULT_STOPS[1]]
+                                          box_type="family", boxes=1, phone="+44 20 7946 0958")],
+             DEFAULT_STOPS[1]]
     with database.writer() as db:
         built = make_day(db, program, date=DAY, stops=stops)
         db.commit()
@@ -74,7 +75,9 @@ def test_csv_export_one_row_per_stop_and_no_formulas(client: TestClient, program
     assert [(r["route"], r["seq"]) for r in rows][:2] == [("1", "1"), ("1", "2")]
     eve = next(r for r in rows if r["first_name"] == "Eve")
     assert eve["access_notes"] == "'=HYPERLINK(\"http://x\")"
-    assert all(not r["phone"].startswith("+") for r in rows)
+    # Phones as people dial them, usable as is: no "+" that needs the formula-guarding quote.
+    assert {r["phone"] for r in rows if r["first_name"] != "Eve"} == {"(510) 555-0100"}
+    assert eve["phone"] == "011 44 20 7946 0958"
     assert "mrn" not in rows[0] and "birth_date" not in rows[0]
 
 

@@ -9,6 +9,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 
+import phonenumbers
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
@@ -22,6 +23,7 @@ from delivery.web.driver import DriverStop, clock, day_label, driver_stop
 from delivery.web.render import DB, PathId, page, principal
 
 POLICY = {"roles": COORDINATORS}
+PHONE_REGION = "US"  # the programs served are in the US (the geocoder is limited to it too)
 
 
 def coordinator_plan(db: Session, request: Request, plan_id: int) -> tuple[Plan, Organization]:
@@ -77,6 +79,23 @@ def route_sheets(db: Session, plan: Plan, route_id: int | None = None) -> list[R
             for r in routes]
 
 
+def phone_cell(phone: str) -> str:
+    """A phone as dialled from the program's country: "(510) 555-0101", "011 44 20 7946 0958".
+
+    Neither starts with "+", so the cell is safe in a spreadsheet without the leading quote that
+    `safe_cell` would add; a number that cannot be read stays as typed (and safe_cell guards it).
+    """
+    try:
+        number = phonenumbers.parse(phone, PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        return phone
+    if not phonenumbers.is_possible_number(number):
+        return phone
+    if phonenumbers.region_code_for_number(number) == PHONE_REGION:
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_out_of_country_calling_number(number, PHONE_REGION)
+
+
 CSV_COLUMNS = ["date", "route", "driver", "seq", "eta", "stop_id", "order_id", "first_name", "last_name",
                "address", "unit", "city", "postal_code", "floor", "elevator", "phone", "access_notes",
                "boxes", "box_type", "dietary", "status", "outcome", "unassigned_reason"]
@@ -128,7 +147,8 @@ class SheetsController(Controller):
                 plan.date.isoformat(), number or "", driver.user.display_name if driver else "",
                 stop.seq or "", clock(stop.eta), stop.id, stop.order_id, p.given_name, p.family_name,
                 p.address_line1, p.unit or "", p.city, p.postal_code, p.floor, "yes" if p.elevator else "no",
-                "" if p.do_not_contact else (p.phone or ""), p.access_notes or "", stop.boxes, stop.box_type,
+                "" if p.do_not_contact or not p.phone else phone_cell(p.phone), p.access_notes or "",
+                stop.boxes, stop.box_type,
                 " ".join(p.dietary or []), stop.status, stop.outcome or "", stop.unassigned_reason or ""]])
         filename = f"delivery-{plan.date.isoformat()}.csv"
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
