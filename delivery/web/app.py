@@ -6,7 +6,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Router
+from litestar.config.compression import CompressionConfig
 from litestar.config.response_cache import ResponseCacheConfig
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.logging import LoggingConfig
@@ -37,6 +39,8 @@ from delivery.web.security import (
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
 STAFF = (Role.admin, Role.coordinator, Role.clinic_staff)
+STATIC_MAX_AGE_S = 300
+COMPRESSED_ALREADY = r".*\.(png|jpe?g|gif|webp|ico|woff2?)$"
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a CSV of several thousand referrals; JSON bodies are far smaller
 
 
@@ -44,6 +48,18 @@ def template_engine(directory: Path = TEMPLATES) -> JinjaTemplateEngine:
     env = Environment(loader=FileSystemLoader(directory), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     return JinjaTemplateEngine.from_environment(env)
+
+
+def static_routers() -> list[Router]:
+    """Static files, public. Vendored files carry their version in their name, so a browser may
+    keep them for a year; our own CSS and JS change without a new name, so only for minutes."""
+    def files(path: str, directory: Path, cache: CacheControlHeader) -> Router:
+        return create_static_files_router(path=path, directories=[directory], opt={"public": True},
+                                          include_in_schema=False, cache_control=cache)
+
+    return [files("/static/vendor", STATIC / "vendor",
+                  CacheControlHeader(public=True, max_age=365 * 24 * 3600, immutable=True)),
+            files("/static", STATIC, CacheControlHeader(public=True, max_age=STATIC_MAX_AGE_S))]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Litestar:
@@ -59,8 +75,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 webhooks.WebhookController]),
             api.ReferralApi,
             api_plans.PlanApi,
-            create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
-                                       include_in_schema=False),
+            *static_routers(),
         ],
         dependencies={"db": Provide(provide_db),
                       "settings": Provide(provide_settings, sync_to_thread=False),
@@ -83,6 +98,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False,
                                   opt={"public": True} if settings.demo else {"roles": STAFF})),
         request_max_body_size=MAX_BODY_BYTES,
+        # gzip for text (pages, JSON, CSS, JS) above 500 bytes; the stdlib has it, brotli would
+        # need another package for little gain over gzip at these sizes. Images are compressed already.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude=COMPRESSED_ALREADY),
         response_cache_config=ResponseCacheConfig(),
         logging_config=LoggingConfig(log_exceptions="always",  # a 500's trace goes to the server log
                                      disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422}),
