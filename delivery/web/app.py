@@ -13,7 +13,6 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -26,6 +25,7 @@ from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import account, admin, clinic, coordinator, driver, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
+from delivery.web.api_docs import ApiDocsPage
 from delivery.web.audit import RequestIdMiddleware, audit_context
 from delivery.web.errors import HANDLERS
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         template_config=TemplateConfig(instance=template_engine()),
         plugins=[HTMXPlugin()],
         openapi_config=OpenAPIConfig(
-            title="Produce-box delivery API", version="1", render_plugins=[SwaggerRenderPlugin()],
+            title="Produce-box delivery API", version="1", render_plugins=[ApiDocsPage()],
             create_examples=False,
             components=Components(security_schemes={"BearerToken": SecurityScheme(
                 type="http", scheme="bearer",

@@ -7,9 +7,18 @@
                  "#92400e", "#334155"];
   var map = null, layer = null, fitted = false;
 
+  // Everything from map.json is text (addresses come from clinics): build elements and set
+  // textContent, never an HTML string, so markup in the data shows as typed.
+  function textElement(tag, className, text) {
+    var el = document.createElement(tag);
+    if (className) el.className = className;
+    el.textContent = String(text);
+    return el;
+  }
+
   function icon(text, colour, locked) {
     return L.divIcon({className: "stop-icon", iconSize: [26, 26], iconAnchor: [13, 13],
-      html: '<span class="stop-num c' + colour + (locked ? " locked" : "") + '">' + text + "</span>"});
+      html: textElement("span", "stop-num c" + Number(colour) + (locked ? " locked" : ""), text)});
   }
 
   function draw(data) {
@@ -33,7 +42,8 @@
     });
     data.unassigned.forEach(function (s) {
       L.circleMarker([s.lat, s.lon], {radius: 7, color: "#6b7280", fillColor: "#e5e7eb", fillOpacity: 1})
-        .bindTooltip("Not on a route: " + s.label + " (" + s.reason.replace(/_/g, " ") + ")").addTo(layer);
+        .bindTooltip(textElement("span", "", "Not on a route: " + s.label + " (" + s.reason.replace(/_/g, " ") + ")"))
+        .addTo(layer);
     });
     var bounds = layer.getBounds();
     if (bounds.isValid() && !fitted) { map.fitBounds(bounds, {padding: [20, 20]}); fitted = true; }

@@ -97,3 +97,29 @@ def browser() -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__csp.push(e.violatedDirective + " " + (e.blockedURI || "inline") + " at " + location.pathname +
+                    " from " + e.sourceFile + ":" + e.lineNumber + ":" + e.columnNumber + " " + e.sample);
+});
+"""
+
+
+def coordinator_page(context, live_server: LiveServer):  # type: ignore[no-untyped-def]
+    """A signed-in coordinator's page that records every CSP violation; the list it returns fills
+    with the browser console's CSP messages, `page.evaluate("window.__csp")` has the rest."""
+    import re
+
+    context.add_init_script(WATCH_CSP)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{live_server.url}/login")
+    page.get_by_label("Email").fill("coordinator@demo.test")
+    page.get_by_label("Password").fill(live_server.password)
+    page.get_by_role("button", name=re.compile("Sign in", re.I)).click()
+    page.wait_for_load_state()
+    return page, console

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from delivery.models import Route, Stop
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, coordinator_page
 
 pytestmark = pytest.mark.browser
 
@@ -38,12 +38,7 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
             route.abort()
 
     context.route("**/*", only_local)
-    page = context.new_page()
-    page.goto(f"{live_server.url}/login")
-    page.get_by_label("Email").fill("coordinator@demo.test")
-    page.get_by_label("Password").fill(live_server.password)
-    page.get_by_role("button", name=re.compile("Sign in", re.I)).click()
-    page.wait_for_load_state()
+    page, csp_console = coordinator_page(context, live_server)
 
     page.goto(f"{live_server.url}/coordinator")
     page.get_by_role("link", name="Plan a day").click()
@@ -87,6 +82,7 @@ def test_plan_edit_reoptimise_publish(live_server: LiveServer, browser, artifact
     expect(page.locator("#progress")).to_contain_text("Planning routes", timeout=LONG)
     wait_for_plan(page)
     expect(page.locator(f"#route-{target_id} #stop-{stop_id} .badge.locked")).to_be_visible(timeout=LONG)
+    assert page.evaluate("window.__csp") == [] and csp_console == []  # planned, edited, re-planned
     with live_server.database.reader() as db:
         stop = db.get(Stop, stop_id)
         assert stop.locked and stop.route_id == target_id
