@@ -29,7 +29,7 @@ def program_today() -> dt.date:
 
 def refer(db: Session, program: Program, mrn: str, *, today: dt.date, given: str | None = None,
           boxes: int = 1, cadence: str = "weekly", priority: int = 0, point: bool = True,
-          note: str | None = None, clinic_id: int | None = None,
+          note: str | None = None, clinic_id: int | None = None, start_date: dt.date | None = None,
           **patient: Any) -> intake.IntakeResult:
     """A clinic refers a patient through the one intake path (the caller commits)."""
     body = referral_body(patient__mrn=mrn, patient__given_name=given or f"P{mrn}")
@@ -38,6 +38,8 @@ def refer(db: Session, program: Program, mrn: str, *, today: dt.date, given: str
         body["patient"]["address"].pop("lon")
     body["patient"].update(patient)
     body |= {"priority": priority, "order": {"boxes": boxes, "cadence": cadence}}
+    if start_date is not None:
+        body["order"]["start_date"] = start_date.isoformat()
     if note is not None:
         body["note"] = note
     return intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=clinic_id or program.clinic1_id,

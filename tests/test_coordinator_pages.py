@@ -238,6 +238,79 @@ def test_the_waitlist_shows_serving_order_and_takes_a_new_priority(database, pro
     assert second.order.status == OrderStatus.waitlisted
 
 
+def next_delivery_day(database, program) -> dt.date:  # type: ignore[no-untyped-def]
+    with database.reader() as db:
+        weekday = db.get(Organization, program.food_bank_id).delivery_weekday
+    return program_today() + dt.timedelta(days=(weekday - program_today().weekday()) % 7)
+
+
+def test_the_waitlist_names_the_day_without_room_though_the_next_day_has_some(database, program,
+                                                                               client) -> None:
+    """Issue 8.3: a standing order needs room on every delivery day ahead, not only the next one.
+    A fortnightly order fills every other week, so the next day shows 1 free while a weekly
+    one-box order waits: its row names the full day."""
+    day = next_delivery_day(database, program)
+    with database.writer() as db:
+        set_capacity(db, program, 2)
+        refer(db, program, "W1", today=program_today(), given="PatW1")
+        refer(db, program, "W2", today=program_today(), given="PatW2", cadence="biweekly",
+              start_date=day + dt.timedelta(weeks=1))
+        waiting = refer(db, program, "W3", today=program_today(), given="PatW3")
+        db.commit()
+    assert waiting.order.status == OrderStatus.waitlisted
+    sign_in(client, program.coordinator)
+    page = client.get("/coordinator/waitlist").text
+    assert f"1 free on {day:%A %d %B}" in page
+    full = day + dt.timedelta(weeks=1)
+    assert f"No room on {full:%a} {full.day} {full:%b}: 2 of 2 boxes promised." in page
+
+
+def test_a_small_order_waiting_behind_a_big_one_is_told_so(database, program, client) -> None:
+    """One box free: the two-box order first in line does not fit, the one-box order behind it
+    waits its turn (nobody jumps the queue), and each row says which."""
+    day = next_delivery_day(database, program)
+    with database.writer() as db:
+        set_capacity(db, program, 2)
+        refer(db, program, "B1", today=program_today(), given="PatB1")
+        refer(db, program, "B2", today=program_today(), given="PatB2", boxes=2)
+        refer(db, program, "B3", today=program_today(), given="PatB3")
+        db.commit()
+    sign_in(client, program.coordinator)
+    page = client.get("/coordinator/waitlist").text
+    assert f"No room on {day:%a} {day.day} {day:%b}: 1 of 2 boxes promised, 2 needed." in page
+    assert "Room now, but number 1 is served first." in page
+    assert "Move them onto the program" not in page
+
+
+def test_room_that_appears_by_itself_is_shown_and_served_by_a_post(database, program, client) -> None:
+    """A one-off delivery that has passed frees its day with no write that would serve the waitlist:
+    the page says the first in line has room and offers to move them; only the POST moves them."""
+    with database.writer() as db:
+        set_capacity(db, program, 1)
+        once = refer(db, program, "O1", today=program_today(), given="PatO1", cadence="once")
+        waiting = refer(db, program, "O2", today=program_today(), given="PatO2")
+        db.commit()
+    assert waiting.order.status == OrderStatus.waitlisted
+    with database.writer() as db:  # a week on: the one-off delivery is in the past
+        db.get(Order, once.order.id).start_date -= dt.timedelta(weeks=1)
+        db.commit()
+    token = sign_in(client, program.coordinator)
+    page = client.get("/coordinator/waitlist").text
+    assert "Room now: moves up when the waitlist is served." in page
+    assert "Move them onto the program" in page
+    assert order_status(database, waiting.order.id) == OrderStatus.waitlisted  # GET never writes
+
+    url = f"/coordinator/waitlist/{program.food_bank_id}/serve"
+    response = client.post(url, headers=htmx(token))
+    assert response.status_code == 200, response.text
+    assert "1 waiting patient moved onto the program: PatO2 (Fruitvale Clinic)." in response.text
+    assert order_status(database, waiting.order.id) == OrderStatus.active
+    with database.reader() as db:
+        assert "moved_off_waitlist" in [kind for kind, _ in timeline(db, waiting.referral.id)]
+    again = client.post(url, headers=htmx(token))
+    assert again.status_code == 200 and "Nobody is waiting." in again.text
+
+
 def test_raising_capacity_moves_the_first_waiting_patient_onto_the_program(database, program, client) -> None:
     _first, second, third = referred(database, program, "K1", "K2", "K3", capacity=1)
     token = sign_in(client, program.coordinator)

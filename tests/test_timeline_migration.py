@@ -34,7 +34,7 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
 WEBHOOKS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
 NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0011_patient_corrected_events")
-"""The newest migration that replaced the kinds' CHECK (0011 follows 0015, after 0012 changed it)."""
+"""The newest migration that replaced the kinds' CHECK (0011 follows 0008; 0012 changed it before)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

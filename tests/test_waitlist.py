@@ -7,8 +7,9 @@ import datetime as dt
 import msgspec
 from sqlalchemy import select
 
-from delivery.models import Order, OrderStatus, Organization, Referral, ReferralEvent, Source
-from delivery.program import orders, waitlist
+from delivery.models import Cadence, Order, OrderStatus, Organization, Referral, ReferralEvent, Source
+from delivery.program import capacity, orders, waitlist
+from delivery.program.scheduling import Recurrence
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
 from tests.builders import clock_on, referral_body
@@ -78,3 +79,18 @@ def test_a_new_referral_does_not_jump_the_queue(database, program) -> None:
         assert waitlist.position(db, small.order) == 2
         urgent = refer(db, program, "M4", priority=2)  # a more urgent patient may go ahead when it fits
         assert urgent.order.status == OrderStatus.active
+
+
+def test_the_first_full_day_is_looked_for_over_the_whole_horizon() -> None:
+    """Room on the next delivery day is not enough for a standing order: the first of its days
+    that would overflow is named, with what is promised there."""
+    tuesday = dt.date(2026, 12, 1)
+    eight_weeks = capacity.horizon(8)
+    load = capacity.Counter({tuesday: 1, tuesday + dt.timedelta(weeks=1): 2})
+    weekly = Recurrence(Cadence.weekly, weekday=1, start_date=tuesday)
+    full = capacity.first_full_day(2, load, weekly, 1, tuesday, eight_weeks)
+    assert full == capacity.FullDay(tuesday + dt.timedelta(weeks=1), promised=2, capacity=2)
+    assert full.free == 0 and not capacity.fits(2, load, weekly, 1, tuesday, eight_weeks)
+    fortnightly = Recurrence(Cadence.biweekly, weekday=1, start_date=tuesday)  # skips the full week
+    assert capacity.first_full_day(2, load, fortnightly, 1, tuesday, eight_weeks) is None
+    assert capacity.first_full_day(None, load, weekly, 5, tuesday, eight_weeks) is None  # no limit set

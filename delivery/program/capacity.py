@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from delivery.program.scheduling import Recurrence, due_dates
 
@@ -25,12 +26,36 @@ def committed_boxes(orders: Iterable[tuple[Recurrence, int]], start: dt.date,
     return load
 
 
+@dataclass(frozen=True)
+class FullDay:
+    """A delivery day without room for an order: the boxes promised there, out of the capacity."""
+
+    day: dt.date
+    promised: int
+    capacity: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.promised)
+
+
+def first_full_day(capacity: int | None, load: Counter[dt.date], rec: Recurrence, boxes: int,
+                   start: dt.date, ahead: dt.timedelta) -> FullDay | None:
+    """The first of the order's days `ahead` of `start` where `boxes` more would exceed `capacity`;
+    None when it fits on every one (a standing order needs room on all of them, not only on the
+    next delivery day)."""
+    if capacity is None:
+        return None
+    for day in due_dates(rec, start, start + ahead):
+        if load[day] + boxes > capacity:
+            return FullDay(day, load[day], capacity)
+    return None
+
+
 def fits(capacity: int | None, load: Counter[dt.date], rec: Recurrence, boxes: int,
          start: dt.date, ahead: dt.timedelta) -> bool:
     """Whether an order of `boxes` fits under `capacity` on every one of its days `ahead` of start."""
-    if capacity is None:
-        return True
-    return all(load[day] + boxes <= capacity for day in due_dates(rec, start, start + ahead))
+    return first_full_day(capacity, load, rec, boxes, start, ahead) is None
 
 
 def expected_wait_weeks(boxes_ahead: int, boxes_freed_per_week: float) -> int | None:

@@ -224,21 +224,19 @@ def change_priority(db: Session, order: Order, priority: int, *, actor_id: int |
 
 
 def room_on(db: Session, food_bank: Organization, order: Order, rec: Recurrence, boxes: int,
-            today: dt.date) -> tuple[dt.date, int] | None:
-    """The first delivery day where `boxes` for this order (on `rec`) would exceed capacity, with
-    the boxes still free there for it; None when it fits everywhere in the horizon."""
+            today: dt.date) -> capacity.FullDay | None:
+    """The first delivery day where `boxes` for this order (on `rec`) would exceed capacity, counting
+    the others' boxes only; None when it fits everywhere in the horizon."""
     if food_bank.boxes_per_delivery_day is None:
         return None
     start = max(today, rec.start_date)
-    end = start + capacity.horizon(food_bank.waitlist_horizon_weeks)
+    ahead = capacity.horizon(food_bank.waitlist_horizon_weeks)
+    end = start + ahead
     # Others' load: everything promised, minus this order as it stands (read before changing it).
     load = waitlist.committed(db, food_bank, start)
     if order.status in (OrderStatus.active, OrderStatus.paused):
         load.subtract(capacity.committed_boxes([(waitlist.recurrence(order), order.boxes)], start, end))
-    for day in due_dates(rec, start, end):
-        if load[day] + boxes > food_bank.boxes_per_delivery_day:
-            return day, max(0, food_bank.boxes_per_delivery_day - load[day])
-    return None
+    return capacity.first_full_day(food_bank.boxes_per_delivery_day, load, rec, boxes, start, ahead)
 
 
 def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Recurrence, boxes: int,
@@ -246,10 +244,9 @@ def _refuse_if_full(db: Session, food_bank: Organization, order: Order, rec: Rec
     full = room_on(db, food_bank, order, rec, boxes, today)
     if full is None:
         return
-    day, free = full
-    room = f"only {free} box{'es' if free != 1 else ''} free" if free else "no boxes free"
+    room = f"only {full.free} box{'es' if full.free != 1 else ''} free" if full.free else "no boxes free"
     raise OrderError(
-        f"No room: {day:%a %d %b %Y} has {room} for this order (the program delivers "
+        f"No room: {full.day:%a %d %b %Y} has {room} for this order (the program delivers "
         f"{food_bank.boxes_per_delivery_day} boxes per delivery day). {consequence}. Ask for fewer "
         "boxes, choose another day, or raise the program's capacity first.")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from delivery.program import capacity
 from delivery.program.scheduling import Recurrence, next_weekday
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
+from delivery.timeline.text import short_date
 
 
 def recurrence(order: Order) -> Recurrence:
@@ -35,16 +36,17 @@ def lock_program(db: Session, food_bank_id: int) -> None:
         db.execute(select(Organization.id).where(Organization.id == food_bank_id).with_for_update())
 
 
-def committed(db: Session, food_bank: Organization, start: dt.date,
-              weekday: int | None = None) -> capacity.Counter[dt.date]:
-    """Boxes already promised on each delivery day of the capacity horizon from `start`
-    (only on `weekday` when given: an order is only ever due on its own weekday).
+def committed(db: Session, food_bank: Organization, start: dt.date, weekday: int | None = None,
+              end: dt.date | None = None) -> capacity.Counter[dt.date]:
+    """Boxes already promised on each delivery day from `start` to `end` (default: the program's
+    capacity horizon from `start`); only on `weekday` when given: an order is only ever due on its
+    own weekday.
 
     Orders are summed in SQL by what decides their dates, so the work grows with the number of
     distinct schedules (a few dozen: start dates fall on delivery days), not with the number of
     orders: a bulk import of thousands of referrals stays linear.
     """
-    end = start + capacity.horizon(food_bank.waitlist_horizon_weeks)
+    end = end or start + capacity.horizon(food_bank.waitlist_horizon_weeks)
     schedule = (Order.cadence, Order.weekday, Order.start_date, Order.end_date, Order.paused_until)
     query = (select(*schedule, func.sum(Order.boxes))
              .where(Order.food_bank_id == food_bank.id,
@@ -123,6 +125,53 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
         db.flush()
         moved.append(order)
     return moved
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Why one waiting order still waits, as `promote()` would find it now."""
+
+    order: Order
+    position: int
+    full_day: capacity.FullDay | None  # the first of its days without room for it; None: room on all
+    behind: int | None  # room on all, but the order at this place is served first and has none
+
+    @property
+    def moves_up_now(self) -> bool:
+        return self.full_day is None and self.behind is None
+
+    def reason(self) -> str:
+        if self.full_day is not None:
+            full = self.full_day
+            needs = f", {self.order.boxes} needed" if full.free else ""
+            return (f"No room on {short_date(full.day)}: {full.promised} of {full.capacity} boxes "
+                    f"promised{needs}.")
+        if self.behind is not None:
+            return f"Room now, but number {self.behind} is served first."
+        return "Room now: moves up when the waitlist is served."
+
+
+def waits(db: Session, food_bank: Organization, today: dt.date) -> list[Wait]:
+    """Every waiting order, in the order served, with why it waits: the first day without room for
+    it over the whole capacity horizon, or the order ahead of it that has none. The same rule and
+    order as `promote()`, which it runs in thought only (nothing is written)."""
+    waiting = waiting_orders(db, food_bank.id)
+    if not waiting:
+        return []
+    starts = [max(today, order.start_date) for order in waiting]
+    ahead = capacity.horizon(food_bank.waitlist_horizon_weeks)
+    load = committed(db, food_bank, today, end=max(starts) + ahead)  # one query for all
+    result: list[Wait] = []
+    blocked: int | None = None  # the first place without room: promote() stops there
+    for place, (order, start) in enumerate(zip(waiting, starts, strict=True), start=1):
+        rec = replace(recurrence(order), start_date=start)
+        full = capacity.first_full_day(food_bank.boxes_per_delivery_day, load, rec, order.boxes, start, ahead)
+        result.append(Wait(order, place, full, blocked if full is None else None))
+        if full is not None and blocked is None:
+            blocked = place
+        elif blocked is None:  # promote() would take it: the ones after it see its boxes promised
+            load.update(capacity.committed_boxes([(rec, order.boxes)], start, start + ahead))
+    return result
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def window_text(start: dt.time | None, end: dt.time | None) -> str:
     return f"{start:%H:%M}–{end:%H:%M}" if start and end else "any time"
 
 
-def _short_date(day: dt.date) -> str:
+def short_date(day: dt.date) -> str:
     return f"{day:%a} {day.day} {day:%b}"
 
 
@@ -117,11 +117,11 @@ def _boxes(n: int) -> str:
 
 
 def _delivered(d: p.Delivered) -> str:
-    return f"Delivered {_boxes(d.boxes)} on {_short_date(d.date)}"
+    return f"Delivered {_boxes(d.boxes)} on {short_date(d.date)}"
 
 
 def _left_at_door(d: p.Delivered) -> str:
-    return f"Delivered {_boxes(d.boxes)} on {_short_date(d.date)} (left at the door)"
+    return f"Delivered {_boxes(d.boxes)} on {short_date(d.date)} (left at the door)"
 
 
 def _attempt_failed(d: p.AttemptFailed) -> str:

@@ -4,7 +4,7 @@ A re-sent referral that changes a patient's stored details (phone, floor, addres
 `patient_corrected` with each detail's before and after, so the kind CHECK gains it.
 
 Revision ID: 0011
-Revises: 0015
+Revises: 0008
 Create Date: 2026-12-01 15:10:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0011'
-down_revision: str | None = '0015'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

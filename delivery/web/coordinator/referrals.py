@@ -585,12 +585,14 @@ class ReferralDeskController(Controller):
     # --- waitlist -------------------------------------------------------------------------------
 
     def _waitlist_section(self, request: Request, db: Session, food_bank: Organization) -> dict[str, Any]:
-        waiting = waitlist.waiting_orders(db, food_bank.id)
+        today = program_today(request, food_bank)
+        waits = waitlist.waits(db, food_bank, today)
         referrals = {r.id: r for r in db.scalars(select(Referral).where(
-            Referral.id.in_([o.referral_id for o in waiting])))} if waiting else {}
-        return {"food_bank": food_bank, "rows": [(o, referrals[o.referral_id]) for o in waiting],
+            Referral.id.in_([w.order.referral_id for w in waits])))} if waits else {}
+        return {"food_bank": food_bank, "rows": [(w, referrals[w.order.referral_id]) for w in waits],
                 "clinics": clinic_names(db, [food_bank.id]),
-                "status": waitlist.program_status(db, food_bank, program_today(request, food_bank))}
+                "room_now": any(w.moves_up_now for w in waits),
+                "status": waitlist.program_status(db, food_bank, today)}
 
     @get("/waitlist", opt=POLICY, sync_to_thread=True)
     def waitlist_page(self, request: Request, db: DB) -> Template:
@@ -600,6 +602,24 @@ class ReferralDeskController(Controller):
         return page(request, "coordinator/waitlist.html", priorities=PRIORITY_NAMES,
                     sections=[self._waitlist_section(request, db, fb) for fb in food_banks],
                     errors={}, notice="")
+
+    @post("/waitlist/{food_bank_id:int}/serve", opt=POLICY, sync_to_thread=True, status_code=200)
+    def serve_waitlist(self, request: Request, db: DB, food_bank_id: PathId) -> Response | Template:
+        """Move the first waiting patients onto the program while they fit (room can appear with
+        no write that would have served the waitlist: a one-off delivery passed, an order's end date)."""
+        if food_bank_id not in programs(request):
+            raise NotFoundException("No such program.")
+        food_bank = food_bank_of(db, food_bank_id)
+        moved = waitlist.promote(db, food_bank, program_today(request, food_bank), principal(request).user_id)
+        section = self._waitlist_section(request, db, food_bank)
+        notice = moved_text(db, moved).strip() or ("Nobody waiting has room yet: each row says why."
+                                                   if section["rows"] else "Nobody is waiting.")
+        db.commit()
+        if is_htmx(request):
+            return page(request, "coordinator/waitlist.html", block="waitlist_section", section=section,
+                        priorities=PRIORITY_NAMES, errors={}, notice=notice)
+        return page(request, "coordinator/waitlist.html", priorities=PRIORITY_NAMES, sections=[section],
+                    errors={}, notice=notice)
 
     @post("/orders/{order_id:int}/priority", opt=POLICY, sync_to_thread=True, status_code=200)
     def change_priority(self, request: Request, db: DB, order_id: PathId,
