@@ -109,7 +109,7 @@ def test_overview_shows_this_weeks_early_wins(web: TestClient, march: KnownMonth
     """The week of 18 March: four deliveries on the 19th, Dee's first box, Cal's receipt on the 20th."""
     sign_in(web, march.program.coordinator)
     html = words(web.get("/coordinator").text)
-    wins = html[html.index('id="early-wins"'):]
+    wins = html[html.index('id="early-wins-'):]  # one list per program
     assert "<strong>4</strong> deliveries made" in wins
     assert "<strong>1</strong> new patient with their first box" in wins
     assert "<strong>1</strong> receipt confirmed by clinics" in wins

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from delivery.field import followup
@@ -169,6 +169,15 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
 def is_exception(confirmation: Confirmation) -> bool:
     """What a coordinator should look at: a failed attempt, or any note from the driver."""
     return not ConfirmationOutcome(confirmation.outcome).delivered_food or bool(confirmation.note)
+
+
+FOOD_DELIVERED = [o.value for o in ConfirmationOutcome if o.delivered_food]
+
+
+def waiting_exception() -> ColumnElement[bool]:
+    """`is_exception` in SQL, for the ones no coordinator has handled yet."""
+    return and_(Confirmation.handled_at.is_(None),
+                or_(Confirmation.outcome.not_in(FOOD_DELIVERED), Confirmation.note.is_not(None)))
 
 
 def mark_handled(db: Session, confirmation: Confirmation, *, user_id: int) -> None:

@@ -11,13 +11,12 @@ from zoneinfo import ZoneInfo
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.field import confirmations
 from delivery.models import (
     Confirmation,
-    ConfirmationOutcome,
     Organization,
     Plan,
     Route,
@@ -32,7 +31,6 @@ from delivery.web.render import DB, PathId, clock_of, page, principal
 
 POLICY = {"roles": COORDINATORS}
 LATE_AFTER = dt.timedelta(minutes=30)
-FOOD_DELIVERED = [o.value for o in ConfirmationOutcome if o.delivered_food]
 
 
 class RouteState:
@@ -121,8 +119,7 @@ def open_exceptions(db: Session, plan: Plan, numbers: dict[int, int]) -> list[Ex
     rows = db.execute(
         select(Confirmation, Stop, User).join(Stop, Stop.id == Confirmation.stop_id)
         .join(User, User.id == Confirmation.user_id)
-        .where(Stop.plan_id == plan.id, Confirmation.handled_at.is_(None),
-               or_(Confirmation.outcome.not_in(FOOD_DELIVERED), Confirmation.note.is_not(None)))
+        .where(Stop.plan_id == plan.id, confirmations.waiting_exception())
         .order_by(Confirmation.received_at, Confirmation.id)).unique().all()
     return [ExceptionRow(c.id, numbers.get(s.route_id or -1), s.seq, display_name(s.patient),
                          s.patient.address_line1, c.outcome, c.note, u.display_name, c.occurred_at,

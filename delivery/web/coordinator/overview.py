@@ -1,4 +1,4 @@
-"""Coordinators' pages: the program at a glance, the review queue, the waitlist."""
+"""The coordinator's overview: each program's week at a glance, every item a link to its page."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import datetime as dt
 
 from litestar import Controller, Request, get
 from litestar.response import Template
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from delivery.models import Order, OrderStatus, Organization, ReviewItem, Role
+from delivery.models import Organization, Role
 from delivery.reports import funder
 from delivery.reports.figures import week_start
+from delivery.reports.glance import glance
 from delivery.web.render import DB, page, principal, program_today
 
 COORDINATORS = (Role.coordinator, Role.admin)
@@ -21,17 +22,15 @@ class CoordinatorController(Controller):
 
     @get("/", opt={"roles": COORDINATORS}, sync_to_thread=True)
     def overview(self, request: Request, db: DB) -> Template:
-        """What needs a coordinator today: open review items and the waitlist."""
+        """Today's and the next delivery day, the review queue, the waitlist, drivers' exceptions,
+        and this week's early wins (the same figures as the funder report), for each program."""
         programs = principal(request).organizations_with(*COORDINATORS)
-        food_banks = db.scalars(select(Organization).where(Organization.id.in_(programs))).all()
-        open_reviews = db.scalar(select(func.count(ReviewItem.id)).where(
-            ReviewItem.food_bank_id.in_(programs), ReviewItem.resolved_at.is_(None)))
-        waiting = db.scalar(select(func.count(Order.id)).where(
-            Order.food_bank_id.in_(programs), Order.status == OrderStatus.waitlisted))
-        # Early wins: this week so far, from the same figures as the funder report.
-        wins = []
+        food_banks = db.scalars(select(Organization).where(Organization.id.in_(programs))
+                                .order_by(Organization.name)).all()
+        sections = []
         for food_bank in food_banks:
-            monday = week_start(program_today(request, food_bank))
-            wins.append(funder.build(db, food_bank, monday, monday + dt.timedelta(days=6)))
-        return page(request, "coordinator/overview.html", food_banks=food_banks,
-                    open_reviews=open_reviews, waiting=waiting, early_wins=wins)
+            today = program_today(request, food_bank)
+            monday = week_start(today)
+            sections.append((glance(db, food_bank, today),
+                             funder.build(db, food_bank, monday, monday + dt.timedelta(days=6))))
+        return page(request, "coordinator/overview.html", sections=sections)
