@@ -12,7 +12,8 @@ from sqlalchemy import select
 from delivery.models import AuditEvent, Role, User, UserSession
 from delivery.platform import auth
 from delivery.platform.db import Database
-from tests.builders import PASSWORD, Program, api_token, referral_body, sign_in
+from delivery.web.security import mask_csrf, unmask_csrf
+from tests.builders import PASSWORD, Program, api_token, csrf_token, referral_body, sign_in
 
 SESSION = "__Host-session"
 
@@ -192,6 +193,28 @@ def test_cookie_posts_need_this_sessions_csrf_token(client, program) -> None:
     assert client.post("/clinic/referrals", data={**form, "csrf_token": other_token}).status_code == 403
     assert client.post("/clinic/referrals", data={**form, "csrf_token": token}).status_code == 422
     assert client.post("/clinic/referrals", data=form, headers={"X-CSRF-Token": token}).status_code == 422
+
+
+def test_the_csrf_token_is_masked_afresh_in_every_page(client, database, program) -> None:
+    """Pages are gzip-compressed and echo what people typed, so the session's CSRF token must never
+    appear as the same bytes twice (BREACH): each page carries it XOR a fresh random pad. Any page's
+    masked value is accepted; a value that does not unmask to this session's token is refused."""
+    first = sign_in(client, program.clinic1)
+    page = client.get("/clinic/referrals/new", headers={"Accept-Encoding": "gzip"})
+    second = csrf_token(page.text)
+    assert page.headers["content-encoding"] == "gzip" and first != second
+    with database.reader() as db:
+        user_id = db.scalar(select(User.id).where(User.email == program.clinic1))
+        raw = db.scalar(select(UserSession.csrf_token).where(UserSession.user_id == user_id,
+                                                            UserSession.ended_at.is_(None)))
+    assert raw and raw not in page.text and unmask_csrf(first) == unmask_csrf(second) == raw
+
+    form = {"patient.given_name": "Ana"}  # invalid on purpose: a 422 proves the CSRF check passed
+    assert client.post("/clinic/referrals", data={**form, "csrf_token": first}).status_code == 422
+    assert client.post("/clinic/referrals", data=form, headers={"X-CSRF-Token": second}).status_code == 422
+    tampered = second[:10] + ("A" if second[10] != "A" else "B") + second[11:]
+    for wrong in (tampered, raw, mask_csrf(raw[::-1]), "", "%%%"):
+        assert client.post("/clinic/referrals", data={**form, "csrf_token": wrong}).status_code == 403
 
 
 @pytest.mark.req("R5.2")

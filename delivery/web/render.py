@@ -21,7 +21,7 @@ from delivery.platform.clock import Clock
 from delivery.platform.db import Database, WriteThenRead
 from delivery.platform.settings import Settings
 from delivery.referrals.schemas import ID_MAX
-from delivery.web.security import CSRF_FIELD, SAFE_METHODS
+from delivery.web.security import CSRF_FIELD, SAFE_METHODS, mask_csrf
 
 DB = NamedDependency[Session]
 """A handler parameter `db: DB` gets the request's database session."""
@@ -36,9 +36,10 @@ PathId = Annotated[int, PathParameter(ge=1, le=ID_MAX, description="A record id 
 def page(request: Request, template: str, *, block: str | None = None, status_code: int = 200,
          **context: Any) -> Template:
     """The whole page, or only `block` of it (for htmx swaps). Adds who is signed in, the CSRF
-    token and the CSP nonce, so every template can use them."""
+    token (masked afresh for each response) and the CSP nonce, so every template can use them."""
     principal: Principal | None = request.scope.get("user")
-    context |= {"me": principal, "csrf_token": principal.csrf_token if principal else "",
+    csrf = principal.csrf_token if principal else None
+    context |= {"me": principal, "csrf_token": mask_csrf(csrf) if csrf else "",
                 "csrf_field": CSRF_FIELD, "csp_nonce": request.scope["state"].get("csp_nonce", ""),
                 "path": request.url.path}
     if block is not None:

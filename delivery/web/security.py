@@ -6,6 +6,8 @@ A route with neither is refused (deny by default), so a new route cannot ship wi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import secrets
 from http.cookies import SimpleCookie
@@ -177,6 +179,28 @@ def _check_origin(connection: ASGIConnection) -> None:
             raise PermissionDeniedException("Cross-site request refused.")
 
 
+def mask_csrf(token: str) -> str:
+    """The session's CSRF token as one response carries it: a fresh random pad followed by the token
+    XOR the pad, URL-safe base64. Pages are compressed and also echo what people typed, so a secret
+    repeated byte for byte in every page could be guessed from compressed sizes (BREACH); masked,
+    it differs in every response while any of them unmasks to the same token."""
+    raw = token.encode()
+    pad = secrets.token_bytes(len(raw))
+    return base64.urlsafe_b64encode(pad + bytes(a ^ b for a, b in zip(raw, pad, strict=True))).decode()
+
+
+def unmask_csrf(sent: str) -> str | None:
+    """The token a masked value carries; None when it is not one `mask_csrf` could have made."""
+    try:
+        data = base64.urlsafe_b64decode(sent.encode("ascii"))
+        half, odd = divmod(len(data), 2)
+        if odd or not half:
+            return None
+        return bytes(a ^ b for a, b in zip(data[:half], data[half:], strict=True)).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+
+
 async def _check_csrf(connection: ASGIConnection, principal: auth.Principal) -> None:
     sent = connection.headers.get(CSRF_HEADER)
     uploads: list[UploadFile] = []
@@ -188,7 +212,8 @@ async def _check_csrf(connection: ASGIConnection, principal: auth.Principal) -> 
             sent = value if isinstance(value, str) else None
             uploads = [v for v in form.values() if isinstance(v, UploadFile)]
     expected = principal.csrf_token or ""
-    if not sent or not expected or not secrets.compare_digest(sent, expected):
+    token = unmask_csrf(sent) if sent else None
+    if not token or not expected or not secrets.compare_digest(token, expected):
         for upload in uploads:  # the handler that would have closed them never runs
             await upload.close()
         raise PermissionDeniedException("The form's security token is missing or out of date; "
