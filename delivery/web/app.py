@@ -24,6 +24,7 @@ from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import account, admin, clinic, coordinator, driver, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
+from delivery.web.api import stops as api_stops
 from delivery.web.audit import RequestIdMiddleware, audit_context
 from delivery.web.errors import HANDLERS
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 webhooks.WebhookController]),
             api.ReferralApi,
             api_plans.PlanApi,
+            api_stops.StopApi,
             create_static_files_router(path="/static", directories=[STATIC], opt={"public": True},
                                        include_in_schema=False),
         ],

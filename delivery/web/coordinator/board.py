@@ -121,7 +121,7 @@ def open_exceptions(db: Session, plan: Plan, numbers: dict[int, int]) -> list[Ex
     rows = db.execute(
         select(Confirmation, Stop, User).join(Stop, Stop.id == Confirmation.stop_id)
         .join(User, User.id == Confirmation.user_id)
-        .where(Stop.plan_id == plan.id, Confirmation.handled_at.is_(None),
+        .where(Stop.plan_id == plan.id, Confirmation.handled_at.is_(None), Confirmation.undone_at.is_(None),
                or_(Confirmation.outcome.not_in(FOOD_DELIVERED), Confirmation.note.is_not(None)))
         .order_by(Confirmation.received_at, Confirmation.id)).unique().all()
     return [ExceptionRow(c.id, numbers.get(s.route_id or -1), s.seq, display_name(s.patient),
