@@ -139,7 +139,7 @@ def navigate_url(patient: Patient, user_agent: str) -> str:
     return "https://www.google.com/maps/dir/?api=1&destination=" + quote(destination, safe="")
 
 
-def driver_stop(stop: Stop, confirmation: Confirmation | None, user_agent: str) -> DriverStop:
+def driver_stop(stop: Stop, confirmation: Confirmation | None = None, user_agent: str = "") -> DriverStop:
     patient = stop.patient
     window = (f"{clock(stop.window_start)}–{clock(stop.window_end)}"
               if stop.window_start is not None and stop.window_end is not None else "")
@@ -150,8 +150,7 @@ def driver_stop(stop: Stop, confirmation: Confirmation | None, user_agent: str) 
         address=street_address(patient), floor=patient.floor, elevator=patient.elevator,
         access_notes=patient.access_notes, phone=None if patient.do_not_contact else patient.phone,
         boxes=stop.boxes, box_type=stop.box_type,
-        # A dietary mark that only repeats the box type says nothing new.
-        dietary=tuple(d for d in (patient.dietary or ()) if d != stop.box_type),
+        dietary=tuple(patient.dietary or ()),
         navigate_url=navigate_url(patient, user_agent), status=stop.status, outcome=stop.outcome,
         confirmation_id=confirmation.id if confirmation else None,
         undo_until=confirmation.received_at + confirmations.UNDO_WINDOW if confirmation else None)
@@ -170,8 +169,9 @@ def live_confirmations(db: Session, stop_ids: list[int]) -> dict[int, Confirmati
     return {c.stop_id: c for c in rows}
 
 
-def day_label(day: dt.date, locale: str) -> str:
-    return i18n.template_context(locale)["format_date"](day, "full")
+def day_label(day: dt.date) -> str:
+    """For staff pages (English); driver pages format dates in the driver's locale with Babel."""
+    return f"{day:%A} {day.day} {day:%B}"
 
 
 def own_route(db: Session, user_id: int, route_id: int, now: dt.datetime) -> access.RouteAccess:
@@ -226,10 +226,13 @@ class ReportForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     csrf_token: str = ""
 
 
+TimeOfDay = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]  # a time input
+
+
 class ShiftForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     date: dt.date
-    start: dt.time
-    end: dt.time
+    start: TimeOfDay
+    end: TimeOfDay
     start_place: Annotated[str, Meta(max_length=20)]
     csrf_token: str = ""
 
@@ -468,7 +471,8 @@ class DriverController(Controller):
                                      error=f"Offer shifts up to {SHIFT_WEEKS} weeks ahead.")
         try:
             roster.save_shift(db, driver=driver, today=today, offered_by="driver", data=roster.ShiftIn(
-                date=data.date, start=data.start, end=data.end, start_place=data.start_place,
+                date=data.date, start=dt.time.fromisoformat(data.start), end=dt.time.fromisoformat(data.end),
+                start_place=data.start_place,
                 end_place=data.start_place))
         except roster.RosterError as exc:
             return self._shifts_page(request, db, status_code=400, form=data, error=str(exc))
