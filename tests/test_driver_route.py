@@ -92,7 +92,8 @@ def test_every_view_of_stop_details_is_audited(client: TestClient, day, database
         client.get(url)
         client.get(url)
     with database.reader() as db:
-        views = db.scalars(select(AuditEvent).where(AuditEvent.resource == "stop", AuditEvent.action == "R")).all()
+        views = db.scalars(select(AuditEvent).where(AuditEvent.resource == "stop",
+                                                    AuditEvent.action == "R")).all()
     assert sorted(int(v.resource_id) for v in views) == sorted(day.stop_ids[0] * 2)  # type: ignore[arg-type]
     assert all(v.patient_id is not None and v.user_id is not None for v in views)
 
@@ -140,13 +141,15 @@ def test_flags_and_problem_reports_reach_the_coordinator(client: TestClient, pro
     with time_machine.travel(MORNING, tick=False):
         html = client.get(open_route(client, database, settings, day.route_ids[0])).text
         token = csrf_token(html)
-        missing = client.post(f"/driver/stops/{stop}/reports", data={"kind": "address_changed", "csrf_token": token})
+        missing = client.post(f"/driver/stops/{stop}/reports",
+                              data={"kind": "address_changed", "csrf_token": token})
         assert missing.status_code == 400 and "new address" in missing.text
         client.post(f"/driver/stops/{stop}/reports",
                     data={"kind": "address_changed", "detail": "55 Elm St Apt 2", "csrf_token": token})
         client.post(f"/driver/stops/{stop}/reports", data={"kind": "no_fridge", "csrf_token": token})
         sent = client.post(f"/driver/routes/{day.route_ids[0]}/problem",
-                           data={"kind": "route_problem", "detail": "Flat tyre, 20 min late", "csrf_token": token})
+                           data={"kind": "route_problem", "detail": "Flat tyre, 20 min late",
+                                 "csrf_token": token})
         assert "Your coordinator has your message" in sent.text
         assert client.post(f"/driver/stops/{day.stop_ids[1][0]}/reports",
                            data={"kind": "no_fridge", "csrf_token": token}).status_code == 404
