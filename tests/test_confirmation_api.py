@@ -5,6 +5,8 @@ the driver's own stops only (R3.3, R3.7), and the two windows (R8.3, R8.5)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import re
 import threading
 import uuid
@@ -21,7 +23,7 @@ from delivery.plans import publishing
 from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
-from tests.builders import Program
+from tests.builders import Program, sign_in
 from tests.plan_builders import make_day
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -261,3 +263,74 @@ def test_session_cookies_are_not_taken_by_the_api(client: TestClient, day, datab
                            json={"outcome": "delivered", "occurred_at": MORNING.isoformat()},
                            headers={"Idempotency-Key": "k", "X-CSRF-Token": session.csrf_token})
     assert response.status_code == 401
+
+
+def jpeg_with_gps() -> bytes:
+    """A phone's photo: JPEG with the location in its EXIF."""
+    from PIL import Image
+
+    image = Image.new("RGB", (2400, 1800), (180, 120, 60))
+    exif = image.getexif()
+    exif[0x010F] = "PhoneMaker"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = "N", (37.0, 44.0, 56.0), "W", (122.0, 10.0, 8.0)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.req("R4.5")
+@pytest.mark.req("R8.6")
+def test_a_delivery_photo_is_cleaned_stored_and_shown_only_to_coordinators(  # type: ignore[no-untyped-def]
+        client: TestClient, program: Program, day, database: Database, settings: Settings) -> None:
+    """Location data stripped, re-encoded, server-made name, SHA-256 kept; a second upload with the
+    same key is a replay; a file whose bytes lie about its type is refused; coordinators download it
+    as an attachment, drivers cannot."""
+    from PIL import Image
+
+    stop = day.stop_ids[0][0]
+    token = token_of(database, settings, day.route_ids[0])
+    original = jpeg_with_gps()
+    assert Image.open(io.BytesIO(original)).getexif().get_ifd(0x8825)  # the phone's file has GPS
+    url = f"/api/v1/stops/{stop}/confirmations/photo"
+    with time_machine.travel(MORNING, tick=False):
+        assert post(client, stop, token, "with-photo").status_code == 201
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "with-photo"}
+        png_bytes = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+        lying = client.put(url, content=png_bytes, headers={**headers, "Content-Type": "image/jpeg"})
+        assert lying.status_code == 415, lying.text
+        assert "not a JPEG" in lying.json()["detail"]
+        gif = client.put(url, content=b"GIF89a", headers={**headers, "Content-Type": "image/gif"})
+        assert gif.status_code == 415
+        other = token_of(database, settings, day.route_ids[1])
+        assert client.put(url, content=original, headers={**headers, "Authorization": f"Bearer {other}",
+                                                           "Content-Type": "image/jpeg"}).status_code == 404
+        first = client.put(url, content=original, headers={**headers, "Content-Type": "image/jpeg"})
+        assert first.status_code == 201, first.text
+        again = client.put(url, content=original, headers={**headers, "Content-Type": "image/jpeg"})
+        assert again.status_code == 200 and again.headers["idempotency-replay"] == "true"
+        assert again.json() == first.json()
+    with database.reader() as db:
+        row = db.scalar(select(Confirmation).where(Confirmation.idempotency_key == "with-photo"))
+        assert row is not None and row.photo_name is not None
+    stored = (settings.photos / row.photo_name).read_bytes()
+    assert row.photo_name != "photo.jpg" and re.fullmatch(r"[0-9a-f]{32}\.jpg", row.photo_name)
+    assert hashlib.sha256(stored).hexdigest() == row.photo_sha256 == first.json()["sha256"]
+    cleaned = Image.open(io.BytesIO(stored))
+    assert not cleaned.getexif() and not cleaned.getexif().get_ifd(0x8825)  # no GPS, no EXIF at all
+    assert max(cleaned.size) == 1600
+
+    path = f"/coordinator/plans/{day.plan_id}/confirmations/{row.id}/photo"
+    with time_machine.travel(MORNING, tick=False):
+        sign_in(client, program.coordinator)
+        download = client.get(path)
+        assert download.status_code == 200 and download.content == stored
+        assert download.headers["content-disposition"].startswith("attachment")
+        assert download.headers["cache-control"] == "no-store"
+        assert download.headers["x-content-type-options"] == "nosniff"
+        client.cookies.clear()
+        with database.writer() as db:
+            raw, _ = auth.start_session(db, db.get(Driver, day.driver_ids[0]).user, settings)  # type: ignore[union-attr]
+            db.commit()
+        client.cookies.set("__Host-session", raw)
+        assert client.get(path).status_code == 403

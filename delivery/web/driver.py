@@ -192,7 +192,8 @@ def audit_views(request: Request, audit: AuditContext, stops: list[Stop]) -> Non
     database: Database = request.app.state.database
     with database.writer() as db:
         for s in stops:
-            audit_trail.record(db, audit, "R", "stop", s.id, patient_id=s.patient_id, detail="driver route page")
+            audit_trail.record(db, audit, "R", "stop", s.id, patient_id=s.patient_id,
+                               detail="driver route page")
         db.commit()
 
 
@@ -367,7 +368,7 @@ class DriverController(Controller):
             new_key=lambda: str(uuid.uuid4()), now=clock_of(request).now(), report_kinds=reports.STOP_KINDS)
 
     @post("/driver/stops/{stop_id:int}/confirm", opt={"roles": DRIVERS}, sync_to_thread=True)
-    def confirm(self, request: Request, db: DB, stop_id: FromPath[int],
+    def confirm(self, request: Request, db: DB, stop_id: PathId,
                 data: Annotated[ConfirmForm, Form]) -> Redirect:
         """The no-JavaScript way to confirm: the same service the API calls, at the server's time."""
         me = principal(request)
@@ -411,7 +412,7 @@ class DriverController(Controller):
         return back_to_route(found.route.id, "undone", confirmation.stop_id)
 
     @post("/driver/stops/{stop_id:int}/reports", opt={"roles": DRIVERS}, sync_to_thread=True)
-    def flag_stop(self, request: Request, db: DB, stop_id: FromPath[int],
+    def flag_stop(self, request: Request, db: DB, stop_id: PathId,
                   data: Annotated[ReportForm, Form]) -> Redirect:
         """A quick flag at a stop for the coordinator (an address change goes to their review queue)."""
         me = principal(request)
@@ -428,7 +429,7 @@ class DriverController(Controller):
         return back_to_route(found.route.id, "reported", stop_id)
 
     @post("/driver/routes/{route_id:int}/problem", opt={"roles": DRIVERS}, sync_to_thread=True)
-    def report_problem(self, request: Request, db: DB, route_id: FromPath[int],
+    def report_problem(self, request: Request, db: DB, route_id: PathId,
                        data: Annotated[ReportForm, Form]) -> Redirect:
         """"Report a problem": a message about the route for the coordinator's exceptions list."""
         me = principal(request)
@@ -441,7 +442,7 @@ class DriverController(Controller):
         return back_to_route(found.route.id, "problem_sent")
 
     @get("/driver/routes/{route_id:int}/summary", opt={"roles": DRIVERS}, sync_to_thread=True)
-    def summary(self, request: Request, db: DB, route_id: FromPath[int]) -> Template:
+    def summary(self, request: Request, db: DB, route_id: PathId) -> Template:
         """End of the route: delivered, not delivered, boxes to bring back."""
         me = principal(request)
         found = own_route(db, me.user_id, route_id, clock_of(request).now())

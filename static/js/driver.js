@@ -38,6 +38,7 @@
   }
   if (!root) return;
 
+  document.querySelectorAll(".js-only").forEach((element) => { element.hidden = false; });  // photos need the script
   const routeId = root.dataset.route;
   const token = root.dataset.token;
   const labels = {};
@@ -123,10 +124,30 @@
     problems.textContent = text;
   }
 
-  function queue(stopId, outcome, note) {
+  // A photo is shrunk on the phone (at most 1280 px, JPEG) before it is kept or sent; the server
+  // re-encodes it again and strips whatever metadata is left.
+  async function shrink(file) {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, 1280 / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(bitmap.width * scale);
+    canvas.height = Math.round(bitmap.height * scale);
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL("image/jpeg", 0.7);
+  }
+
+  async function sendPhoto(item) {
+    const bytes = Uint8Array.from(atob(item.photo.split(",")[1]), (c) => c.charCodeAt(0));
+    const res = await fetch(`/api/v1/stops/${item.stop}/confirmations/photo`, { method: "PUT", body: bytes,
+      headers: { "Content-Type": "image/jpeg", Authorization: "Bearer " + token, "Idempotency-Key": item.key } });
+    if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 401)) change(item.key, { photo: null });
+  }
+
+  function queue(stopId, outcome, note, photo) {
     const now = new Date();
     const item = { key: crypto.randomUUID(), route: routeId, stop: Number(stopId), state: "waiting",
-                   made: now.getTime(), body: { outcome, note: note || null, occurred_at: now.toISOString() } };
+                   made: now.getTime(), photo: photo || null,
+                   body: { outcome, note: note || null, occurred_at: now.toISOString() } };
     save([...load(), item]);
     mark(item);
     showCounts();
@@ -138,6 +159,9 @@
     if (flushing || !token) return;
     flushing = true;
     try {
+      for (const item of load().filter((i) => i.route === routeId && i.state === "sent" && i.photo)) {
+        try { await sendPhoto(item); } catch { break; }
+      }
       for (const item of waiting().filter((i) => i.route === routeId)) {
         let res;
         try {
@@ -150,6 +174,7 @@
         if (res.ok) {
           change(item.key, { state: "sent", id: answer.id });
           mark({ ...item, state: "sent" });
+          if (item.photo) { try { await sendPhoto(item); } catch { break; } }
         } else {                                              // refused for good: say why, drop it
           save(load().filter((i) => i.key !== item.key));
           problem(`${say("msgConflict")} ${answer.detail || res.status}`);
@@ -172,9 +197,12 @@
   }
 
   document.querySelectorAll(".confirm-form").forEach((form) => {
-    form.addEventListener("submit", (event) => {
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      queue(form.dataset.stop, event.submitter.value, form.elements.note.value.trim());
+      const outcome = event.submitter.value;
+      const file = form.querySelector("input.photo").files[0];
+      const photo = file ? await shrink(file).catch(() => null) : null;
+      queue(form.dataset.stop, outcome, form.elements.note.value.trim(), photo);
       form.reset();
     });
   });

@@ -89,7 +89,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     database = Database(url)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DELIVERY_DATABASE_URL": url,
            "DELIVERY_SECRET_KEY": "phone-test", "DELIVERY_BASE_URL": settings.base_url,
-           "DELIVERY_GEOCODER": "none", "DELIVERY_DEMO": "false"}
+           "DELIVERY_GEOCODER": "none", "DELIVERY_DEMO": "false",
+           "DELIVERY_PHOTO_DIR": str(tmp_path / "photos")}
     running = Server(settings.base_url, database, settings, env, port)
     running.start()
     yield running
@@ -252,7 +253,32 @@ def test_a_lost_response_is_retried_and_stored_once(server: Server, browser) -> 
     assert replies == ["true"]
     assert len(server.confirmations()) == 1
     expect(page.locator("#progress")).to_have_text("1 of 4 done")
+
+    # Delivered with a photo: shrunk on the phone, attached with the confirmation's key
+    page.unroute("**/api/v1/stops/*/confirmations")
+    second = card(page, stops[1])
+    second.locator("details.extras summary").click()
+    second.get_by_label("Photo (optional)").set_input_files(
+        files=[{"name": "door.jpg", "mimeType": "image/jpeg", "buffer": big_jpeg()}])
+    confirm_delivered(page, stops[1])
+    page.wait_for_function("() => { const items = JSON.parse(localStorage.getItem('delivery-outbox'));"
+                           " return items.length === 2"
+                           " && items.every(i => i.state === 'sent' && !i.photo); }",
+                           timeout=WAIT)
+    with_photo = server.confirmations()[-1]
+    assert with_photo.stop_id == stops[1] and with_photo.photo_sha256
+    assert (with_photo.photo_bytes or 0) < 400_000  # shrunk from a 3000 x 2000 original
     context.close()
+
+
+def big_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (90, 140, 60)).save(out, format="JPEG")
+    return out.getvalue()
 
 
 def axe(page) -> list[str]:  # type: ignore[no-untyped-def]

@@ -13,15 +13,16 @@ import datetime as dt
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, RawBody
 from msgspec import Meta
+from sqlalchemy import select
 
-from delivery.field import access, confirmations
+from delivery.field import access, confirmations, photos
 from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
 from delivery.referrals.schemas import Id, Note
-from delivery.web.render import DB, principal
+from delivery.web.render import DB, Config, principal
 
 DRIVERS = (Role.driver,)
 MAX_CONFIRM_BYTES = 64 * 1024  # R4.4
@@ -41,6 +42,12 @@ class ConfirmationOut(msgspec.Struct, kw_only=True):
     occurred_at: dt.datetime
     received_at: dt.datetime
     clock_flag: str | None
+
+
+class PhotoOut(msgspec.Struct, kw_only=True):
+    confirmation_id: int
+    sha256: str
+    bytes: int
 
 
 class ProblemOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -135,3 +142,38 @@ class StopApi(Controller):
         headers = {"Idempotency-Replay": "true"} if result.replayed else None
         return Response(confirmation_out(result.confirmation), status_code=result.status_code,
                         headers=headers)
+
+    @put("/{stop_id:int}/confirmations/photo", status_code=201, opt={"roles": DRIVERS}, sync_to_thread=True,
+         request_max_body_size=photos.MAX_BYTES, summary="Attach a photo to a confirmation",
+         description=(
+             "Optional proof of delivery for a confirmation the caller made, sent with that "
+             "confirmation's Idempotency-Key and the image as the body (image/jpeg or image/png, at "
+             "most 5 MB). The server checks the file's first bytes against its type, re-encodes it "
+             "without any metadata (location included) and keeps its SHA-256. 201 the first time; "
+             "a second upload for the confirmation is answered 200 with `Idempotency-Replay: true`."),
+         responses={
+             200: ResponseSpec(PhotoOut, description="This confirmation already has its photo"),
+             404: ResponseSpec(ProblemOut, description="No confirmation of yours with this key on this stop"),
+             413: ResponseSpec(ProblemOut, description="Larger than 5 MB"),
+             415: ResponseSpec(ProblemOut, description="Not a JPEG or PNG, or not what it claims to be"),
+         })
+    def attach_photo(self, request: Request, db: DB, settings: Config, stop_id: FromPath[Id],
+                     idempotency_key: IdempotencyKey,
+                     body: RawBody) -> Response[Any]:
+        who = principal(request)
+        found = access.confirmable_stop(db, stop_id=stop_id, user_id=who.user_id, route_id=who.route_id)
+        confirmation = found and db.scalar(select(Confirmation).where(
+            Confirmation.user_id == who.user_id, Confirmation.idempotency_key == idempotency_key,
+            Confirmation.stop_id == stop_id))
+        if not confirmation:
+            return problem(404, "Send the photo with the Idempotency-Key of your confirmation of this stop.")
+        try:
+            stored = photos.attach(confirmation, body, request.headers.get("content-type", ""),
+                                   settings.photos)
+        except photos.PhotoError as exc:
+            return problem(415, str(exc))
+        db.commit()
+        body = PhotoOut(confirmation_id=confirmation.id, sha256=stored.sha256, bytes=stored.size)
+        if stored.replayed:
+            return Response(body, status_code=200, headers={"Idempotency-Replay": "true"})
+        return Response(body, status_code=201)

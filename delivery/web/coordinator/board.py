@@ -14,7 +14,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from delivery.field import confirmations, reports
+from delivery.field import confirmations, photos, reports
 from delivery.models import (
     Confirmation,
     ConfirmationOutcome,
@@ -26,10 +26,12 @@ from delivery.models import (
     StopStatus,
     User,
 )
+from delivery.platform import audit as audit_trail
+from delivery.platform.db import Database
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.coordinator.sheets import coordinator_plan
 from delivery.web.driver import clock, day_label, display_name
-from delivery.web.render import DB, PathId, clock_of, page, principal
+from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 POLICY = {"roles": COORDINATORS}
 LATE_AFTER = dt.timedelta(minutes=30)
@@ -200,9 +202,27 @@ class BoardController(Controller):
             return self._board(request, db, plan_id, block="live")
         return Redirect(f"/coordinator/plans/{plan_id}/board")
 
+    @get("/confirmations/{confirmation_id:int}/photo", opt=POLICY, sync_to_thread=True)
+    def photo(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
+              confirmation_id: PathId) -> Response[bytes]:
+        """A delivery photo, for the program's coordinators only, as a download (R4.5)."""
+        plan, _ = coordinator_plan(db, request, plan_id)
+        row = db.execute(select(Confirmation, Stop).join(Stop, Stop.id == Confirmation.stop_id)
+                         .where(Confirmation.id == confirmation_id, Stop.plan_id == plan.id)).first()
+        if row is None or row.Confirmation.photo_name is None:
+            raise NotFoundException("No photo for this confirmation.")
+        data = photos.read(row.Confirmation, settings.photos)
+        database: Database = request.app.state.database
+        with database.writer() as trail:  # a read is audited; the GET's own session only reads
+            audit_trail.record(trail, audit, "R", "photo", confirmation_id, patient_id=row.Stop.patient_id)
+            trail.commit()
+        return Response(data, media_type="image/jpeg", headers={
+            "Content-Disposition": f'attachment; filename="delivery-{confirmation_id}.jpg"',
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
     @post("/reports/{report_id:int}/handled", opt=POLICY, sync_to_thread=True, status_code=200)
-    def mark_report_handled(self, request: Request, db: DB, plan_id: FromPath[int],
-                            report_id: FromPath[int]) -> Response | Template:
+    def mark_report_handled(self, request: Request, db: DB, plan_id: PathId,
+                            report_id: PathId) -> Response | Template:
         """A driver's flag or problem report has been seen to."""
         plan, _ = coordinator_plan(db, request, plan_id)
         row = db.scalar(select(FieldReport).join(Route, Route.id == FieldReport.route_id)
