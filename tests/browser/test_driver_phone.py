@@ -268,6 +268,21 @@ def test_a_lost_response_is_retried_and_stored_once(server: Server, browser) -> 
     with_photo = server.confirmations()[-1]
     assert with_photo.stop_id == stops[1] and with_photo.photo_sha256
     assert (with_photo.photo_bytes or 0) < 400_000  # shrunk from a 3000 x 2000 original
+
+    # Signing out with a confirmation not sent: a warning, and the queue stays; cached route data goes
+    go_offline(context, server)
+    confirm_delivered(page, stops[2])
+    expect(page.locator("#outbox-banner")).to_have_text("Waiting to send (1)")
+    warnings: list[str] = []
+    page.once("dialog", lambda dialog: (warnings.append(dialog.message), dialog.accept()))
+    page.route("**/api/v1/**", lambda route: route.abort("internetdisconnected"))  # the API still unreachable
+    go_online(context, server)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/login**", timeout=WAIT)
+    assert warnings and "not sent yet" in warnings[0]
+    left = page.evaluate("() => JSON.parse(localStorage.getItem('delivery-outbox'))")
+    assert [(i["stop"], i["state"]) for i in left] == [(stops[2], "waiting")]  # only the unsent item
+    assert page.evaluate("async () => (await caches.keys()).length") == 0  # no cached route pages
     context.close()
 
 
