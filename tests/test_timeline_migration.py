@@ -32,7 +32,8 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
     (1, 10, "waitlist_promoted", "Capacity freed: moved off the waitlist; first delivery Tue 10 Nov 2026."),
 ]
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
-NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
+WEBHOOK_KINDS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
+NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0009_driver_phone")  # after 0012
 """The newest migration that replaced the kinds' CHECK."""
 
 
@@ -133,7 +134,8 @@ def test_old_events_become_data_without_loss(empty_url: str) -> None:
 
 def test_the_migration_checks_exactly_the_kinds_the_code_knows() -> None:
     """The newest CHECK and the EventKind enum name the same kinds (a new kind needs both), and each
-    migration that replaces the CHECK starts from the kinds 0004 wrote."""
+    migration that replaces the CHECK starts from the kinds the one before it wrote."""
     assert set(NEWEST_KINDS.KINDS) == {k.value for k in EventKind}
-    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(MIGRATION.KINDS)
+    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(WEBHOOK_KINDS.KINDS)
+    assert set(WEBHOOK_KINDS.KINDS_BEFORE) == set(MIGRATION.KINDS)
     assert set(MIGRATION.OLD_KINDS.values()) <= set(MIGRATION.KINDS)

@@ -182,7 +182,7 @@ def valid_key(key: str | None) -> bool:
 
 def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: str | None,
                  occurred_at: dt.datetime, idempotency_key: str,
-                 window: DeliveryWindow | None = None) -> ConfirmResult:
+                 window: DeliveryWindow | None = None, now: dt.datetime | None = None) -> ConfirmResult:
     """Record what happened at a stop. The caller has checked that this user may confirm this stop
     (their own published route) and commits afterwards. With a `window`, a new confirmation is
     refused outside it (OutsideWindow); a replay of a stored one is answered regardless."""
@@ -211,7 +211,7 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
         kind = ConfirmKind.replay if earlier.request_hash == fingerprint else ConfirmKind.key_reused
         return ConfirmResult(kind, locked, earlier, locked.outcome)
 
-    received_at = utcnow()
+    received_at = now or utcnow()  # the caller's clock (settings.clock) when it has one
     if window is not None:
         window.check(occurred_at, received_at)
     if locked.status == StopStatus.removed:

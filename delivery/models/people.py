@@ -94,7 +94,6 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    locale: Mapped[str | None] = mapped_column(String(10))  # chosen language of their pages (drivers)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
 

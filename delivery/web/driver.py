@@ -198,7 +198,7 @@ def audit_views(request: Request, audit: AuditContext, stops: list[Stop]) -> Non
 
 
 def locale_of(request: Request, db: Session, user_id: int | None) -> str:
-    saved = db.scalar(select(User.locale).where(User.id == user_id)) if user_id else None
+    saved = db.scalar(select(Driver.locale).where(Driver.user_id == user_id)) if user_id else None
     return i18n.choose(saved, request.headers.get("accept-language"))
 
 
@@ -380,7 +380,7 @@ class DriverController(Controller):
                 result = confirmations.confirm_stop(
                     db, stop=found.stop, user_id=me.user_id, outcome=data.outcome, note=data.note,
                     occurred_at=clock_of(request).now(), idempotency_key=data.idempotency_key,
-                    window=found.window)
+                    window=found.window, now=clock_of(request).now())
         except confirmations.OutsideWindow:
             return back_to_route(found.route.id, "late", stop_id)
         except (confirmations.ConfirmError, confirmations.KeyInFlight):
@@ -399,7 +399,7 @@ class DriverController(Controller):
         if confirmation is None or not found or confirmation.user_id != me.user_id:
             raise NotFoundException("No such confirmation of yours.")
         try:
-            confirmations.undo(db, confirmation, user_id=me.user_id)
+            confirmations.undo(db, confirmation, user_id=me.user_id, now=clock_of(request).now())
         except confirmations.UndoError as exc:
             if request.headers.get("accept", "").startswith("application/json"):
                 return Response({"detail": str(exc)}, status_code=409)
@@ -507,9 +507,7 @@ class DriverController(Controller):
         """The driver's language, remembered on their account."""
         if data.locale not in i18n.available():
             raise _bad_request(f"Choose one of: {', '.join(i18n.available())}.")
-        user = db.get(User, principal(request).user_id)
-        assert user is not None
-        user.locale = data.locale
+        self._driver(db, principal(request).user_id).locale = data.locale
         db.commit()
         target = data.next if data.next.startswith("/driver") and "//" not in data.next else "/driver"
         return Redirect(target, status_code=303)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from delivery.field import access, confirmations, photos
 from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
 from delivery.referrals.schemas import Id, Note
-from delivery.web.render import DB, Config, principal
+from delivery.web.render import DB, Config, clock_of, principal
 
 DRIVERS = (Role.driver,)
 MAX_CONFIRM_BYTES = 64 * 1024  # R4.4
@@ -107,20 +107,21 @@ class StopApi(Controller):
                                 "(a UUID), the same on every retry.")
         try:
             with confirmations.holding_key(who.user_id, idempotency_key):
-                return self._confirm(db, who.user_id, who.route_id, stop_id, data, idempotency_key)
+                return self._confirm(db, who.user_id, who.route_id, stop_id, data, idempotency_key,
+                                     clock_of(request).now())
         except confirmations.KeyInFlight as exc:
             return problem(409, f"{exc} Retry in a moment.", headers={"Retry-After": "1"})
 
     @staticmethod
     def _confirm(db: Any, user_id: int, route_id: int | None, stop_id: int, data: ConfirmationIn,
-                 key: str) -> Response[Any]:
+                 key: str, now: dt.datetime) -> Response[Any]:
         found = access.confirmable_stop(db, stop_id=stop_id, user_id=user_id, route_id=route_id)
         if found is None:
             return problem(404, f"No stop {stop_id} on your published routes.")
         try:
             result = confirmations.confirm_stop(
                 db, stop=found.stop, user_id=user_id, outcome=data.outcome, note=data.note,
-                occurred_at=data.occurred_at, idempotency_key=key, window=found.window)
+                occurred_at=data.occurred_at, idempotency_key=key, window=found.window, now=now)
         except confirmations.OutsideWindow as exc:
             # The coordinator hears of it, so what happened at the door is not lost (R8.3). Nothing
             # of the refused confirmation was written, so the report is this request's one write.
