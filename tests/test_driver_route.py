@@ -133,6 +133,25 @@ def test_confirm_undo_and_the_reason_without_javascript(client: TestClient, day,
     assert stops[first] == ("pending", None) and stops[second] == ("failed", "no_answer")
 
 
+def test_undoing_a_failed_attempt_takes_back_its_retry(client: TestClient, day, database: Database,  # type: ignore[no-untyped-def]
+                                                       settings: Settings) -> None:
+    """A mistaken "Couldn't deliver" undone at once must not leave a second delivery booked."""
+    stop = day.stop_ids[0][2]
+    with time_machine.travel(MORNING, tick=False):
+        html = client.get(open_route(client, database, settings, day.route_ids[0])).text
+        failed = client.post(f"/driver/stops/{stop}/confirm", data={
+            "outcome": "no_answer", "idempotency_key": "oops", "csrf_token": csrf_token(html)})
+        with database.reader() as db:
+            retries = db.scalars(select(Stop).where(Stop.carried_from_id == stop)).unique().all()
+        assert [r.status for r in retries] == ["pending"]  # the follow-up booked a retry
+        undo = re.search(r'action="(/driver/confirmations/\d+/undo)"', stop_card(failed.text, stop)).group(1)  # type: ignore[union-attr]
+        client.post(undo, data={"csrf_token": csrf_token(html)})
+    with database.reader() as db:
+        retry = db.get(Stop, retries[0].id)
+        assert retry is not None and retry.status == "removed" and "undone" in (retry.removed_reason or "")
+        assert db.get(Stop, stop).status == "pending"  # type: ignore[union-attr]
+
+
 def test_flags_and_problem_reports_reach_the_coordinator(client: TestClient, program: Program, day,  # type: ignore[no-untyped-def]
                                                          database: Database, settings: Settings) -> None:
     """A new address becomes a proposed change for review, never an overwrite; every flag and a

@@ -262,6 +262,12 @@ def undo(db: Session, confirmation: Confirmation, *, user_id: int, reason: str =
                                  reason=reason[:300], created_at=now))
     stop.outcome = None
     stop.status = StopStatus.pending
+    # A failed attempt was retried on a later day (followup): that retry goes too while no route has
+    # it yet. A hold for review stays for the coordinator, whom the timeline event tells.
+    for retry in db.scalars(select(Stop).where(Stop.carried_from_id == stop.id, Stop.route_id.is_(None),
+                                               Stop.status == StopStatus.pending)).unique():
+        retry.status = StopStatus.removed
+        retry.removed_reason = "The failed attempt it retried was undone by the driver."
     referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
                          .where(Order.id == stop.order_id))
     if referral is not None:
