@@ -15,14 +15,15 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, RawBody
+from litestar.params import HeaderParameter, JSONBody, RawBody
 from msgspec import Meta
 from sqlalchemy import select
 
 from delivery.field import access, confirmations, photos
 from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
-from delivery.referrals.schemas import Id, Note
-from delivery.web.render import DB, Config, clock_of, principal
+from delivery.referrals.schemas import Note
+from delivery.web.errors import error_responses
+from delivery.web.render import DB, Config, PathId, clock_of, principal
 
 DRIVERS = (Role.driver,)
 MAX_CONFIRM_BYTES = 64 * 1024  # R4.4
@@ -92,6 +93,7 @@ class StopApi(Controller):
               "is taken up to 72 hours after the route closed; later it is 410 and the coordinator "
               "is told."),
           responses={
+              **error_responses(),  # 400, 401, 403, 500 as every API route
               200: ResponseSpec(ConfirmationOut, description="The stop already holds this outcome"),
               400: ResponseSpec(ProblemOut, description="Missing or invalid Idempotency-Key or body"),
               404: ResponseSpec(ProblemOut, description="Not one of your stops on a published route"),
@@ -99,7 +101,7 @@ class StopApi(Controller):
               410: ResponseSpec(ProblemOut, description="Outside the route's delivery window"),
               422: ResponseSpec(ProblemOut, description="The key was used with another body"),
           })
-    def confirm_stop(self, request: Request, db: DB, stop_id: FromPath[Id], data: JSONBody[ConfirmationIn],
+    def confirm_stop(self, request: Request, db: DB, stop_id: PathId, data: JSONBody[ConfirmationIn],
                      idempotency_key: IdempotencyKey) -> Response[Any]:
         who = principal(request)
         if not confirmations.valid_key(idempotency_key):
@@ -153,14 +155,14 @@ class StopApi(Controller):
              "without any metadata (location included) and keeps its SHA-256. 201 the first time; "
              "a second upload for the confirmation is answered 200 with `Idempotency-Replay: true`."),
          responses={
+             **error_responses(),
              200: ResponseSpec(PhotoOut, description="This confirmation already has its photo"),
              404: ResponseSpec(ProblemOut, description="No confirmation of yours with this key on this stop"),
              413: ResponseSpec(ProblemOut, description="Larger than 5 MB"),
              415: ResponseSpec(ProblemOut, description="Not a JPEG or PNG, or not what it claims to be"),
          })
-    def attach_photo(self, request: Request, db: DB, settings: Config, stop_id: FromPath[Id],
-                     idempotency_key: IdempotencyKey,
-                     body: RawBody) -> Response[Any]:
+    def attach_photo(self, request: Request, db: DB, settings: Config, stop_id: PathId,
+                     idempotency_key: IdempotencyKey, body: RawBody) -> Response[Any]:
         who = principal(request)
         found = access.confirmable_stop(db, stop_id=stop_id, user_id=who.user_id, route_id=who.route_id)
         confirmation = found and db.scalar(select(Confirmation).where(
