@@ -29,7 +29,7 @@ from tests.plan_builders import make_day
 LA = ZoneInfo("America/Los_Angeles")
 DAY = dt.date(2026, 12, 1)
 MORNING = dt.datetime(2026, 12, 1, 9, 0, tzinfo=LA)
-CLOSES = publishing.link_expiry(DAY, "America/Los_Angeles")  # 06:00 the next morning
+CLOSES = publishing.link_expiry(DAY, "America/Los_Angeles", 6)  # 06:00 the next morning (default grace)
 
 
 @pytest.fixture

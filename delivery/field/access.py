@@ -23,7 +23,7 @@ VISIBLE_PLANS = (PlanStatus.published, PlanStatus.done)
 
 def visible_until(plan: Plan, food_bank: Organization) -> dt.datetime:
     """The end of the route day plus the grace: the same moment the route's links expire."""
-    return publishing.link_expiry(plan.date, food_bank.timezone)
+    return publishing.link_expiry(plan.date, food_bank.timezone, food_bank.link_grace_hours)
 
 
 def is_visible(plan: Plan, food_bank: Organization, now: dt.datetime) -> bool:

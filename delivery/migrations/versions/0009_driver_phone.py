@@ -1,7 +1,7 @@
 """driver phone: delivery tokens, field reports, undo, photos, device-bound links, locale
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 14:56:26.593144
 """
 
@@ -13,11 +13,11 @@ from alembic import op
 import delivery.models
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The event kinds as 0012 left them (0006, 0015, 0007 kept them), frozen, and the one added here.
+# The event kinds as 0012 left them (0006, 0015, 0007, 0008 kept them), frozen, and the one added here.
 KINDS_BEFORE = ('received', 'outcome', 'override', 'waitlisted', 'moved_off_waitlist', 'order_created',
                 'order_changed', 'priority_changed', 'paused', 'resumed', 'ended', 'scheduled',
                 'out_for_delivery', 'delivered', 'left_at_door', 'attempt_failed', 'rescheduled',
