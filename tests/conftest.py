@@ -80,9 +80,9 @@ def database(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, secret_key="test-secret", base_url=BASE_URL,
-                    geocoder="none", secure_cookies=True)
+                    geocoder="none", secure_cookies=True, photo_dir=str(tmp_path / "photos"))
 
 
 @pytest.fixture

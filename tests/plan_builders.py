@@ -26,6 +26,7 @@ from delivery.models import (
     StopStatus,
     utcnow,
 )
+from delivery.plans import publishing
 from delivery.platform import auth
 from tests.builders import Program
 
@@ -137,6 +138,8 @@ def make_day(db: Session, program: Program, *, date: dt.date,
                       published_version=plan.published_version)
         db.add(route)
         db.flush()
+        if plan.published_version is not None:  # publishing gives the driver's phone its token
+            publishing.issue_delivery_token(db, route)
         made = [make_stop(db, program, plan, route, seq, first_eta + (seq - 1) * 1200, spec)
                 for seq, spec in enumerate(specs, start=1)]
         day.route_ids.append(route.id)

@@ -11,7 +11,7 @@ import msgspec
 import time_machine
 from sqlalchemy import select
 
-from delivery.field.confirmations import confirm_stop, request_hash
+from delivery.field.confirmations import confirm_stop
 from delivery.loop.receipts import record_receipt
 from delivery.models import Order, Organization, PlanStatus, Referral, Route, Source, Stop
 from delivery.plans import day as plan_day
@@ -76,8 +76,7 @@ class Story:
             for referral_id, outcome in outcomes.items():
                 stop = stops[referral_id]
                 confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=None, occurred_at=door,
-                             idempotency_key=f"stop-{stop.id}",
-                             request_hash=request_hash(stop.id, outcome, None, door))
+                             idempotency_key=f"stop-{stop.id}")
             db.commit()
 
     def receipt(self, when: dt.datetime, referral_id: int, *, received: bool = True) -> None:

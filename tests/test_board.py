@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import time_machine
 from litestar.testing import TestClient
 
-from delivery.field.confirmations import confirm_stop, request_hash
+from delivery.field.confirmations import confirm_stop
 from delivery.models import Confirmation, Driver, Stop
 from delivery.platform.db import Database
 from tests.builders import Program, sign_in
@@ -25,7 +25,7 @@ def confirm(database: Database, stop_id: int, driver_id: int, outcome: str, note
         user_id = db.get(Driver, driver_id).user_id  # type: ignore[union-attr]
         at = dt.datetime.now(dt.UTC)
         confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=note, occurred_at=at,  # type: ignore[arg-type]
-                     idempotency_key=f"k-{stop_id}", request_hash=request_hash(stop_id, outcome, note, at))
+                     idempotency_key=f"k-{stop_id}")
         db.commit()
 
 

@@ -11,7 +11,7 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from delivery.cli import main
-from delivery.field.confirmations import confirm_stop, request_hash
+from delivery.field.confirmations import confirm_stop
 from delivery.loop import endpoints, sender
 from delivery.models import (
     Order,
@@ -58,8 +58,7 @@ def driver_confirms(database: Database, stop_id: int, outcome: str, at: dt.datet
         stop = db.get(Stop, stop_id)
         user_id = db.get(Route, stop.route_id).driver.user_id  # type: ignore[union-attr]
         confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=None, occurred_at=at,  # type: ignore[arg-type]
-                     idempotency_key=f"{stop_id}-{outcome}",
-                     request_hash=request_hash(stop_id, outcome, None, at))
+                     idempotency_key=f"{stop_id}-{outcome}")
         db.commit()
 
 

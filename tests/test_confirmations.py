@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from delivery.field import confirmations
-from delivery.field.confirmations import ConfirmKind, confirm_stop, request_hash
+from delivery.field.confirmations import ConfirmKind, confirm_stop
 from delivery.models import Confirmation, Driver, OutboxMessage, ReferralEvent, Stop, utcnow
 from delivery.platform.db import Database
 from delivery.timeline import events as timeline
@@ -22,7 +22,7 @@ def confirm(db, stop: Stop, user_id: int, outcome: str, key: str, note: str | No
             occurred_at: dt.datetime | None = None) -> confirmations.ConfirmResult:
     at = occurred_at or dt.datetime(2026, 12, 1, 18, 30, tzinfo=dt.UTC)
     return confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=note, occurred_at=at,
-                        idempotency_key=key, request_hash=request_hash(stop.id, outcome, note, at))
+                        idempotency_key=key)
 
 
 def test_replay_conflict_and_write_once(program: Program, database: Database) -> None:

@@ -46,7 +46,8 @@ def people(database: Database, program: Program) -> dict[str, str]:
                                   memberships=[(program.food_bank_id, Role.driver)])
         driver.password_hash = password_hash()
         tokens = {"coordinator": api_token(db, program.coordinator)["Authorization"],
-                  "clinic_staff": api_token(db, program.clinic1)["Authorization"]}
+                  "clinic_staff": api_token(db, program.clinic1)["Authorization"],
+                  "driver": api_token(db, DRIVER)["Authorization"]}  # the confirmation API
         db.commit()
     return tokens
 
@@ -62,7 +63,8 @@ def test_every_int_path_parameter_is_bounded_like_body_ids(app, program: Program
         role = roles[0]
         with TestClient(app=app, base_url=BASE_URL) as client:
             if path.startswith("/api/"):
-                headers = {"Authorization": people[role]}
+                # the ids are the question here, not the confirmation API's key
+                headers = {"Authorization": people[role], "Idempotency-Key": "k-1"}
             else:
                 headers = {"X-CSRF-Token": sign_in(client, emails[role])}
             answer = client.request(method, path, headers=headers, follow_redirects=False)
@@ -113,7 +115,9 @@ def test_the_openapi_document_declares_every_error_and_its_security_scheme(clien
                 ("post", "/api/v1/plans"): {"404", "409", "422"},
                 ("get", "/api/v1/plans/{plan_id}"): {"404"},
                 ("post", "/api/v1/plans/{plan_id}/publish"): {"404", "409"},
-                ("post", "/api/v1/plans/{plan_id}/cancel"): {"404"}}
+                ("post", "/api/v1/plans/{plan_id}/cancel"): {"404"},
+                ("post", "/api/v1/stops/{stop_id}/confirmations"): {"404", "409", "410", "422"},
+                ("put", "/api/v1/stops/{stop_id}/confirmations/photo"): {"404", "413", "415"}}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             declared = set(operation["responses"])

@@ -33,8 +33,10 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
 ]
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
 WEBHOOKS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
-NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0011_patient_corrected_events")
-"""The newest migration that replaced the kinds' CHECK (0011 follows 0008; 0012 changed it before)."""
+CORRECTED_KINDS = importlib.import_module("delivery.migrations.versions.0011_patient_corrected_events")
+NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0009_driver_phone")
+"""The newest migration that replaced the kinds' CHECK (0009 follows 0011, which follows 0008;
+0012 changed it before)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -136,7 +138,8 @@ def test_the_migration_checks_exactly_the_kinds_the_code_knows() -> None:
     """The newest CHECK and the EventKind enum name the same kinds (a new kind needs both), and each
     migration that replaces the CHECK starts from the kinds of the one before it."""
     assert set(NEWEST_KINDS.KINDS) == {k.value for k in EventKind}
-    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(WEBHOOKS.KINDS)
+    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(CORRECTED_KINDS.KINDS)
+    assert set(CORRECTED_KINDS.KINDS_BEFORE) == set(WEBHOOKS.KINDS)
     assert set(WEBHOOKS.KINDS_BEFORE) == set(MIGRATION.KINDS)
     assert set(MIGRATION.OLD_KINDS.values()) <= set(MIGRATION.KINDS)
 
@@ -160,7 +163,7 @@ def test_a_downgrade_below_0011_keeps_corrections_as_their_sentence(empty_url: s
     finally:
         database.dispose()
 
-    command.downgrade(alembic_config(empty_url), NEWEST_KINDS.down_revision)
+    command.downgrade(alembic_config(empty_url), CORRECTED_KINDS.down_revision)
     database = Database(empty_url)
     try:
         with database.writer() as db:

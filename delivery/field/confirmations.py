@@ -8,6 +8,12 @@
   conflict (409) that carries the stored outcome.
 - `occurred_at` (the device's clock) and `received_at` (the server's) are both kept; a device time
   more than 24 h ahead of the server or more than 7 days behind is flagged (`clock_flag`).
+- A confirmation is taken only inside its route's delivery window (`DeliveryWindow`): made while
+  the route was open, received up to 72 hours after it closed (R8.3). Replays are answered whenever
+  they come.
+- While one request with a key is being handled, another with the same key gets `KeyInFlight`
+  (409 with Retry-After): in-process, which is enough for the one app process SQLite allows.
+- Its driver can undo a confirmation for 5 minutes: an amendment row, the original kept.
 - The referral's timeline event is written in the same transaction, and a failed attempt is
   followed up there too (rescheduled, or held for review: `delivery.field.followup`).
   Services do not commit.
@@ -17,6 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,6 +36,7 @@ from sqlalchemy.orm import Session
 from delivery.field import followup
 from delivery.models import (
     Confirmation,
+    ConfirmationAmendment,
     ConfirmationOutcome,
     EventKind,
     Order,
@@ -43,12 +53,66 @@ AHEAD_LIMIT = dt.timedelta(hours=24)
 BEHIND_LIMIT = dt.timedelta(days=7)
 MAX_KEY_LENGTH = 100
 MAX_NOTE_LENGTH = 1000
+REPLAY_WINDOW = dt.timedelta(hours=72)  # how long after the route closes a queued confirmation counts
+UNDO_WINDOW = dt.timedelta(minutes=5)
 
 
 class ConfirmError(FieldError):
     """A confirmation that cannot be taken at all (unknown outcome, removed stop, bad key)."""
 
     default_code = "confirmation_refused"
+
+
+class OutsideWindow(ConfirmError):
+    """Made after the route closed, or arrived more than 72 hours after that."""
+
+
+class KeyInFlight(Exception):
+    """The same key is being handled by another request right now: retry in a moment."""
+
+
+class UndoError(ConfirmError):
+    """The confirmation cannot be undone (too late, not yours, already undone)."""
+
+
+@dataclass(frozen=True)
+class DeliveryWindow:
+    """When a confirmation of a route's stop is taken: made between the route's publication and its
+    close (end of the route day plus the grace), and received no later than close + 72 hours."""
+
+    opens: dt.datetime
+    closes: dt.datetime
+
+    @property
+    def accepts_until(self) -> dt.datetime:
+        return self.closes + REPLAY_WINDOW
+
+    def check(self, occurred_at: dt.datetime, received_at: dt.datetime) -> None:
+        if received_at > self.accepts_until:
+            raise OutsideWindow("This confirmation arrived more than 72 hours after the route closed, "
+                                "so it was not recorded: tell your coordinator what happened at this stop.")
+        if received_at > self.closes and occurred_at > self.closes:
+            raise OutsideWindow("The route closed before this confirmation was made: "
+                                "tell your coordinator what happened at this stop.")
+
+
+_in_flight: set[tuple[int, str]] = set()
+_in_flight_lock = threading.Lock()
+
+
+@contextmanager
+def holding_key(user_id: int, idempotency_key: str) -> Iterator[None]:
+    """Mark (user, key) as being handled for the duration; a second holder gets KeyInFlight."""
+    claim = (user_id, idempotency_key)
+    with _in_flight_lock:
+        if claim in _in_flight:
+            raise KeyInFlight("A request with this Idempotency-Key is still being handled.")
+        _in_flight.add(claim)
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(claim)
 
 
 class ConfirmKind(StrEnum):
@@ -110,12 +174,20 @@ def timeline_event(stop: Stop, confirmation: Confirmation) -> tuple[EventKind, p
     return EventKind.attempt_failed, payloads.AttemptFailed(**ids, reason=outcome, note=confirmation.note)
 
 
+def valid_key(key: str | None) -> bool:
+    """An Idempotency-Key is 1–100 visible ASCII characters (a UUID is the usual choice)."""
+    return bool(key) and len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable() \
+        and " " not in key  # type: ignore[union-attr]
+
+
 def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: str | None,
-                 occurred_at: dt.datetime, idempotency_key: str, request_hash: str) -> ConfirmResult:
+                 occurred_at: dt.datetime, idempotency_key: str,
+                 window: DeliveryWindow | None = None, now: dt.datetime | None = None) -> ConfirmResult:
     """Record what happened at a stop. The caller has checked that this user may confirm this stop
-    (their own published route) and commits afterwards."""
-    if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
-        raise ConfirmError(f"The idempotency key must be 1 to {MAX_KEY_LENGTH} characters.")
+    (their own published route) and commits afterwards. With a `window`, a new confirmation is
+    refused outside it (OutsideWindow); a replay of a stored one is answered regardless."""
+    if not valid_key(idempotency_key):
+        raise ConfirmError(f"The idempotency key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters.")
     try:
         wanted = ConfirmationOutcome(outcome)
     except ValueError:
@@ -126,6 +198,7 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
     note = (note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE_LENGTH:
         raise ConfirmError(f"Keep the note under {MAX_NOTE_LENGTH} characters.")
+    fingerprint = request_hash(stop.id, wanted, note, occurred_at)
 
     # Lock the stop (PostgreSQL; SQLite's single writer already serialises) so two confirmations
     # of one stop are decided one after the other.
@@ -135,20 +208,24 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
     earlier = db.scalar(select(Confirmation).where(Confirmation.user_id == user_id,
                                                    Confirmation.idempotency_key == idempotency_key))
     if earlier is not None:
-        kind = ConfirmKind.replay if earlier.request_hash == request_hash else ConfirmKind.key_reused
+        kind = ConfirmKind.replay if earlier.request_hash == fingerprint else ConfirmKind.key_reused
         return ConfirmResult(kind, locked, earlier, locked.outcome)
 
+    received_at = now or utcnow()  # the caller's clock (settings.clock) when it has one
+    if window is not None:
+        window.check(occurred_at, received_at)
     if locked.status == StopStatus.removed:
         raise ConfirmError("This stop was taken off the day by the coordinator.")
     if locked.outcome is not None:
-        first = db.scalar(select(Confirmation).where(Confirmation.stop_id == locked.id)
+        first = db.scalar(select(Confirmation).where(Confirmation.stop_id == locked.id,
+                                                     Confirmation.undone_at.is_(None))
                           .order_by(Confirmation.id).limit(1))
         kind = ConfirmKind.same_outcome if locked.outcome == wanted else ConfirmKind.outcome_conflict
         return ConfirmResult(kind, locked, first, locked.outcome)
 
     confirmation = Confirmation(stop_id=locked.id, user_id=user_id, idempotency_key=idempotency_key,
-                                request_hash=request_hash, outcome=wanted, note=note,
-                                occurred_at=occurred_at, received_at=utcnow())
+                                request_hash=fingerprint, outcome=wanted, note=note,
+                                occurred_at=occurred_at, received_at=received_at)
     db.add(confirmation)
     db.flush()  # the event names the confirmation's id
     locked.outcome = wanted
@@ -166,6 +243,41 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
     return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
 
 
+def undo(db: Session, confirmation: Confirmation, *, user_id: int, reason: str = "undone by the driver",
+         now: dt.datetime | None = None) -> Stop:
+    """Withdraw a confirmation its own driver made less than 5 minutes ago: the stop is pending
+    again, the row stays as it was with `undone_at`, and an amendment row and a timeline event say
+    so. The caller commits."""
+    now = now or utcnow()
+    if confirmation.user_id != user_id:
+        raise UndoError("Only the driver who confirmed this stop can undo it.")
+    if confirmation.undone_at is not None:
+        raise UndoError("This confirmation was already undone.")
+    if now - confirmation.received_at > UNDO_WINDOW:
+        raise UndoError("A confirmation can be undone for 5 minutes; ask your coordinator to correct it.")
+    stop = db.scalars(select(Stop).where(Stop.id == confirmation.stop_id).with_for_update(of=Stop)
+                      .execution_options(populate_existing=True)).unique().one()
+    confirmation.undone_at = now
+    db.add(ConfirmationAmendment(confirmation_id=confirmation.id, user_id=user_id, action="undo",
+                                 reason=reason[:300], created_at=now))
+    stop.outcome = None
+    stop.status = StopStatus.pending
+    # A failed attempt was retried on a later day (followup): that retry goes too while no route has
+    # it yet. A hold for review stays for the coordinator, whom the timeline event tells.
+    for retry in db.scalars(select(Stop).where(Stop.carried_from_id == stop.id, Stop.route_id.is_(None),
+                                               Stop.status == StopStatus.pending)).unique():
+        retry.status = StopStatus.removed
+        retry.removed_reason = "The failed attempt it retried was undone by the driver."
+    referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
+                         .where(Order.id == stop.order_id))
+    if referral is not None:
+        timeline.record(db, referral, EventKind.confirmation_undone, payloads.ConfirmationUndone(
+            order_id=stop.order_id, stop_id=stop.id, plan_id=stop.plan_id, confirmation_id=confirmation.id,
+            date=stop.date, outcome=confirmation.outcome), actor_id=user_id, occurred_at=now)
+    db.flush()
+    return stop
+
+
 def is_exception(confirmation: Confirmation) -> bool:
     """What a coordinator should look at: a failed attempt, or any note from the driver."""
     return not ConfirmationOutcome(confirmation.outcome).delivered_food or bool(confirmation.note)
@@ -175,8 +287,8 @@ FOOD_DELIVERED = [o.value for o in ConfirmationOutcome if o.delivered_food]
 
 
 def waiting_exception() -> ColumnElement[bool]:
-    """`is_exception` in SQL, for the ones no coordinator has handled yet."""
-    return and_(Confirmation.handled_at.is_(None),
+    """`is_exception` in SQL, for the ones no coordinator has handled (or the driver undone) yet."""
+    return and_(Confirmation.handled_at.is_(None), Confirmation.undone_at.is_(None),
                 or_(Confirmation.outcome.not_in(FOOD_DELIVERED), Confirmation.note.is_not(None)))
 
 

@@ -3,7 +3,14 @@
 Everything is re-exported here, so `from delivery.models import Stop` works and Alembic sees every table."""
 
 from delivery.models.base import NAMING, Base, UTCDateTime, utcnow
-from delivery.models.field import Confirmation, ConfirmationOutcome
+from delivery.models.field import (
+    Confirmation,
+    ConfirmationAmendment,
+    ConfirmationOutcome,
+    DeliveryToken,
+    FieldReport,
+    FieldReportKind,
+)
 from delivery.models.jobs import Job, JobState
 from delivery.models.loop import (
     DeliveryState,
@@ -73,13 +80,17 @@ __all__ = [
     "BoxType",
     "Cadence",
     "Confirmation",
+    "ConfirmationAmendment",
     "ConfirmationOutcome",
     "DeliveryState",
+    "DeliveryToken",
     "Depot",
     "Dietary",
     "Driver",
     "EndpointState",
     "EventKind",
+    "FieldReport",
+    "FieldReportKind",
     "GeocodeCacheEntry",
     "GeocodeStatus",
     "Holiday",

@@ -168,4 +168,6 @@ class RouteLink(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     opened_at: Mapped[dt.datetime | None]
+    # The phone that opened it (hash of its device cookie): that phone may open it again (R1.3).
+    device_hash: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[dt.datetime | None]

@@ -119,6 +119,7 @@ class Driver(Base):
     home_lat: Mapped[float | None] = mapped_column(Float)
     home_lon: Mapped[float | None] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str | None] = mapped_column(String(10))  # the language the driver chose for their pages
 
     user: Mapped[User] = relationship(lazy="joined")
 

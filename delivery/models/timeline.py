@@ -34,6 +34,7 @@ class EventKind(StrEnum):
     delivered = "delivered"
     left_at_door = "left_at_door"
     attempt_failed = "attempt_failed"
+    confirmation_undone = "confirmation_undone"  # its driver withdrew a confirmation within 5 minutes
     rescheduled = "rescheduled"
     stop_removed = "stop_removed"  # a coordinator took the stop off a day
     receipt_confirmed = "receipt_confirmed"

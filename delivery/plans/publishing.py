@@ -7,6 +7,11 @@ driver was given (`Route.published_fingerprint`) and tells the drivers whose rou
 line and a `RouteNotice` their route page shows). Each publication of a route is also audited:
 it discloses the patients' addresses to that driver.
 
+With the link (or a password sign-in) the driver's phone also gets a *delivery token*: a bearer
+credential for the confirmation API bound to the driver and the route (`drt_<row id>.<HMAC>`). Only
+a salt is stored; the token is an HMAC of it under the app's secret key, so the route page can hand
+it out again on every load without writing. Revoking the route's links revokes it too.
+
 Services do not commit; callers do.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import secrets
 import sys
@@ -24,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from delivery.models import (
+    DeliveryToken,
     Driver,
     Organization,
     Plan,
@@ -87,6 +94,7 @@ def issue_link(db: Session, route: Route, settings: Settings) -> str:
     food_bank = db.get(Organization, plan.food_bank_id)
     assert food_bank is not None
     revoke_links(db, route)
+    issue_delivery_token(db, route)
     raw = secrets.token_urlsafe(TOKEN_BYTES)
     db.add(RouteLink(route_id=route.id, token_hash=auth.token_hash(raw),
                      expires_at=link_expiry(plan.date, food_bank.timezone, food_bank.link_grace_hours)))
@@ -95,11 +103,56 @@ def issue_link(db: Session, route: Route, settings: Settings) -> str:
 
 
 def revoke_links(db: Session, route: Route) -> int:
-    """Revoke every live link of the route; returns how many."""
+    """Revoke every live link of the route, and its delivery token; returns how many links."""
+    now = utcnow()
     result = db.execute(update(RouteLink).where(RouteLink.route_id == route.id,
                                                 RouteLink.revoked_at.is_(None))
-                        .values(revoked_at=utcnow()))
+                        .values(revoked_at=now))
+    db.execute(update(DeliveryToken).where(DeliveryToken.route_id == route.id,
+                                           DeliveryToken.revoked_at.is_(None))
+               .values(revoked_at=now))
     return result.rowcount or 0
+
+
+# --- delivery tokens ---------------------------------------------------------------------------
+
+DELIVERY_TOKEN_PREFIX = "drt_"
+
+
+def issue_delivery_token(db: Session, route: Route) -> DeliveryToken:
+    """A new delivery token row for the route's driver (the caller has revoked any earlier one)."""
+    driver = db.get(Driver, route.driver_id)
+    assert driver is not None
+    row = DeliveryToken(route_id=route.id, user_id=driver.user_id, salt=secrets.token_hex(32))
+    db.add(row)
+    db.flush()
+    return row
+
+
+def delivery_token_for(db: Session, route_id: int, user_id: int) -> DeliveryToken | None:
+    """The route's live delivery token for this driver, if any."""
+    return db.scalar(select(DeliveryToken).where(DeliveryToken.route_id == route_id,
+                                                 DeliveryToken.user_id == user_id,
+                                                 DeliveryToken.revoked_at.is_(None))
+                     .order_by(DeliveryToken.id.desc()).limit(1))
+
+
+def raw_delivery_token(row: DeliveryToken, secret_key: str) -> str:
+    mac = hmac.new(secret_key.encode(), f"{row.id}:{row.route_id}:{row.user_id}:{row.salt}".encode(),
+                   hashlib.sha256).hexdigest()
+    return f"{DELIVERY_TOKEN_PREFIX}{row.id}.{mac}"
+
+
+def resolve_delivery_token(db: Session, raw: str, secret_key: str) -> DeliveryToken | None:
+    """The live token row behind a raw delivery token, or None (unknown, forged or revoked).
+    Whether the route may still take confirmations is the caller's question (its time windows)."""
+    ident, _, _mac = raw.removeprefix(DELIVERY_TOKEN_PREFIX).partition(".")
+    if not raw.startswith(DELIVERY_TOKEN_PREFIX) or not ident.isdigit() or len(raw) > 120:
+        return None
+    row = db.get(DeliveryToken, int(ident))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row if hmac.compare_digest(raw_delivery_token(row, secret_key), raw) else None
 
 
 def route_for_link(db: Session, raw_token: str, now: dt.datetime) -> RouteLink | None:

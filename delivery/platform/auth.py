@@ -120,9 +120,10 @@ class Principal:
     email: str
     display_name: str
     roles: dict[int, str] = field(default_factory=dict)  # organization id -> role
-    via: str = "session"  # or "token"
+    via: str = "session"  # or "token", or "delivery_token" (a driver's phone, one route)
     session_id: int | None = None
     csrf_token: str | None = None
+    route_id: int | None = None  # a delivery token reaches this route's stops only
 
     def has_role(self, *roles: str) -> bool:
         return any(role in roles for role in self.roles.values())
@@ -135,12 +136,13 @@ class Principal:
         return self.has_role(Role.admin, Role.coordinator, Role.clinic_staff)
 
 
-def principal_for(user: User, *, via: str, session: UserSession | None = None) -> Principal:
+def principal_for(user: User, *, via: str, session: UserSession | None = None,
+                  route_id: int | None = None) -> Principal:
     return Principal(
         user_id=user.id, email=user.email, display_name=user.display_name,
         roles={m.organization_id: m.role for m in user.memberships}, via=via,
         session_id=session.id if session else None,
-        csrf_token=session.csrf_token if session else None,
+        csrf_token=session.csrf_token if session else None, route_id=route_id,
     )
 
 

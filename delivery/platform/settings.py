@@ -55,10 +55,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     is sent and the admin is shown the links instead."""
     mail_from: str = ""
     """The From address of invites and resets; empty: no-reply@ the base URL's host."""
+    photo_dir: str = ""
+    """Where delivery photos are kept (default var/photos); back it up with the database."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     clock: Clock = msgspec.field(default_factory=Clock)
     """What time it is (not from the environment): tests pass a FixedClock."""
+
+    @property
+    def photos(self) -> Path:
+        return Path(self.photo_dir) if self.photo_dir else VAR / "photos"
 
     @property
     def is_sqlite(self) -> bool:

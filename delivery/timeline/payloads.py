@@ -136,6 +136,17 @@ class AttemptFailed(Payload):
     note: str | None = None
 
 
+class ConfirmationUndone(Payload):
+    """A driver withdrew their confirmation of a stop (within 5 minutes): the stop is pending again."""
+
+    order_id: int
+    stop_id: int
+    plan_id: int
+    confirmation_id: int
+    date: dt.date
+    outcome: str  # what was withdrawn
+
+
 class Rescheduled(Payload):
     order_id: int
     from_date: dt.date
@@ -225,6 +236,7 @@ PAYLOADS: dict[EventKind, type[Payload]] = {
     EventKind.delivered: Delivered,
     EventKind.left_at_door: Delivered,
     EventKind.attempt_failed: AttemptFailed,
+    EventKind.confirmation_undone: ConfirmationUndone,
     EventKind.rescheduled: Rescheduled,
     EventKind.stop_removed: StopRemoved,
     EventKind.receipt_confirmed: Receipt,

@@ -128,6 +128,11 @@ def _attempt_failed(d: p.AttemptFailed) -> str:
     return _with_note(f"Delivery attempt failed: {d.reason.replace('_', ' ')}", d.note)
 
 
+def _confirmation_undone(d: p.ConfirmationUndone) -> str:
+    withdrawn = d.outcome.replace("_", " ")
+    return f"The driver withdrew \"{withdrawn}\" for {short_date(d.date)}: the stop is open again"
+
+
 def _rescheduled(d: p.Rescheduled) -> str:
     return f"Delivery moved from {long_date(d.from_date)} to {long_date(d.to_date)}."
 
@@ -200,6 +205,7 @@ _SENTENCES: dict[EventKind, Callable[..., str]] = {
     EventKind.delivered: _delivered,
     EventKind.left_at_door: _left_at_door,
     EventKind.attempt_failed: _attempt_failed,
+    EventKind.confirmation_undone: _confirmation_undone,
     EventKind.rescheduled: _rescheduled,
     EventKind.stop_removed: _stop_removed,
     EventKind.receipt_confirmed: _receipt_confirmed,

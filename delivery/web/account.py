@@ -99,7 +99,13 @@ class AccountController(Controller):
         db.commit()
         response = Redirect("/login", status_code=303)
         response.delete_cookie(session_cookie_name(settings), path="/")
-        response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+        if principal.roles and all(role == Role.driver for role in principal.roles.values()):
+            # A driver's phone may hold confirmations not sent yet: "storage" would wipe them, and
+            # "cookies" the device cookie that lets this phone open its route link again (R8.4,
+            # R1.3). The page itself clears its cached route data and sent items before signing out.
+            response.headers["Clear-Site-Data"] = '"cache"'
+        else:
+            response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
         return response
 
     # --- invites ----------------------------------------------------------------------------------

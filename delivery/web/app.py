@@ -22,9 +22,10 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, setup, webhooks
+from delivery.web import account, admin, clinic, coordinator, driver, i18n, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
+from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
 from delivery.web.audit import RequestIdMiddleware, audit_context
 from delivery.web.errors import HANDLERS
@@ -47,6 +48,9 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # a CSV of several thousand referrals; JSON bo
 def template_engine(directory: Path = TEMPLATES) -> JinjaTemplateEngine:
     env = Environment(loader=FileSystemLoader(directory), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
+    # English by default, so any page (an error page with a driver's navigation) can render the
+    # driver templates' messages; driver pages pass the driver's own locale in their context.
+    env.globals.update(i18n.template_context(i18n.DEFAULT))
     return JinjaTemplateEngine.from_environment(env)
 
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             api.ReferralApi,
             api_plans.PlanApi,
             *static_routers(),
+            api_stops.StopApi,
         ],
         dependencies={"db": Provide(provide_db),
                       "settings": Provide(provide_settings, sync_to_thread=False),

@@ -23,6 +23,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from delivery.models import User
+from delivery.plans import publishing
 from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
@@ -68,7 +70,8 @@ def is_api_path(path: str) -> bool:
 class AuthMiddleware(ASGIMiddleware):
     """Puts the Principal (or None) in scope["user"]: bearer tokens on the API, cookies elsewhere.
 
-    The API never accepts cookies, so a browser session cannot be ridden into it (R5.1).
+    The API never accepts cookies, so a browser session cannot be ridden into it (R5.1). Besides
+    API tokens it takes a driver's delivery token (`drt_…`), which reaches one route's stops only.
     """
 
     scopes = ("http",)  # type: ignore[assignment]
@@ -96,6 +99,12 @@ class AuthMiddleware(ASGIMiddleware):
 
     def _by_token(self, raw: str) -> auth.Principal | None:
         with self.database.reader() as db:
+            if raw.startswith(publishing.DELIVERY_TOKEN_PREFIX):
+                row = publishing.resolve_delivery_token(db, raw, self.settings.secret_key)
+                user = db.get(User, row.user_id) if row is not None else None
+                if row is None or user is None or not user.is_active:
+                    return None
+                return auth.principal_for(user, via="delivery_token", route_id=row.route_id)
             user = auth.resolve_api_token(db, raw)
             return auth.principal_for(user, via="token") if user else None
 

@@ -14,9 +14,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from delivery.field import confirmations
+from delivery.field import confirmations, photos, reports
 from delivery.models import (
     Confirmation,
+    FieldReport,
     Organization,
     Plan,
     Route,
@@ -24,10 +25,12 @@ from delivery.models import (
     StopStatus,
     User,
 )
+from delivery.platform import audit as audit_trail
+from delivery.platform.db import Database
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.coordinator.sheets import coordinator_plan
 from delivery.web.driver import clock, day_label, display_name
-from delivery.web.render import DB, PathId, clock_of, page, principal
+from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 POLICY = {"roles": COORDINATORS}
 LATE_AFTER = dt.timedelta(minutes=30)
@@ -70,6 +73,20 @@ class ExceptionRow:
     reported_by: str
     occurred_at: dt.datetime
     clock_flag: str | None
+
+
+@dataclass
+class ReportRow:
+    """A driver's flag at a stop, or a problem with their route, not handled yet."""
+
+    report_id: int
+    route_number: int | None
+    seq: int | None
+    patient: str | None
+    kind: str
+    detail: str | None
+    reported_by: str
+    created_at: dt.datetime
 
 
 def at_eta(plan: Plan, tz: ZoneInfo, seconds: int) -> dt.datetime:
@@ -127,6 +144,23 @@ def open_exceptions(db: Session, plan: Plan, numbers: dict[int, int]) -> list[Ex
             for c, s, u in rows]
 
 
+def open_reports(db: Session, plan: Plan, numbers: dict[int, int]) -> list[ReportRow]:
+    rows = db.execute(
+        select(FieldReport, Route, User).join(Route, Route.id == FieldReport.route_id)
+        .join(User, User.id == FieldReport.user_id)
+        .where(Route.plan_id == plan.id, FieldReport.handled_at.is_(None))
+        .order_by(FieldReport.created_at, FieldReport.id)).unique().all()
+    stops = {s.id: s for s in db.scalars(select(Stop).where(
+        Stop.id.in_([r.FieldReport.stop_id for r in rows if r.FieldReport.stop_id]))).unique()}
+    out = []
+    for report, route, user in rows:
+        stop = stops.get(report.stop_id or -1)
+        out.append(ReportRow(report.id, numbers.get(route.id), stop.seq if stop else None,
+                             display_name(stop.patient) if stop else None, report.kind, report.detail,
+                             user.display_name, report.created_at))
+    return out
+
+
 class BoardController(Controller):
     path = "/coordinator/plans/{plan_id:int}"
 
@@ -135,13 +169,15 @@ class BoardController(Controller):
         tz = ZoneInfo(food_bank.timezone)
         now = clock_of(request).local(food_bank.timezone)
         routes = progress(db, plan, food_bank, now)
-        exceptions = open_exceptions(db, plan, {r.route_id: r.number for r in routes})
+        numbers = {r.route_id: r.number for r in routes}
+        exceptions = open_exceptions(db, plan, numbers)
+        reports_ = open_reports(db, plan, numbers)
         totals = {"delivered": sum(r.delivered for r in routes), "failed": sum(r.failed for r in routes),
                   "pending": sum(r.pending for r in routes)}
         states = {state: sum(1 for r in routes if r.state == state) for state in
                   (RouteState.not_started, RouteState.in_progress, RouteState.late, RouteState.done)}
         return page(request, "coordinator/board.html", block=block, plan=plan, day=day_label(plan.date),
-                    routes=routes, exceptions=exceptions, totals=totals, states=states,
+                    routes=routes, exceptions=exceptions, reports=reports_, totals=totals, states=states,
                     updated=now.strftime("%H:%M:%S"), tz=tz)
 
     @get("/board", opt=POLICY, sync_to_thread=True)
@@ -158,6 +194,39 @@ class BoardController(Controller):
         if row is None:
             raise NotFoundException("No such exception on this plan.")
         confirmations.mark_handled(db, row, user_id=principal(request).user_id)
+        db.commit()
+        if request.headers.get("hx-request"):
+            return self._board(request, db, plan_id, block="live")
+        return Redirect(f"/coordinator/plans/{plan_id}/board")
+
+    @get("/confirmations/{confirmation_id:int}/photo", opt=POLICY, sync_to_thread=True)
+    def photo(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
+              confirmation_id: PathId) -> Response[bytes]:
+        """A delivery photo, for the program's coordinators only, as a download (R4.5)."""
+        plan, _ = coordinator_plan(db, request, plan_id)
+        row = db.execute(select(Confirmation, Stop).join(Stop, Stop.id == Confirmation.stop_id)
+                         .where(Confirmation.id == confirmation_id, Stop.plan_id == plan.id)).first()
+        if row is None or row.Confirmation.photo_name is None:
+            raise NotFoundException("No photo for this confirmation.")
+        data = photos.read(row.Confirmation, settings.photos)
+        database: Database = request.app.state.database
+        with database.writer() as trail:  # a read is audited; the GET's own session only reads
+            audit_trail.record(trail, audit, "R", "photo", confirmation_id, patient_id=row.Stop.patient_id)
+            trail.commit()
+        return Response(data, media_type="image/jpeg", headers={
+            "Content-Disposition": f'attachment; filename="delivery-{confirmation_id}.jpg"',
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+    @post("/reports/{report_id:int}/handled", opt=POLICY, sync_to_thread=True, status_code=200)
+    def mark_report_handled(self, request: Request, db: DB, plan_id: PathId,
+                            report_id: PathId) -> Response | Template:
+        """A driver's flag or problem report has been seen to."""
+        plan, _ = coordinator_plan(db, request, plan_id)
+        row = db.scalar(select(FieldReport).join(Route, Route.id == FieldReport.route_id)
+                        .where(FieldReport.id == report_id, Route.plan_id == plan.id))
+        if row is None:
+            raise NotFoundException("No such report on this plan.")
+        reports.mark_handled(db, row, user_id=principal(request).user_id)
         db.commit()
         if request.headers.get("hx-request"):
             return self._board(request, db, plan_id, block="live")
