@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import Iterable
 
+from delivery.field import followup
 from delivery.loop import sender
 from delivery.plans import solve_job
 from delivery.platform.db import Database
@@ -21,7 +22,7 @@ from delivery.referrals import geocoding
 
 def kinds() -> list[Kind]:
     """Every kind of job a worker can run."""
-    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind()]
+    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind()]
 
 
 def runner(database: Database, settings: Settings, only: Iterable[str] | None = None) -> Runner:

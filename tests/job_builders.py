@@ -43,6 +43,16 @@ def running_worker(database: Database, settings: Settings, kinds: Iterable[Kind]
         thread.join(60)
 
 
+def run_due_jobs(database: Database, settings: Settings, kinds: Iterable[Kind]) -> int:
+    """What `delivery worker --kinds ...` does next: run every due job of these kinds (and any they
+    queue), in this thread; returns how many ran."""
+    runner = Runner(database, settings, kinds, poll_s=0)
+    ran = 0
+    while runner.run_once():
+        ran += 1
+    return ran
+
+
 def job_row(database: Database, job_id: int) -> Job:
     """The jobs row as it is now."""
     with database.reader() as db:

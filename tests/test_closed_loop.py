@@ -11,6 +11,7 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from delivery.cli import main
+from delivery.field import followup
 from delivery.field.confirmations import confirm_stop
 from delivery.loop import endpoints, sender
 from delivery.models import (
@@ -27,10 +28,10 @@ from delivery.models import (
 from delivery.plans import day as plan_day
 from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
-from delivery.platform.jobs import Runner
 from delivery.platform.settings import Settings
 from tests.builders import Program, api_token, referral_body, sign_in
 from tests.day_builders import add_driver
+from tests.job_builders import run_due_jobs
 from tests.webhook_receiver import Receiver
 
 FIRST_DAY = dt.date(2026, 12, 1)  # a Tuesday, the program's delivery day
@@ -78,9 +79,12 @@ def refer(database: Database, client: TestClient, program: Program, receiver: Re
 def worker_runs(database: Database, settings: Settings) -> None:
     """What `delivery worker` does next: run the outbox job the events queued (and any it queues
     for now), through the job runner."""
-    runner = Runner(database, settings, [sender.job_kind()], poll_s=0)
-    while runner.run_once():
-        pass
+    run_due_jobs(database, settings, [sender.job_kind()])
+
+
+def worker_follows_up(database: Database, settings: Settings) -> None:
+    """What `delivery worker` does after a failed attempt: its queued follow-up (reschedule or hold)."""
+    assert run_due_jobs(database, settings, [followup.job_kind()]) == 1
 
 
 def received_kinds(receiver: Receiver) -> list[str]:
@@ -133,12 +137,16 @@ def test_two_failed_attempts_put_the_order_on_the_review_list_and_tell_the_clini
     referral_id, order_id = refer(database, loop_client, program, receiver)
     first = publish_route(database, program, order_id, FIRST_DAY, 1)
     driver_confirms(database, first, "no_answer", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    with database.reader() as db:  # the driver's tap only queued the follow-up
+        assert db.scalars(select(Stop).where(Stop.carried_from_id == first)).first() is None
+    worker_follows_up(database, loop_settings)
     with database.reader() as db:
         retry = db.scalars(select(Stop).where(Stop.carried_from_id == first)).one()
         assert retry.date == FIRST_DAY + dt.timedelta(weeks=1)
     second = publish_route(database, program, order_id, retry.date, 2)
     assert second == retry.id
     driver_confirms(database, second, "refused", dt.datetime(2026, 12, 8, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, loop_settings)
     worker_runs(database, loop_settings)
     assert received_kinds(receiver)[-4:] == ["attempt_failed", "rescheduled", "attempt_failed",
                                              "held_for_review"]
@@ -155,11 +163,13 @@ def test_two_failed_attempts_put_the_order_on_the_review_list_and_tell_the_clini
 
 
 def test_a_wrong_address_goes_to_review_as_an_address_problem(
-        program: Program, database: Database, loop_client: TestClient, receiver: Receiver) -> None:
+        program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
+        receiver: Receiver) -> None:
     """No blind retry: the order is held and the review item is an address problem."""
     _, order_id = refer(database, loop_client, program, receiver)
     stop_id = publish_route(database, program, order_id, FIRST_DAY, 1)
     driver_confirms(database, stop_id, "wrong_address", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, loop_settings)
     with database.reader() as db:
         assert db.scalars(select(ReviewItem.kind)).all() == ["address_problem"]
         assert db.scalars(select(Stop).where(Stop.carried_from_id == stop_id)).first() is None
@@ -233,16 +243,18 @@ def test_webhook_add_prints_the_id_and_a_secret_shown_once(
     assert "Fruitvale Clinic" in capsys.readouterr().err
 
 
-def held_after_two_failures(database: Database, program: Program, client: TestClient,
+def held_after_two_failures(database: Database, settings: Settings, program: Program, client: TestClient,
                             receiver: Receiver) -> tuple[int, int]:
     """An order held for review after two failed attempts; returns (order id, review item id)."""
     _, order_id = refer(database, client, program, receiver)
     first = publish_route(database, program, order_id, FIRST_DAY, 1)
     driver_confirms(database, first, "no_answer", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, settings)
     with database.reader() as db:
         retry = db.scalars(select(Stop).where(Stop.carried_from_id == first)).one()
     second = publish_route(database, program, order_id, retry.date, 2)
     driver_confirms(database, second, "refused", dt.datetime(2026, 12, 8, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, settings)
     with database.reader() as db:
         item = db.scalars(select(ReviewItem).where(ReviewItem.kind == "failed_attempts")).one()
     return order_id, item.id
@@ -251,7 +263,7 @@ def held_after_two_failures(database: Database, program: Program, client: TestCl
 def test_the_coordinator_resumes_a_held_order_and_the_clinic_hears_it(
         program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
         receiver: Receiver) -> None:
-    order_id, item_id = held_after_two_failures(database, program, loop_client, receiver)
+    order_id, item_id = held_after_two_failures(database, loop_settings, program, loop_client, receiver)
     csrf = sign_in(loop_client, program.coordinator)
     queue = loop_client.get("/coordinator/reviews").text
     assert "Deliveries on hold after failed attempts" in queue and "no answer, refused" in queue
@@ -270,10 +282,12 @@ def test_the_coordinator_resumes_a_held_order_and_the_clinic_hears_it(
 
 
 def test_a_wrong_address_can_end_the_order_with_a_reason(
-        program: Program, database: Database, loop_client: TestClient, receiver: Receiver) -> None:
+        program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
+        receiver: Receiver) -> None:
     referral_id, order_id = refer(database, loop_client, program, receiver)
     stop_id = publish_route(database, program, order_id, FIRST_DAY, 1)
     driver_confirms(database, stop_id, "wrong_address", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, loop_settings)
     with database.reader() as db:
         item_id = db.scalars(select(ReviewItem.id)).one()
     csrf = sign_in(loop_client, program.coordinator)

@@ -7,12 +7,14 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from delivery.field import confirmations
+from delivery.field import confirmations, followup
 from delivery.field.confirmations import ConfirmKind, confirm_stop
-from delivery.models import Confirmation, Driver, OutboxMessage, ReferralEvent, Stop, utcnow
+from delivery.models import Confirmation, Driver, Job, OutboxMessage, ReferralEvent, Stop, utcnow
 from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.timeline import events as timeline
 from tests.builders import Program
+from tests.job_builders import run_due_jobs
 from tests.plan_builders import make_day
 
 DAY = dt.date(2026, 12, 1)  # a Tuesday
@@ -73,7 +75,8 @@ def test_the_key_is_scoped_per_user(program: Program, database: Database) -> Non
         assert b.confirmation is not None and b.confirmation.outcome == "refused"
 
 
-def test_timeline_events_in_the_same_transaction(program: Program, database: Database) -> None:
+def test_timeline_events_in_the_same_transaction(program: Program, database: Database,
+                                                  settings: Settings) -> None:
     with database.writer() as db:
         day = make_day(db, program, date=DAY)
         user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
@@ -84,11 +87,16 @@ def test_timeline_events_in_the_same_transaction(program: Program, database: Dat
         told = {rid: timeline.history(db, rid) for rid in day.referral_ids[0][:2]}
         assert (told[day.referral_ids[0][0]][-1].kind, told[day.referral_ids[0][0]][-1].text) == (
             "delivered", "Delivered 2 boxes on Tue 1 Dec")
-        lost, retry = told[day.referral_ids[0][1]][-2:]
+        lost = told[day.referral_ids[0][1]][-1]
         assert (lost.kind, lost.text) == ("attempt_failed", "Delivery attempt failed: no answer")
-        assert retry.kind == "rescheduled"  # followed up in the same transaction
         assert lost.data.stop_id == failed.id  # type: ignore[attr-defined]
         assert db.get(Stop, failed.id).status == "failed"  # type: ignore[union-attr]
+        # the follow-up is queued with the confirmation, for the worker
+        queued = db.scalars(select(Job).where(Job.kind == followup.KIND)).one()
+        assert queued.payload == {"stop_id": failed.id, "actor_id": user_id}
+    assert run_due_jobs(database, settings, [followup.job_kind()]) == 1
+    with database.reader() as db:
+        assert timeline.history(db, day.referral_ids[0][1])[-1].kind == "rescheduled"
 
     with database.writer() as db:  # rolled back: neither the confirmation, the event nor its outbox row
         stop = db.get(Stop, day.stop_ids[0][2])
@@ -129,3 +137,26 @@ def test_bad_requests_are_refused(program: Program, database: Database) -> None:
             confirm(db, stop, user_id, "amended", "k")  # type: ignore[arg-type]
         with pytest.raises(confirmations.ConfirmError, match="idempotency key"):
             confirm(db, stop, user_id, "delivered", "")  # type: ignore[arg-type]
+
+
+def test_the_follow_up_runs_once_per_failed_attempt(program: Program, database: Database,
+                                                    settings: Settings) -> None:
+    """A follow-up run again (a worker killed after committing it) moves nothing twice; one for an
+    attempt the driver undid before the worker came does nothing."""
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        failed, undone = (db.get(Stop, sid) for sid in day.stop_ids[0][:2])
+        confirm(db, failed, user_id, "no_answer", "k1")  # type: ignore[arg-type]
+        mistake = confirm(db, undone, user_id, "refused", "k2").confirmation  # type: ignore[arg-type]
+        confirmations.undo(db, mistake, user_id=user_id)  # type: ignore[arg-type]
+        db.commit()
+    assert run_due_jobs(database, settings, [followup.job_kind()]) == 2
+    with database.writer() as db:
+        followup.after_attempt(db, db.get(Stop, failed.id), actor_id=user_id)  # type: ignore[arg-type]
+        db.commit()
+        retries = db.scalars(select(Stop).where(Stop.carried_from_id.is_not(None))).all()
+        assert [r.carried_from_id for r in retries] == [failed.id]
+        kinds = [e.kind for e in timeline.history(db, day.referral_ids[0][0])]
+        assert kinds.count("rescheduled") == 1
+        assert "rescheduled" not in [e.kind for e in timeline.history(db, day.referral_ids[0][1])]

@@ -9,11 +9,14 @@ from zoneinfo import ZoneInfo
 import time_machine
 from litestar.testing import TestClient
 
+from delivery.field import followup
 from delivery.models import Plan, PlanStatus, ReviewItem
 from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.reports.glance import Day
 from tests.builders import Program, sign_in
 from tests.coordinator_builders import refer, set_capacity
+from tests.job_builders import run_due_jobs
 from tests.plan_builders import make_day
 from tests.test_board import confirm
 
@@ -26,7 +29,8 @@ def links(html: str) -> set[str]:
 
 
 def test_the_overview_shows_the_week_and_links_each_thing_to_its_page(client: TestClient, program: Program,
-                                                                       database: Database) -> None:
+                                                                       database: Database,
+                                                                       settings: Settings) -> None:
     with database.writer() as db:
         today = make_day(db, program, date=TUESDAY)  # published: 2 routes, 5 stops (7 boxes weekly)
         set_capacity(db, program, 7)
@@ -45,6 +49,7 @@ def test_the_overview_shows_the_week_and_links_each_thing_to_its_page(client: Te
 
         confirm(database, today.stop_ids[0][0], today.driver_ids[0], "delivered")
         confirm(database, today.stop_ids[0][1], today.driver_ids[0], "no_answer", note="nobody home")
+        run_due_jobs(database, settings, [followup.job_kind()])  # the worker reschedules it
         with database.writer() as db:
             db.add(ReviewItem(kind="geocode_failed", patient_id=waiting.referral.patient_id,
                               food_bank_id=program.food_bank_id, message="Not found."))

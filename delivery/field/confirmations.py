@@ -14,8 +14,8 @@
 - While one request with a key is being handled, another with the same key gets `KeyInFlight`
   (409 with Retry-After): in-process, which is enough for the one app process SQLite allows.
 - Its driver can undo a confirmation for 5 minutes: an amendment row, the original kept.
-- The referral's timeline event is written in the same transaction, and a failed attempt is
-  followed up there too (rescheduled, or held for review: `delivery.field.followup`).
+- The referral's timeline event is written in the same transaction, and a failed attempt's
+  follow-up (rescheduled, or held for review: `delivery.field.followup`) is queued there as a job.
   Services do not commit.
 """
 
@@ -238,7 +238,7 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
         at = confirmation.received_at if clock_flag(occurred_at, confirmation.received_at) else occurred_at
         timeline.record(db, referral, kind, data, actor_id=user_id, occurred_at=at)
         if not wanted.delivered_food:
-            followup.after_attempt(db, locked, actor_id=user_id)
+            followup.enqueue(db, locked, actor_id=user_id)
     db.flush()
     return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
 

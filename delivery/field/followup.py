@@ -6,8 +6,12 @@
   default 2), or at once when the driver reports a wrong address, the order stops: it is held
   (paused with no end date), put on the coordinators' review list with the reasons, and the
   clinic is told through the timeline (`held_for_review`, which its webhooks carry too).
-Plain rules first (`consecutive_failures`, `next_day_with_room`), the writes after; the caller's
-transaction holds the confirmation, so everything commits or none of it does.
+Plain rules first (`consecutive_failures`, `next_day_with_room`), the writes after.
+
+The confirmation only queues a `followup` job (`enqueue`, in its own transaction, one per stop):
+refreshing the target day's stops holds the writer for the whole program, which the driver's
+tap must not wait on. The worker runs `after_attempt` in a transaction of its own; running it again
+for a stop already followed up (held, retry carried, confirmation undone) changes nothing.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from delivery.models import (
     StopStatus,
 )
 from delivery.plans import day
+from delivery.platform import jobs
 from delivery.program import waitlist
 from delivery.program.scheduling import is_due, next_weekday
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 
 LOOK_AHEAD_DAYS = 3  # delivery days tried for room before a person has to decide
+KIND = "followup"
 
 
 def consecutive_failures(outcomes_newest_first: Sequence[str | None]) -> list[str]:
@@ -76,10 +82,32 @@ def next_day_with_room(db: Session, food_bank: Organization, order: Order, after
     return None
 
 
+def enqueue(db: Session, stop: Stop, *, actor_id: int | None) -> None:
+    """Queue the follow-up of a stop just confirmed as failed (the confirmation's transaction)."""
+    jobs.enqueue(db, KIND, {"stop_id": stop.id, "actor_id": actor_id}, dedupe_key=str(stop.id))
+
+
+def run(ctx: jobs.JobContext) -> None:
+    """The `followup` job: follow up one stop in a transaction of its own."""
+    with ctx.database.writer() as db:
+        stop = db.get(Stop, int(ctx.payload["stop_id"]))
+        if stop is not None:
+            after_attempt(db, stop, actor_id=ctx.payload.get("actor_id"))
+        db.commit()
+
+
+def job_kind() -> jobs.Kind:
+    """followup: retried after 5, 10, 20 … seconds (at most 5 minutes) if it fails."""
+    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=5.0, max_s=300.0))
+
+
 def after_attempt(db: Session, stop: Stop, *, actor_id: int | None) -> None:
-    """Follow up a stop just confirmed as failed (the caller's transaction)."""
+    """Follow up a stop confirmed as failed (the caller's transaction). Does nothing when the stop
+    is no longer failed (undone), the order is no longer active (held, ended) or a retry of this
+    stop is already on a later day."""
     order = db.get(Order, stop.order_id)
-    if order is None or order.status != OrderStatus.active or stop.outcome is None:
+    if (order is None or order.status != OrderStatus.active or stop.outcome is None
+            or ConfirmationOutcome(stop.outcome).delivered_food):
         return
     referral = db.get(Referral, order.referral_id)
     food_bank = db.get(Organization, order.food_bank_id)
@@ -96,6 +124,9 @@ def after_attempt(db: Session, stop: Stop, *, actor_id: int | None) -> None:
         _hold(db, order, referral, ReviewKind.failed_attempts, failures, actor_id,
               f"{len(failures)} failed delivery attempts in a row; call the patient or the clinic, "
               "then resume or end deliveries.")
+        return
+    if db.scalar(select(Stop.id).where(Stop.carried_from_id == stop.id, Stop.status != StopStatus.removed)
+                 .limit(1)) is not None:
         return
     to_date = next_day_with_room(db, food_bank, order, stop.date)
     if to_date is None:
