@@ -47,7 +47,8 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from delivery.models import Confirmation, Route  # noqa: E402
+from delivery.field import followup  # noqa: E402
+from delivery.models import Confirmation, Job, Route  # noqa: E402
 from delivery.plans import publishing  # noqa: E402
 from delivery.platform.db import Database, upgrade  # noqa: E402
 from delivery.platform.settings import Settings  # noqa: E402
@@ -94,9 +95,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def environment(url: str, port: int) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "DELIVERY_DATABASE_URL": url,
+            "DELIVERY_SECRET_KEY": SECRET, "DELIVERY_GEOCODER": "none", "DELIVERY_BASE_URL": f"http://127.0.0.1:{port}"}
+
+
+def follow_up(url: str, port: int) -> subprocess.Popen:  # type: ignore[type-arg]
+    """The worker that reschedules failed attempts, beside the app as `scripts/run` starts it: it
+    competes with the confirmations for the database's writer."""
+    return subprocess.Popen([sys.executable, "-m", "delivery", "worker", "--kinds", "followup"],
+                            env=environment(url, port), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def serve(url: str, port: int) -> subprocess.Popen:  # type: ignore[type-arg]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DELIVERY_DATABASE_URL": url, "DELIVERY_SECRET_KEY": SECRET,
-           "DELIVERY_GEOCODER": "none", "DELIVERY_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = environment(url, port)
     process = subprocess.Popen([sys.executable, "-m", "delivery", "serve", "--host", "127.0.0.1",
                                 "--port", str(port)], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -182,6 +195,16 @@ def duplicates(url: str) -> int:
     return rows - stops
 
 
+def follow_ups(url: str) -> dict[str, int]:
+    """The failed attempts' follow-up jobs by state when the load stopped (queued: not done yet)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Job.state, func.count(Job.id)).where(Job.kind == followup.KIND)
+                            .group_by(Job.state)).all()
+    engine.dispose()
+    return {str(state): count for state, count in rows}
+
+
 def run_once(database: str, rate: float, seconds: float, drivers: int, replays: float) -> dict[str, object]:
     stops_each = int(rate * seconds / drivers) + 12
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,15 +213,18 @@ def run_once(database: str, rate: float, seconds: float, drivers: int, replays: 
             phones = build(url, drivers + 1, stops_each)
             port = free_port()
             process = serve(url, port)
+            worker = follow_up(url, port)
             try:
                 base = f"http://127.0.0.1:{port}"
                 # Warm up (first connections, imports), unmeasured, on a phone of its own.
                 asyncio.run(load(base, phones[-1:], 10, 1, 0))
                 result = asyncio.run(load(base, phones[:-1], rate, seconds, replays))
             finally:
-                process.terminate()
-                process.wait(timeout=30)
+                for running in (process, worker):
+                    running.terminate()
+                    running.wait(timeout=30)
             result["duplicates"] = duplicates(url)
+            result["follow_ups"] = follow_ups(url)
         finally:
             drop()
     return {"database": database, "rate": rate, "seconds": seconds, "drivers": drivers, **result}
