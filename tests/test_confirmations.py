@@ -9,11 +9,22 @@ from sqlalchemy import func, select
 
 from delivery.field import confirmations, followup
 from delivery.field.confirmations import ConfirmKind, confirm_stop
-from delivery.models import Confirmation, Driver, Job, OutboxMessage, ReferralEvent, Stop, utcnow
+from delivery.models import (
+    Confirmation,
+    Driver,
+    Job,
+    Organization,
+    OutboxMessage,
+    ReferralEvent,
+    Stop,
+    utcnow,
+)
+from delivery.plans import day as plan_day
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.timeline import events as timeline
 from tests.builders import Program
+from tests.coordinator_builders import refer
 from tests.job_builders import run_due_jobs
 from tests.plan_builders import make_day
 
@@ -160,3 +171,27 @@ def test_the_follow_up_runs_once_per_failed_attempt(program: Program, database: 
         kinds = [e.kind for e in timeline.history(db, day.referral_ids[0][0])]
         assert kinds.count("rescheduled") == 1
         assert "rescheduled" not in [e.kind for e in timeline.history(db, day.referral_ids[0][1])]
+
+
+def test_a_retry_on_a_day_already_opened_touches_only_its_own_stop(program: Program, database: Database,
+                                                                  settings: Settings) -> None:
+    """Next week is open already: the follow-up marks the order's stop there as the retry and leaves
+    the rest of that day as the coordinator last saw it (no whole-day refresh under the writer)."""
+    next_week = DAY + dt.timedelta(weeks=1)
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        food_bank = db.get(Organization, program.food_bank_id)
+        opened = plan_day.prepare(db, food_bank, next_week)  # type: ignore[arg-type]
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        failed = db.get(Stop, day.stop_ids[0][0])
+        confirm(db, failed, user_id, "no_answer", "k1")  # type: ignore[arg-type]
+        db.commit()
+        before = {s.id: s.order_id for s in db.scalars(select(Stop).where(Stop.plan_id == opened.id))}
+        late = refer(db, program, "LATE", today=DAY)  # due next week too, but nobody refreshed the day
+        db.commit()
+    assert late.order is not None and late.order.status == "active"
+    assert run_due_jobs(database, settings, [followup.job_kind()]) == 1
+    with database.reader() as db:
+        after = db.scalars(select(Stop).where(Stop.plan_id == opened.id)).all()
+        assert {s.id: s.order_id for s in after} == before
+        assert [s.order_id for s in after if s.carried_from_id == failed.id] == [failed.order_id]  # type: ignore[union-attr]

@@ -134,8 +134,7 @@ def after_attempt(db: Session, stop: Stop, *, actor_id: int | None) -> None:
               f"A failed attempt could not be rescheduled: the next {LOOK_AHEAD_DAYS} delivery days "
               "are full. Choose a day by hand, or resume deliveries on the regular schedule.")
         return
-    plan = day.prepare(db, food_bank, to_date)  # makes the one-off stop, carried from this one
-    retry = db.scalar(select(Stop).where(Stop.plan_id == plan.id, Stop.order_id == order.id))
+    retry = day.carry(db, food_bank, order, to_date, carried_from=stop.id)
     timeline.record(db, referral, EventKind.rescheduled,
                     payloads.Rescheduled(order_id=order.id, from_date=stop.date, to_date=to_date,
                                          stop_id=retry.id if retry else None), actor_id=None)

@@ -190,6 +190,33 @@ def prepare(db: Session, food_bank: Organization, date: dt.date) -> Plan:
     return plan
 
 
+def carry(db: Session, food_bank: Organization, order: Order, date: dt.date, *,
+          carried_from: int) -> Stop | None:
+    """A failed attempt's retry on `date`: the order's stop there, marked as carried from it (the
+    caller commits). A day not opened yet is prepared whole; on an opened day only this one stop is
+    added, so a reschedule does not refresh the whole day (the coordinator's `prepare` does that).
+    None when the day is done."""
+    plan = db.scalar(select(Plan).where(Plan.food_bank_id == food_bank.id, Plan.date == date))
+    if plan is None:
+        plan = prepare(db, food_bank, date)
+        return db.scalar(select(Stop).where(Stop.plan_id == plan.id, Stop.order_id == order.id))
+    closed = holiday(db, food_bank.id, date)
+    if closed is not None:
+        raise DayError(closed_message(date, closed))
+    if plan.status == PlanStatus.done:
+        return None
+    retry = db.scalar(select(Stop).where(Stop.plan_id == plan.id, Stop.order_id == order.id))
+    if retry is None:
+        retry = _stop_for(order, plan, food_bank, carried_from)
+        db.add(retry)
+        if plan.status != PlanStatus.draft:
+            plan.version += 1
+    elif retry.carried_from_id is None:
+        retry.carried_from_id = carried_from
+    db.flush()
+    return retry
+
+
 def changes_waiting(db: Session, food_bank: Organization, date: dt.date, plan: Plan | None) -> int:
     """How many stops `prepare()` would add or drop now: orders that became due since the stops
     were built, and unrouted stops whose order is no longer due (0: the stops are up to date).
