@@ -3,6 +3,7 @@
 Everything is re-exported here, so `from delivery.models import Stop` works and Alembic sees every table."""
 
 from delivery.models.base import NAMING, Base, UTCDateTime, utcnow
+from delivery.models.fhir import FhirAccessToken, FhirAssertionUse, FhirClient, FhirTask
 from delivery.models.field import (
     Confirmation,
     ConfirmationAmendment,
@@ -89,6 +90,10 @@ __all__ = [
     "Driver",
     "EndpointState",
     "EventKind",
+    "FhirAccessToken",
+    "FhirAssertionUse",
+    "FhirClient",
+    "FhirTask",
     "FieldReport",
     "FieldReportKind",
     "GeocodeCacheEntry",

@@ -124,6 +124,7 @@ class Principal:
     session_id: int | None = None
     csrf_token: str | None = None
     route_id: int | None = None  # a delivery token reaches this route's stops only
+    scopes: frozenset[str] | None = None  # a SMART system client's granted scopes; None: not scope-limited
 
     def has_role(self, *roles: str) -> bool:
         return any(role in roles for role in self.roles.values())

@@ -22,7 +22,7 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, i18n, setup, webhooks
+from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             api_plans.PlanApi,
             *static_routers(),
             api_stops.StopApi,
+            fhir.FhirController,
         ],
         dependencies={"db": Provide(provide_db),
                       "settings": Provide(provide_settings, sync_to_thread=False),

@@ -1,0 +1,314 @@
+"""FHIR R4 endpoints after the SDOH Clinical Care guide (`/fhir`): FHIR JSON in and out
+(`application/fhir+json`), every error an OperationOutcome. Each handler translates HTTP to one call
+of `delivery.loop.fhir` and back. A caller sees only its own clinic's Tasks; every read of patient
+data leaves an audit row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post, put
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, RawBody
+
+from delivery.loop.fhir import codes, direct, scopes
+from delivery.loop.fhir import resources as fhir
+from delivery.loop.fhir.bundle import BundleError, read_bundle
+from delivery.models import AuditEvent, Organization, OrganizationKind, Role
+from delivery.platform.auth import Principal
+from delivery.platform.db import Database
+from delivery.program import waitlist
+from delivery.referrals.schemas import Id
+from delivery.web.render import DB, Config, principal
+
+CLINIC = {"roles": (Role.clinic_staff,)}
+ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+               409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
+PAGE_SIZE, MAX_PAGE = 50, 200
+SEARCH_PARAMS = frozenset({"_id", "focus", "owner", "patient", "status", "_lastUpdated", "_include", "_count",
+                           "_offset", "_format"})
+
+
+def fhir_response(resource: dict[str, Any], status_code: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(resource), status_code=status_code, media_type=fhir.FHIR_JSON,
+                    headers=headers)
+
+
+def outcome_response(request: Request, exc: Exception) -> Response:
+    """Every error under /fhir as an OperationOutcome (which element, what to fix)."""
+    if isinstance(exc, BundleError):
+        status = 409 if exc.code == "duplicate" else 422 if exc.code != "structure" else 400
+        outcome = fhir.operation_outcome(str(exc), code=exc.code, expression=exc.expression)
+        return fhir_response(outcome, status)
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "") or "The server could not answer."
+    code = ISSUE_CODES.get(status, "exception")
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
+
+
+def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """SMART scopes per route (R3.8): a system client's token carries only what it was granted."""
+    who: Principal | None = connection.scope.get("user")
+    needed = handler.opt.get("scope")
+    if who is None or needed is None or who.scopes is None:
+        return  # public routes; a person's bearer token is limited by role and clinic instead
+    for resource_type, permission in needed:
+        if not scopes.allows(who.scopes, resource_type, permission):
+            raise PermissionDeniedException(
+                f"This token's scopes do not allow system/{resource_type}.{permission}.")
+
+
+def clinics_of(request: Request) -> list[int]:
+    return principal(request).organizations_with(Role.clinic_staff)
+
+
+def today() -> dt.date:
+    return dt.date.today()
+
+
+def audit_read(request: Request, resource: str, resource_id: object, patient_id: int | None) -> None:
+    """Who read which patient's data: its own short write, after the read (GETs hold no writer)."""
+    who = principal(request)
+    database: Database = request.app.state.database
+    with database.writer() as db:
+        db.add(AuditEvent(user_id=who.user_id, action="R", resource=f"fhir:{resource}",
+                          resource_id=str(resource_id), patient_id=patient_id,
+                          ip=request.client.host if request.client else None,
+                          user_agent=(request.headers.get("user-agent") or "")[:300]))
+        db.commit()
+
+
+class FhirController(Controller):
+    path = "/fhir"
+    include_in_schema = False  # described by its CapabilityStatement (GET /fhir/metadata), not OpenAPI
+    guards = [scope_guard]
+    exception_handlers = {HTTPException: outcome_response, NotAuthorizedException: outcome_response,
+                          PermissionDeniedException: outcome_response, BundleError: outcome_response}
+
+    @get("/metadata", opt={"public": True}, sync_to_thread=False)
+    def metadata(self, settings: Config) -> Response:
+        return fhir_response(fhir.capability_statement(settings.base_url))
+
+    @get("/CodeSystem/delivery-business-status", opt={"public": True}, sync_to_thread=False)
+    def business_status_codes(self, settings: Config) -> Response:
+        return fhir_response(fhir.business_status_code_system(settings.base_url))
+
+    @post("/Bundle", opt={**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))},
+          sync_to_thread=True)
+    def create_referral(self, request: Request, db: DB, settings: Config, body: RawBody) -> Response:
+        """A transaction Bundle refers a patient; the answer is the transaction-response with the Task."""
+        bundle = read_bundle(body)
+        clinics = clinics_of(request)
+        if len(clinics) != 1:
+            raise HTTPException(status_code=422, detail="This account refers for several clinics; use one "
+                                                        "clinic's token.")
+        received = direct.receive(db, bundle, clinic_id=clinics[0], actor_id=principal(request).user_id,
+                                  today=today())
+        db.commit()
+        task = direct.view(db, received.task, today())
+        status = "201 Created" if received.created else "200 OK"
+        locations = {bundle.patient_entry: f"Patient/{task.referral.patient_id}",
+                     bundle.request_entry: f"ServiceRequest/{task.row.id}"}
+        entries = [{"response": {"status": status} | ({"location": locations[i]} if i in locations else {})}
+                   for i in range(len(bundle.kinds))]
+        served = fhir.task(task.row, task.referral, task.state, clinic=task.clinic, food_bank=task.food_bank,
+                           base_url=settings.base_url)
+        entries.append({"fullUrl": f"Task/{task.row.id}", "resource": served,
+                        "response": {"status": status, "location": f"Task/{task.row.id}",
+                                     "lastModified": served["meta"]["lastUpdated"]}})
+        return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
+                             headers={"Location": f"{settings.base_url}/fhir/Task/{task.row.id}"})
+
+    @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),)}, sync_to_thread=True)
+    def read_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id]) -> Response:
+        task = self._task(db, request, task_id)
+        audit_read(request, "Task", task_id, task.referral.patient_id)
+        return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
+                                       food_bank=task.food_bank, base_url=settings.base_url))
+
+    @get("/Task", opt={**CLINIC, "scope": (("Task", "s"),)}, sync_to_thread=True)
+    def search_tasks(self, request: Request, db: DB, settings: Config) -> Response:
+        params = request.query_params
+        unknown = sorted(set(params) - SEARCH_PARAMS)
+        if unknown:
+            raise HTTPException(status_code=400, detail=f"Unsupported search parameter {unknown[0]}: this "
+                                f"server searches Task by {', '.join(sorted(SEARCH_PARAMS))}.")
+        query = _task_query(params, clinics_of(request))
+        found = direct.search(db, query, today())
+        count = _bounded(params.get("_count"), PAGE_SIZE, 1, MAX_PAGE, "_count")
+        offset = _bounded(params.get("_offset"), 0, 0, 10**6, "_offset")
+        page = found[offset:offset + count]
+        matches = [fhir.task(t.row, t.referral, t.state, clinic=t.clinic, food_bank=t.food_bank,
+                             base_url=settings.base_url) for t in page]
+        included = []
+        if "Task:focus" in params.getall("_include", []):
+            included = [fhir.service_request(t.row, t.referral) for t in page]
+        base = f"{settings.base_url}/fhir/Task"
+        pairs = [(k, v) for k, v in params.multi_items() if k != "_offset"]
+        next_url = (f"{base}?{urlencode([*pairs, ('_offset', str(offset + count))])}"
+                    if offset + count < len(found) else None)
+        for t in page:
+            audit_read(request, "Task", t.row.id, t.referral.patient_id)
+        return fhir_response(fhir.searchset(matches, included, total=len(found),
+                                            self_url=f"{base}?{urlencode(list(params.multi_items()))}",
+                                            next_url=next_url))
+
+    @patch("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
+    def patch_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id],
+                   body: RawBody) -> Response:
+        """JSON Patch of status (and statusReason): the requester cancels."""
+        operations = _decode(body)
+        if not isinstance(operations, list) or not operations:
+            raise HTTPException(status_code=400, detail="Send a JSON Patch: a list of operations.")
+        wanted: dict[str, Any] = {}
+        for op in operations:
+            path = op.get("path") if isinstance(op, dict) else None
+            if not isinstance(op, dict) or op.get("op") not in ("replace", "add") or path not in (
+                    "/status", "/statusReason", "/statusReason/text"):
+                raise HTTPException(status_code=422, detail="The requester may change only /status (to "
+                                                            "cancelled) and /statusReason.")
+            wanted[path] = op.get("value")
+        reason = wanted.get("/statusReason/text") or (wanted.get("/statusReason") or {}).get("text")
+        return self._cancel(request, db, settings, task_id, wanted.get("/status"), reason)
+
+    @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
+    def update_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id],
+                    body: RawBody) -> Response:
+        """The Task sent back with status cancelled: the requester cancels."""
+        sent = _decode(body)
+        if not isinstance(sent, dict) or sent.get("resourceType") != "Task" or sent.get("id") != str(task_id):
+            raise HTTPException(status_code=400,
+                                detail=f"Send Task {task_id} (resourceType Task, id {task_id}).")
+        return self._cancel(request, db, settings, task_id, sent.get("status"),
+                            (sent.get("statusReason") or {}).get("text"))
+
+    def _cancel(self, request: Request, db: DB, settings: Config, task_id: int, status: object,
+                reason: object) -> Response:
+        if status != "cancelled":
+            raise HTTPException(status_code=422, detail="The requester may set status to cancelled only; the "
+                                                        "food bank sets every other status.")
+        task = self._task(db, request, task_id)
+        try:
+            direct.cancel(db, task, actor_id=principal(request).user_id,
+                          reason=reason if isinstance(reason, str) else None, today=today())
+        except direct.CancelError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        db.commit()
+        task = direct.view(db, task.row, today())
+        return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
+                                       food_bank=task.food_bank, base_url=settings.base_url))
+
+    @get("/ServiceRequest/{request_id:int}", opt={**CLINIC, "scope": (("ServiceRequest", "r"),)},
+         sync_to_thread=True)
+    def read_service_request(self, request: Request, db: DB, request_id: FromPath[Id]) -> Response:
+        task = self._task(db, request, request_id, kind="ServiceRequest")
+        audit_read(request, "ServiceRequest", request_id, task.referral.patient_id)
+        return fhir_response(fhir.service_request(task.row, task.referral))
+
+    @get("/Procedure/{procedure_id:int}", opt={**CLINIC, "scope": (("Procedure", "r"),)}, sync_to_thread=True)
+    def read_procedure(self, request: Request, db: DB, procedure_id: FromPath[Id]) -> Response:
+        found = direct.delivery(db, procedure_id, clinics_of(request), today())
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"No Procedure {procedure_id}.")
+        done, task = found
+        audit_read(request, "Procedure", procedure_id, task.referral.patient_id)
+        return fhir_response(fhir.procedure(done, task.row, task.referral))
+
+    @get("/HealthcareService", opt={**CLINIC, "scope": (("HealthcareService", "s"),)}, sync_to_thread=True)
+    def search_services(self, request: Request, db: DB, settings: Config) -> Response:
+        services = [fhir.healthcare_service(bank, waitlist.program_status(db, bank, today()))
+                    for bank in _programs(db, clinics_of(request))]
+        return fhir_response(fhir.searchset(services, [], total=len(services), next_url=None,
+                                            self_url=f"{settings.base_url}/fhir/HealthcareService"))
+
+    @get("/HealthcareService/{service_id:int}", opt={**CLINIC, "scope": (("HealthcareService", "r"),)},
+         sync_to_thread=True)
+    def read_service(self, request: Request, db: DB, service_id: FromPath[Id]) -> Response:
+        found = [bank for bank in _programs(db, clinics_of(request)) if bank.id == service_id]
+        if not found:
+            raise HTTPException(status_code=404, detail=f"No HealthcareService {service_id}.")
+        status = waitlist.program_status(db, found[0], today())
+        return fhir_response(fhir.healthcare_service(found[0], status))
+
+    @staticmethod
+    def _task(db: DB, request: Request, task_id: int, kind: str = "Task") -> direct.TaskView:
+        row = direct.visible_task(db, task_id, clinics_of(request))
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"No {kind} {task_id}.")
+        return direct.view(db, row, today())
+
+
+def _programs(db: DB, clinic_ids: list[int]) -> list[Organization]:
+    """The food bank programs these clinics refer to."""
+    banks = {c.food_bank_id for c in (db.get(Organization, i) for i in clinic_ids) if c and c.food_bank_id}
+    found = [db.get(Organization, i) for i in sorted(banks)]
+    return [b for b in found if b is not None and b.kind == OrganizationKind.food_bank]
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise HTTPException(status_code=400, detail=f"The body is not JSON: {exc}.") from None
+
+
+def _bounded(raw: str | None, default: int, low: int, high: int, name: str) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise HTTPException(status_code=400, detail=f"{name} takes a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def _reference_id(value: str, kind: str, name: str) -> int:
+    """`Kind/12` (or a full URL ending so, or a bare 12) as 12."""
+    tail = value.rstrip("/").rsplit("/", 2)
+    number = tail[-1]
+    if not number.isdigit() or (len(tail) > 1 and tail[-2] != kind):
+        raise HTTPException(status_code=400, detail=f"{name} takes a {kind} reference such as {kind}/12.")
+    return int(number)
+
+
+def _instant(raw: str, name: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise HTTPException(status_code=400, detail=f"{name} takes a date-time such as "
+                                                    "gt2026-12-01T08:00:00Z.") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _task_query(params: Any, clinic_ids: list[int]) -> direct.TaskQuery:
+    ids = None
+    if "_id" in params:
+        ids = [_reference_id(v, "Task", "_id") for v in params["_id"].split(",")]
+    if "focus" in params:
+        focus = [_reference_id(v, "ServiceRequest", "focus") for v in params["focus"].split(",")]
+        ids = focus if ids is None else [i for i in ids if i in focus]
+    statuses = None
+    if "status" in params:
+        statuses = frozenset(params["status"].split(","))
+        wrong = statuses - codes.PERFORMER_STATUSES - {"requested"}
+        if wrong:
+            raise HTTPException(status_code=400, detail=f"Unknown Task status {sorted(wrong)[0]}.")
+    after = before = None
+    for value in params.getall("_lastUpdated", []):
+        prefix, rest = value[:2], value[2:]
+        if prefix == "gt":
+            after = _instant(rest, "_lastUpdated")
+        elif prefix == "lt":
+            before = _instant(rest, "_lastUpdated")
+        else:
+            raise HTTPException(status_code=400, detail="_lastUpdated takes gt… or lt… (e.g. gt2026-12-01).")
+    return direct.TaskQuery(
+        clinic_ids=clinic_ids, task_ids=ids,
+        owner_id=_reference_id(params["owner"], "Organization", "owner") if "owner" in params else None,
+        patient_id=_reference_id(params["patient"], "Patient", "patient") if "patient" in params else None,
+        statuses=statuses, updated_after=after, updated_before=before)
