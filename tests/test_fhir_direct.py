@@ -253,12 +253,19 @@ def test_read_search_include_and_page(client, clinic1, clinic2, program: Program
     assert client.get(f"/fhir/Task/{first['id']}", headers=clinic2).status_code == 404
 
 
-def test_unknown_search_parameters_and_bad_values_are_400(client, clinic1) -> None:
-    for query in ("subject=Patient/1", "status=ready", "_lastUpdated=eq2026-01-01", "focus=Patient/1",
-                  "_count=0"):
+def test_bad_search_values_are_400_and_unknown_parameters_ignored_unless_strict(client, clinic1) -> None:
+    """Bad values say what to fix; an unknown parameter is left out of the self link (FHIR's lenient
+    default) and refused with Prefer: handling=strict."""
+    for query in ("status=ready", "_lastUpdated=eq2026-01-01", "focus=Patient/1", "_count=-1"):
         response = client.get(f"/fhir/Task?{query}", headers=clinic1)
         assert response.status_code == 400, query
         assert parses(response.json())["issue"][0]["diagnostics"]
+    refer(client, clinic1)
+    lenient = parses(client.get("/fhir/Task?subject=Patient/1&_count=0", headers=clinic1).json())
+    assert lenient["total"] == 1 and "entry" not in lenient, "FHIR arrays are never empty: left out"
+    assert "subject" not in lenient["link"][0]["url"]
+    strict = client.get("/fhir/Task?subject=Patient/1", headers=clinic1 | {"Prefer": "handling=strict"})
+    assert strict.status_code == 400 and "subject" in strict.json()["issue"][0]["diagnostics"]
 
 
 def test_the_requester_cancels_with_patch(client, clinic1, database: Database) -> None:

@@ -27,6 +27,7 @@ from delivery.referrals.schemas import Id
 from delivery.web.render import DB, Config, principal
 
 CLINIC = {"roles": (Role.clinic_staff,)}
+REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bundle writes both
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
 PAGE_SIZE, MAX_PAGE = 50, 200
@@ -100,31 +101,15 @@ class FhirController(Controller):
     def business_status_codes(self, settings: Config) -> Response:
         return fhir_response(fhir.business_status_code_system(settings.base_url))
 
-    @post("/Bundle", opt={**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))},
-          sync_to_thread=True)
+    @post("/Bundle", opt=REFER, sync_to_thread=True)
     def create_referral(self, request: Request, db: DB, settings: Config, body: RawBody) -> Response:
         """A transaction Bundle refers a patient; the answer is the transaction-response with the Task."""
-        bundle = read_bundle(body)
-        clinics = clinics_of(request)
-        if len(clinics) != 1:
-            raise HTTPException(status_code=422, detail="This account refers for several clinics; use one "
-                                                        "clinic's token.")
-        received = direct.receive(db, bundle, clinic_id=clinics[0], actor_id=principal(request).user_id,
-                                  today=today())
-        db.commit()
-        task = direct.view(db, received.task, today())
-        status = "201 Created" if received.created else "200 OK"
-        locations = {bundle.patient_entry: f"Patient/{task.referral.patient_id}",
-                     bundle.request_entry: f"ServiceRequest/{task.row.id}"}
-        entries = [{"response": {"status": status} | ({"location": locations[i]} if i in locations else {})}
-                   for i in range(len(bundle.kinds))]
-        served = fhir.task(task.row, task.referral, task.state, clinic=task.clinic, food_bank=task.food_bank,
-                           base_url=settings.base_url)
-        entries.append({"fullUrl": f"Task/{task.row.id}", "resource": served,
-                        "response": {"status": status, "location": f"Task/{task.row.id}",
-                                     "lastModified": served["meta"]["lastUpdated"]}})
-        return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
-                             headers={"Location": f"{settings.base_url}/fhir/Task/{task.row.id}"})
+        return _refer(request, db, settings, body)
+
+    @post("/", opt=REFER, sync_to_thread=True)
+    def transaction(self, request: Request, db: DB, settings: Config, body: RawBody) -> Response:
+        """The same, POSTed to the base as FHIR clients send a transaction."""
+        return _refer(request, db, settings, body)
 
     @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),)}, sync_to_thread=True)
     def read_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id]) -> Response:
@@ -137,12 +122,14 @@ class FhirController(Controller):
     def search_tasks(self, request: Request, db: DB, settings: Config) -> Response:
         params = request.query_params
         unknown = sorted(set(params) - SEARCH_PARAMS)
-        if unknown:
+        # FHIR: a server ignores parameters it does not know, unless the client asks it to be strict;
+        # the self link then shows what was applied.
+        if unknown and "handling=strict" in request.headers.get("prefer", ""):
             raise HTTPException(status_code=400, detail=f"Unsupported search parameter {unknown[0]}: this "
                                 f"server searches Task by {', '.join(sorted(SEARCH_PARAMS))}.")
         query = _task_query(params, clinics_of(request))
         found = direct.search(db, query, today())
-        count = _bounded(params.get("_count"), PAGE_SIZE, 1, MAX_PAGE, "_count")
+        count = _bounded(params.get("_count"), PAGE_SIZE, 0, MAX_PAGE, "_count")  # 0: the total only
         offset = _bounded(params.get("_offset"), 0, 0, 10**6, "_offset")
         page = found[offset:offset + count]
         matches = [fhir.task(t.row, t.referral, t.state, clinic=t.clinic, food_bank=t.food_bank,
@@ -151,13 +138,13 @@ class FhirController(Controller):
         if "Task:focus" in params.getall("_include", []):
             included = [fhir.service_request(t.row, t.referral) for t in page]
         base = f"{settings.base_url}/fhir/Task"
-        pairs = [(k, v) for k, v in params.multi_items() if k != "_offset"]
+        pairs = [(k, v) for k, v in params.multi_items() if k in SEARCH_PARAMS and k != "_offset"]
         next_url = (f"{base}?{urlencode([*pairs, ('_offset', str(offset + count))])}"
-                    if offset + count < len(found) else None)
+                    if count and offset + count < len(found) else None)
         for t in page:
             audit_read(request, "Task", t.row.id, t.referral.patient_id)
         return fhir_response(fhir.searchset(matches, included, total=len(found),
-                                            self_url=f"{base}?{urlencode(list(params.multi_items()))}",
+                                            self_url=f"{base}?{urlencode([*pairs, ('_offset', offset)])}",
                                             next_url=next_url))
 
     @patch("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
@@ -243,6 +230,31 @@ class FhirController(Controller):
         if row is None:
             raise HTTPException(status_code=404, detail=f"No {kind} {task_id}.")
         return direct.view(db, row, today())
+
+
+
+def _refer(request: Request, db: DB, settings: Config, body: bytes) -> Response:
+    bundle = read_bundle(body)
+    clinics = clinics_of(request)
+    if len(clinics) != 1:
+        raise HTTPException(status_code=422, detail="This account refers for several clinics; use one "
+                                                    "clinic's token.")
+    received = direct.receive(db, bundle, clinic_id=clinics[0], actor_id=principal(request).user_id,
+                              today=today())
+    db.commit()
+    task = direct.view(db, received.task, today())
+    status = "201 Created" if received.created else "200 OK"
+    locations = {bundle.patient_entry: f"Patient/{task.referral.patient_id}",
+                 bundle.request_entry: f"ServiceRequest/{task.row.id}"}
+    entries = [{"response": {"status": status} | ({"location": locations[i]} if i in locations else {})}
+               for i in range(len(bundle.kinds))]
+    served = fhir.task(task.row, task.referral, task.state, clinic=task.clinic, food_bank=task.food_bank,
+                       base_url=settings.base_url)
+    entries.append({"fullUrl": f"Task/{task.row.id}", "resource": served,
+                    "response": {"status": status, "location": f"Task/{task.row.id}",
+                                 "lastModified": served["meta"]["lastUpdated"]}})
+    return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
+                         headers={"Location": f"{settings.base_url}/fhir/Task/{task.row.id}"})
 
 
 def _programs(db: DB, clinic_ids: list[int]) -> list[Organization]:

@@ -64,7 +64,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(("/api/", "/fhir/"))
+    return path.startswith(("/api/", "/fhir/")) or path == "/fhir"  # /fhir: a FHIR server's base
 
 
 class AuthMiddleware(ASGIMiddleware):

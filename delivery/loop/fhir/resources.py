@@ -132,11 +132,10 @@ def searchset(matches: list[Json], included: list[Json], *, total: int, self_url
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
-    return {
-        "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
-        "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": mode}}
-                  for mode, found in (("match", matches), ("include", included)) for r in found],
-    }
+    entries = [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": mode}}
+               for mode, found in (("match", matches), ("include", included)) for r in found]
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}
+    return bundle | {"entry": entries} if entries else bundle  # FHIR arrays are never empty
 
 
 def capability_statement(base_url: str) -> Json:
