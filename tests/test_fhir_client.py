@@ -3,14 +3,10 @@ loopback: create through a Bundle, read, search, include, page."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from fhirpy import SyncFHIRClient
 
 from delivery.platform.db import Database
@@ -18,6 +14,7 @@ from delivery.platform.settings import Settings
 from delivery.web.app import create_app
 from tests.builders import Program, api_token
 from tests.fhir_checks import check_service_request, check_task, sample_bundle
+from tests.live import loopback_socket, serving
 
 
 @dataclass(frozen=True)
@@ -32,21 +29,12 @@ def served(database: Database, database_url: str, program: Program) -> Iterator[
     with database.writer() as db:
         authorization = api_token(db, program.clinic1)["Authorization"]
         db.commit()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(database_url=database_url, secret_key="fhir-client-test", base_url=base,
                         geocoder="none")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, database), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield Served(f"{base}/fhir", authorization)
-    server.should_exit = True
-    thread.join(timeout=20)
-    sock.close()
+    with serving(create_app(settings, database), sock):
+        yield Served(f"{base}/fhir", authorization)
 
 
 def test_fhirpy_creates_reads_searches_includes_and_pages(served: Served) -> None:

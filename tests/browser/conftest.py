@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 from delivery.platform.db import Database, upgrade
 from delivery.platform.settings import ROOT, Settings
 from tests.job_builders import running_worker
+from tests.live import loopback_socket, serving
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
                  os.path.exists(p)), None)
@@ -47,8 +45,6 @@ def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iterator[LiveServer]:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    import uvicorn
-
     from delivery import demo
     from delivery.web.app import create_app
 
@@ -56,8 +52,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iter
     url = f"sqlite:///{here / 'live.db'}"
     upgrade(url)
     database = Database(url)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     port = sock.getsockname()[1]
     settings = Settings(database_url=url, secret_key="browser-test", base_url=f"http://127.0.0.1:{port}",
                         geocoder="none", secure_cookies=True, tile_url="")
@@ -65,17 +60,9 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iter
     if with_demo:
         demo.load(database, settings, password_file=here / "demo-password")
         password = (here / "demo-password").read_text().strip()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, database), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with running_worker(database, settings):  # what scripts/run starts beside the app
+    # running_worker: what scripts/run starts beside the app
+    with serving(create_app(settings, database), sock), running_worker(database, settings):
         yield LiveServer(f"http://127.0.0.1:{port}", database, settings, password)
-    server.should_exit = True
-    thread.join(timeout=20)
-    sock.close()
 
 
 @pytest.fixture(scope="module")
