@@ -5,21 +5,23 @@ data leaves an audit row."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.connection import ASGIConnection
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath, RawBody
+from litestar.params import Body, FromPath, RawBody
 
-from delivery.loop.fhir import codes, direct, scopes
+from delivery.loop.fhir import codes, direct, scopes, smart
 from delivery.loop.fhir import resources as fhir
 from delivery.loop.fhir.bundle import BundleError, read_bundle
-from delivery.models import AuditEvent, Organization, OrganizationKind, Role
+from delivery.models import AuditEvent, Organization, OrganizationKind, Role, utcnow
 from delivery.platform.auth import Principal
 from delivery.platform.db import Database
 from delivery.program import waitlist
@@ -27,6 +29,7 @@ from delivery.referrals.schemas import Id
 from delivery.web.render import DB, Config, principal
 
 CLINIC = {"roles": (Role.clinic_staff,)}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
 REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bundle writes both
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
@@ -70,6 +73,10 @@ def clinics_of(request: Request) -> list[int]:
     return principal(request).organizations_with(Role.clinic_staff)
 
 
+def token_url(settings: Config) -> str:
+    return f"{settings.base_url.rstrip('/')}/fhir/auth/token"
+
+
 def today() -> dt.date:
     return dt.date.today()
 
@@ -96,6 +103,29 @@ class FhirController(Controller):
     @get("/metadata", opt={"public": True}, sync_to_thread=False)
     def metadata(self, settings: Config) -> Response:
         return fhir_response(fhir.capability_statement(settings.base_url))
+
+    @get("/.well-known/smart-configuration", opt={"public": True}, sync_to_thread=False)
+    def smart_configuration(self, settings: Config) -> Response:
+        """SMART discovery: where to get a token, and how to sign for it."""
+        return Response({
+            "token_endpoint": token_url(settings), "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": smart.ALGORITHMS,
+            "scopes_supported": ["system/Task.rsu", "system/Patient.c", "system/ServiceRequest.cr",
+                                 "system/Procedure.r", "system/HealthcareService.rs"],
+            "capabilities": ["client-confidential-asymmetric"]})
+
+    @post("/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
+    def issue_token(self, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
+            media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
+        """SMART Backend Services: a signed client assertion in, a five-minute access token out."""
+        try:
+            issued = smart.issue_token(db, data, token_url=token_url(settings), now=utcnow())
+        except smart.TokenError as exc:
+            return Response({"error": exc.error, "error_description": str(exc)}, status_code=400,
+                            headers=NO_STORE)
+        db.commit()
+        return Response(dataclasses.asdict(issued), headers=NO_STORE)
 
     @get("/CodeSystem/delivery-business-status", opt={"public": True}, sync_to_thread=False)
     def business_status_codes(self, settings: Config) -> Response:

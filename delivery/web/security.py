@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import secrets
 from http.cookies import SimpleCookie
@@ -23,6 +24,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from delivery.loop.fhir import smart
 from delivery.models import User
 from delivery.plans import publishing
 from delivery.platform import auth
@@ -106,7 +108,12 @@ class AuthMiddleware(ASGIMiddleware):
                     return None
                 return auth.principal_for(user, via="delivery_token", route_id=row.route_id)
             user = auth.resolve_api_token(db, raw)
-            return auth.principal_for(user, via="token") if user else None
+            if user is not None:
+                return auth.principal_for(user, via="token")
+            system = smart.resolve_token(db, raw, auth.utcnow())  # a SMART client's short-lived token
+            if system is None:
+                return None
+            return dataclasses.replace(auth.principal_for(system[0], via="token"), scopes=system[1])
 
     def _by_session(self, raw: str) -> auth.Principal | None:
         with self.database.reader() as db:
