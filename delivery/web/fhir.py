@@ -21,12 +21,12 @@ from litestar.params import Body, FromPath, RawBody
 from delivery.loop.fhir import codes, direct, scopes, smart
 from delivery.loop.fhir import resources as fhir
 from delivery.loop.fhir.bundle import BundleError, read_bundle
-from delivery.models import AuditEvent, Organization, OrganizationKind, Role, utcnow
+from delivery.models import AuditEvent, Organization, OrganizationKind, Role
 from delivery.platform.auth import Principal
 from delivery.platform.db import Database
 from delivery.program import waitlist
 from delivery.referrals.schemas import Id
-from delivery.web.render import DB, Config, principal
+from delivery.web.render import DB, Config, clock_of, principal, program_today
 
 CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
@@ -77,10 +77,6 @@ def token_url(settings: Config) -> str:
     return f"{settings.base_url.rstrip('/')}/fhir/auth/token"
 
 
-def today() -> dt.date:
-    return dt.date.today()
-
-
 def audit_read(request: Request, resource: str, resource_id: object, patient_id: int | None) -> None:
     """Who read which patient's data: its own short write, after the read (GETs hold no writer)."""
     who = principal(request)
@@ -120,7 +116,7 @@ class FhirController(Controller):
             media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
         """SMART Backend Services: a signed client assertion in, a five-minute access token out."""
         try:
-            issued = smart.issue_token(db, data, token_url=token_url(settings), now=utcnow())
+            issued = smart.issue_token(db, data, token_url=token_url(settings), now=settings.clock.now())
         except smart.TokenError as exc:
             return Response({"error": exc.error, "error_description": str(exc)}, status_code=400,
                             headers=NO_STORE)
@@ -158,7 +154,7 @@ class FhirController(Controller):
             raise HTTPException(status_code=400, detail=f"Unsupported search parameter {unknown[0]}: this "
                                 f"server searches Task by {', '.join(sorted(SEARCH_PARAMS))}.")
         query = _task_query(params, clinics_of(request))
-        found = direct.search(db, query, today())
+        found = direct.search(db, query, clock_of(request))
         count = _bounded(params.get("_count"), PAGE_SIZE, 0, MAX_PAGE, "_count")  # 0: the total only
         offset = _bounded(params.get("_offset"), 0, 0, 10**6, "_offset")
         page = found[offset:offset + count]
@@ -214,11 +210,11 @@ class FhirController(Controller):
         task = self._task(db, request, task_id)
         try:
             direct.cancel(db, task, actor_id=principal(request).user_id,
-                          reason=reason if isinstance(reason, str) else None, today=today())
+                          reason=reason if isinstance(reason, str) else None, clock=clock_of(request))
         except direct.CancelError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         db.commit()
-        task = direct.view(db, task.row, today())
+        task = direct.view(db, task.row, clock_of(request))
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
                                        food_bank=task.food_bank, base_url=settings.base_url))
 
@@ -231,7 +227,7 @@ class FhirController(Controller):
 
     @get("/Procedure/{procedure_id:int}", opt={**CLINIC, "scope": (("Procedure", "r"),)}, sync_to_thread=True)
     def read_procedure(self, request: Request, db: DB, procedure_id: FromPath[Id]) -> Response:
-        found = direct.delivery(db, procedure_id, clinics_of(request), today())
+        found = direct.delivery(db, procedure_id, clinics_of(request), clock_of(request))
         if found is None:
             raise HTTPException(status_code=404, detail=f"No Procedure {procedure_id}.")
         done, task = found
@@ -240,8 +236,7 @@ class FhirController(Controller):
 
     @get("/HealthcareService", opt={**CLINIC, "scope": (("HealthcareService", "s"),)}, sync_to_thread=True)
     def search_services(self, request: Request, db: DB, settings: Config) -> Response:
-        services = [fhir.healthcare_service(bank, waitlist.program_status(db, bank, today()))
-                    for bank in _programs(db, clinics_of(request))]
+        services = [_service(request, db, bank) for bank in _programs(db, clinics_of(request))]
         return fhir_response(fhir.searchset(services, [], total=len(services), next_url=None,
                                             self_url=f"{settings.base_url}/fhir/HealthcareService"))
 
@@ -251,15 +246,14 @@ class FhirController(Controller):
         found = [bank for bank in _programs(db, clinics_of(request)) if bank.id == service_id]
         if not found:
             raise HTTPException(status_code=404, detail=f"No HealthcareService {service_id}.")
-        status = waitlist.program_status(db, found[0], today())
-        return fhir_response(fhir.healthcare_service(found[0], status))
+        return fhir_response(_service(request, db, found[0]))
 
     @staticmethod
     def _task(db: DB, request: Request, task_id: int, kind: str = "Task") -> direct.TaskView:
         row = direct.visible_task(db, task_id, clinics_of(request))
         if row is None:
             raise HTTPException(status_code=404, detail=f"No {kind} {task_id}.")
-        return direct.view(db, row, today())
+        return direct.view(db, row, clock_of(request))
 
 
 
@@ -270,9 +264,9 @@ def _refer(request: Request, db: DB, settings: Config, body: bytes) -> Response:
         raise HTTPException(status_code=422, detail="This account refers for several clinics; use one "
                                                     "clinic's token.")
     received = direct.receive(db, bundle, clinic_id=clinics[0], actor_id=principal(request).user_id,
-                              today=today())
+                              clock=clock_of(request))
     db.commit()
-    task = direct.view(db, received.task, today())
+    task = direct.view(db, received.task, clock_of(request))
     status = "201 Created" if received.created else "200 OK"
     locations = {bundle.patient_entry: f"Patient/{task.referral.patient_id}",
                  bundle.request_entry: f"ServiceRequest/{task.row.id}"}
@@ -285,6 +279,12 @@ def _refer(request: Request, db: DB, settings: Config, body: bytes) -> Response:
                                  "lastModified": served["meta"]["lastUpdated"]}})
     return fhir_response({"resourceType": "Bundle", "type": "transaction-response", "entry": entries},
                          headers={"Location": f"{settings.base_url}/fhir/Task/{task.row.id}"})
+
+
+def _service(request: Request, db: DB, food_bank: Organization) -> dict[str, Any]:
+    """The program as a HealthcareService, its capacity as of today where it delivers."""
+    return fhir.healthcare_service(food_bank, waitlist.program_status(db, food_bank,
+                                                                      program_today(request, food_bank)))
 
 
 def _programs(db: DB, clinic_ids: list[int]) -> list[Organization]:

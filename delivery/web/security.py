@@ -110,7 +110,8 @@ class AuthMiddleware(ASGIMiddleware):
             user = auth.resolve_api_token(db, raw)
             if user is not None:
                 return auth.principal_for(user, via="token")
-            system = smart.resolve_token(db, raw, auth.utcnow())  # a SMART client's short-lived token
+            # else a SMART client's short-lived token
+            system = smart.resolve_token(db, raw, self.settings.clock.now())
             if system is None:
                 return None
             return dataclasses.replace(auth.principal_for(system[0], via="token"), scopes=system[1])

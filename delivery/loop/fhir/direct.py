@@ -26,6 +26,7 @@ from delivery.models import (
     Source,
     Stop,
 )
+from delivery.platform.clock import Clock
 from delivery.program import orders, waitlist
 from delivery.referrals import intake
 from delivery.timeline import events
@@ -38,14 +39,14 @@ class Received:
 
 
 def receive(db: Session, bundle: ReferralBundle, *, clinic_id: int, actor_id: int | None,
-            today: dt.date) -> Received:
+            clock: Clock) -> Received:
     """Create the referral a Bundle asks for (once per ServiceRequest identifier) and its Task."""
     known = db.scalar(select(FhirTask).where(FhirTask.clinic_id == clinic_id,
                                              FhirTask.request_identifier == bundle.request_identifier))
     if known is not None:
         return Received(known, created=False)
     result = intake.refer(db, bundle.referral, clinic_id=clinic_id, actor_id=actor_id, source=Source.fhir,
-                          today=today)
+                          clock=clock)
     if not result.created:
         raise BundleError(f"Patient {bundle.referral.patient.mrn} already has an open referral "
                           f"({result.referral.id}, {result.referral.status}); follow it instead of "
@@ -69,24 +70,24 @@ class TaskView:
     food_bank: Organization
 
 
-def view(db: Session, row: FhirTask, today: dt.date, entries: list[events.Entry] | None = None) -> TaskView:
+def view(db: Session, row: FhirTask, clock: Clock, entries: list[events.Entry] | None = None) -> TaskView:
+    """The Task as of now (today is the program's date, where it delivers)."""
     referral = db.get(Referral, row.referral_id)
     assert referral is not None
-    entries = events.history(db, referral.id) if entries is None else entries
-    state = task_state(entries, today=today, waitlist_note=waitlist_note(db, referral, today))
     clinic, food_bank = db.get(Organization, referral.clinic_id), db.get(Organization, referral.food_bank_id)
     assert clinic is not None and food_bank is not None
+    today = clock.today(food_bank.timezone)
+    entries = events.history(db, referral.id) if entries is None else entries
+    state = task_state(entries, today=today, waitlist_note=waitlist_note(db, referral, food_bank, today))
     return TaskView(row, referral, state, clinic, food_bank)
 
 
-def waitlist_note(db: Session, referral: Referral, today: dt.date) -> str | None:
+def waitlist_note(db: Session, referral: Referral, food_bank: Organization, today: dt.date) -> str | None:
     """Where a waiting referral stands, in words (None when it does not wait)."""
     order = db.scalar(select(Order).where(Order.referral_id == referral.id,
                                           Order.status == OrderStatus.waitlisted))
     if order is None:
         return None
-    food_bank = db.get(Organization, referral.food_bank_id)
-    assert food_bank is not None
     weeks = waitlist.program_status(db, food_bank, today).expected_wait_weeks
     wait = f"; expected wait about {weeks} week{'s' if weeks != 1 else ''}" if weeks else ""
     return f"On the waitlist at position {waitlist.position(db, order)}{wait}."
@@ -111,7 +112,7 @@ class TaskQuery:
     updated_before: dt.datetime | None = None
 
 
-def search(db: Session, query: TaskQuery, today: dt.date) -> list[TaskView]:
+def search(db: Session, query: TaskQuery, clock: Clock) -> list[TaskView]:
     """Every Task matching the query, oldest first (the caller pages)."""
     last_event = (select(ReferralEvent.referral_id, func.max(ReferralEvent.recorded_at).label("at"))
                   .group_by(ReferralEvent.referral_id).subquery())
@@ -133,12 +134,12 @@ def search(db: Session, query: TaskQuery, today: dt.date) -> list[TaskView]:
     for event in db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id.in_(
             [r.referral_id for r in rows])).order_by(ReferralEvent.referral_id, ReferralEvent.sequence)):
         by_referral[event.referral_id].append(events.entry(event))
-    views = [view(db, row, today, by_referral[row.referral_id]) for row in rows]
+    views = [view(db, row, clock, by_referral[row.referral_id]) for row in rows]
     return [v for v in views if query.statuses is None or v.state.status in query.statuses]
 
 
 def delivery(db: Session, stop_id: int, clinic_ids: list[int],
-             today: dt.date) -> tuple[Delivery, TaskView] | None:
+             clock: Clock) -> tuple[Delivery, TaskView] | None:
     """The delivery at this stop, with its Task, if it was made for one of these clinics' Tasks."""
     stop = db.get(Stop, stop_id)
     order = db.get(Order, stop.order_id) if stop is not None else None
@@ -146,7 +147,7 @@ def delivery(db: Session, stop_id: int, clinic_ids: list[int],
            if order is not None else None)
     if row is None or row.clinic_id not in clinic_ids:
         return None
-    task = view(db, row, today)
+    task = view(db, row, clock)
     found = [d for d in task.state.deliveries if d.stop_id == stop_id]
     return (found[0], task) if found else None
 
@@ -155,7 +156,7 @@ class CancelError(ValueError):
     """A cancellation the Task cannot take; the message says why."""
 
 
-def cancel(db: Session, task: TaskView, *, actor_id: int | None, reason: str | None, today: dt.date) -> None:
+def cancel(db: Session, task: TaskView, *, actor_id: int | None, reason: str | None, clock: Clock) -> None:
     """The requester cancels: the order ends through the one path that ends orders (the coordinator
     sees it on the referral's timeline, and the waitlist moves up)."""
     order = db.scalar(select(Order).where(Order.referral_id == task.referral.id,
@@ -164,4 +165,4 @@ def cancel(db: Session, task: TaskView, *, actor_id: int | None, reason: str | N
         raise CancelError(f"This Task is {task.state.status}: there is no order to cancel.")
     why = (reason or "").strip() or "no reason given"
     orders.end_order(db, order, f"Cancelled by {task.clinic.name} through FHIR: {why}"[:500], actor_id,
-                     today=today)
+                     today=clock.today(task.food_bank.timezone))
