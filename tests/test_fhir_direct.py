@@ -281,6 +281,7 @@ def test_the_requester_cancels_with_patch(client, clinic1, database: Database) -
     with database.reader() as db:
         order = db.scalar(select(Order))
         assert order.status == OrderStatus.ended and "Fruitvale Clinic through FHIR" in order.end_reason
+        assert db.scalar(select(AuditEvent.resource_id).where(AuditEvent.action == "U")) == task["id"]
         referral = db.get(Referral, order.referral_id)
         assert referral.status == "closed"
     again = client.patch(f"/fhir/Task/{task['id']}", content=json.dumps(patch),
@@ -315,6 +316,9 @@ def test_every_read_of_patient_data_is_audited(client, clinic1, database: Databa
     assert [(r.action, r.resource) for r in rows] == [("R", "fhir:Task"), ("R", "fhir:Task"),
                                                       ("R", "fhir:ServiceRequest")]
     assert all(r.user_id and r.patient_id for r in rows)
+    with database.reader() as db:
+        created = db.scalar(select(AuditEvent).where(AuditEvent.action == "C"))
+    assert (created.resource, created.resource_id) == ("fhir:Task", task["id"]) and created.patient_id
 
 
 def test_without_a_token_every_route_but_metadata_is_401_operation_outcome(client) -> None:

@@ -21,7 +21,7 @@ from litestar.params import Body, FromPath, RawBody
 from delivery.loop.fhir import codes, direct, scopes, smart
 from delivery.loop.fhir import resources as fhir
 from delivery.loop.fhir.bundle import BundleError, read_bundle
-from delivery.models import AuditEvent, Organization, OrganizationKind, Role
+from delivery.models import AuditEvent, Organization, OrganizationKind, Referral, Role
 from delivery.platform.auth import Principal
 from delivery.platform.db import Database
 from delivery.program import waitlist
@@ -77,15 +77,23 @@ def token_url(settings: Config) -> str:
     return f"{settings.base_url.rstrip('/')}/fhir/auth/token"
 
 
-def audit_read(request: Request, resource: str, resource_id: object, patient_id: int | None) -> None:
-    """Who read which patient's data: its own short write, after the read (GETs hold no writer)."""
-    who = principal(request)
+def audit_row(request: Request, action: str, resource: str, resource_id: object,
+              patient_id: int | None) -> AuditEvent:
+    """Who saw or changed which patient's data, from where."""
+    return AuditEvent(user_id=principal(request).user_id, action=action, resource=f"fhir:{resource}",
+                      resource_id=str(resource_id), patient_id=patient_id,
+                      ip=request.client.host if request.client else None,
+                      user_agent=(request.headers.get("user-agent") or "")[:300])
+
+
+def audit_read(request: Request, resource: str, *read: tuple[object, int | None]) -> None:
+    """Reads of patient data, (resource id, patient id) each: one short write of their own, after the
+    read (GETs hold no writer)."""
+    if not read:
+        return
     database: Database = request.app.state.database
     with database.writer() as db:
-        db.add(AuditEvent(user_id=who.user_id, action="R", resource=f"fhir:{resource}",
-                          resource_id=str(resource_id), patient_id=patient_id,
-                          ip=request.client.host if request.client else None,
-                          user_agent=(request.headers.get("user-agent") or "")[:300]))
+        db.add_all(audit_row(request, "R", resource, item, patient) for item, patient in read)
         db.commit()
 
 
@@ -140,7 +148,7 @@ class FhirController(Controller):
     @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),)}, sync_to_thread=True)
     def read_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id]) -> Response:
         task = self._task(db, request, task_id)
-        audit_read(request, "Task", task_id, task.referral.patient_id)
+        audit_read(request, "Task", (task_id, task.referral.patient_id))
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
                                        food_bank=task.food_bank, base_url=settings.base_url))
 
@@ -167,8 +175,7 @@ class FhirController(Controller):
         pairs = [(k, v) for k, v in params.multi_items() if k in SEARCH_PARAMS and k != "_offset"]
         next_url = (f"{base}?{urlencode([*pairs, ('_offset', str(offset + count))])}"
                     if count and offset + count < len(found) else None)
-        for t in page:
-            audit_read(request, "Task", t.row.id, t.referral.patient_id)
+        audit_read(request, "Task", *((t.row.id, t.referral.patient_id) for t in page))
         return fhir_response(fhir.searchset(matches, included, total=len(found),
                                             self_url=f"{base}?{urlencode([*pairs, ('_offset', offset)])}",
                                             next_url=next_url))
@@ -213,6 +220,7 @@ class FhirController(Controller):
                           reason=reason if isinstance(reason, str) else None, clock=clock_of(request))
         except direct.CancelError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        db.add(audit_row(request, "U", "Task", task_id, task.referral.patient_id))
         db.commit()
         task = direct.view(db, task.row, clock_of(request))
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
@@ -222,7 +230,7 @@ class FhirController(Controller):
          sync_to_thread=True)
     def read_service_request(self, request: Request, db: DB, request_id: FromPath[Id]) -> Response:
         task = self._task(db, request, request_id, kind="ServiceRequest")
-        audit_read(request, "ServiceRequest", request_id, task.referral.patient_id)
+        audit_read(request, "ServiceRequest", (request_id, task.referral.patient_id))
         return fhir_response(fhir.service_request(task.row, task.referral))
 
     @get("/Procedure/{procedure_id:int}", opt={**CLINIC, "scope": (("Procedure", "r"),)}, sync_to_thread=True)
@@ -231,7 +239,7 @@ class FhirController(Controller):
         if found is None:
             raise HTTPException(status_code=404, detail=f"No Procedure {procedure_id}.")
         done, task = found
-        audit_read(request, "Procedure", procedure_id, task.referral.patient_id)
+        audit_read(request, "Procedure", (procedure_id, task.referral.patient_id))
         return fhir_response(fhir.procedure(done, task.row, task.referral))
 
     @get("/HealthcareService", opt={**CLINIC, "scope": (("HealthcareService", "s"),)}, sync_to_thread=True)
@@ -265,6 +273,9 @@ def _refer(request: Request, db: DB, settings: Config, body: bytes) -> Response:
                                                     "clinic's token.")
     received = direct.receive(db, bundle, clinic_id=clinics[0], actor_id=principal(request).user_id,
                               clock=clock_of(request))
+    if received.created:
+        referral = db.get(Referral, received.task.referral_id)
+        db.add(audit_row(request, "C", "Task", received.task.id, referral.patient_id if referral else None))
     db.commit()
     task = direct.view(db, received.task, clock_of(request))
     status = "201 Created" if received.created else "200 OK"
