@@ -56,13 +56,20 @@ def test_each_delivery_is_an_output_and_an_ending_after_deliveries_completes() -
     assert state.last_updated == T0 + dt.timedelta(hours=6)
 
 
-def test_failed_attempts_name_what_happened_and_three_in_a_row_fail_the_task() -> None:
+HELD = (EventKind.held_for_review, p.HeldForReview(order_id=1, review_item_id=3,
+                                                   reasons=["no_answer", "refused", "unsafe"]))
+
+
+def test_failed_attempts_name_what_happened_and_deliveries_held_for_review_fail_the_task() -> None:
     one = task_state(entries(*ACCEPTED, SCHEDULED, failed(7, "wrong_address")), today=TODAY)
     assert (one.status, one.business_status) == ("in-progress", "attempt-bad-address")
     three = task_state(entries(*ACCEPTED, failed(7), failed(8, "refused"), failed(9, "unsafe")), today=TODAY)
-    assert (three.status, three.business_status) == ("failed", "attempt-other")
-    assert three.reason.startswith("3 delivery attempts in a row failed: no answer on")
-    recovered = task_state(entries(*ACCEPTED, failed(7), failed(8), delivered(9), failed(10)), today=TODAY)
+    assert (three.status, three.business_status) == ("in-progress", "attempt-other")
+    held = task_state(entries(*ACCEPTED, failed(7), failed(8, "refused"), failed(9, "unsafe"), HELD),
+                      today=TODAY)
+    assert (held.status, held.business_status) == ("failed", "attempt-other")
+    assert held.reason.startswith("Deliveries stopped after failed attempts: no answer on Tue 08 Dec 2026;")
+    recovered = task_state(entries(*ACCEPTED, failed(7), HELD, delivered(9), failed(10)), today=TODAY)
     assert (recovered.status, recovered.business_status) == ("in-progress", "attempt-not-home")
 
 
@@ -106,7 +113,7 @@ EVENTS = [*ACCEPTED, SCHEDULED, delivered(7), failed(8), failed(9, "refused"),
           (EventKind.resumed, p.Resumed(order_id=1, was_until=DAY, first_delivery=DAY)),
           (EventKind.rescheduled, p.Rescheduled(order_id=1, from_date=DAY, to_date=DAY)),
           (EventKind.ended, p.Ended(order_id=1, reason="Ended")),
-          (EventKind.waitlisted, p.Waitlisted(order_id=1, position=1))]
+          (EventKind.waitlisted, p.Waitlisted(order_id=1, position=1)), HELD]
 
 
 @given(st.lists(st.sampled_from(EVENTS), max_size=12), st.dates(dt.date(2026, 1, 1), dt.date(2027, 12, 31)))

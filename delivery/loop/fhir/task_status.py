@@ -16,7 +16,6 @@ from delivery.timeline import payloads
 from delivery.timeline.events import Entry
 from delivery.timeline.text import long_date
 
-FAILED_AFTER = 3  # failed attempts in a row after which the Task is failed (the order stays, for now)
 ATTEMPTS = {ConfirmationOutcome.no_answer: BusinessStatus.attempt_not_home,
             ConfirmationOutcome.wrong_address: BusinessStatus.attempt_bad_address,
             ConfirmationOutcome.refused: BusinessStatus.attempt_refused}
@@ -77,12 +76,13 @@ def task_state(entries: list[Entry], *, today: dt.date, waitlist_note: str | Non
             _set(state, "in-progress", done, None)
         elif isinstance(data, payloads.AttemptFailed):
             failures.append(f"{data.reason.replace('_', ' ')} on {long_date(data.date)}")
-            attempt = ATTEMPTS.get(ConfirmationOutcome(data.reason), BusinessStatus.attempt_other)
-            if len(failures) >= FAILED_AFTER:
-                _set(state, "failed", attempt, f"{len(failures)} delivery attempts in a row failed: "
-                                                + "; ".join(failures) + ".")
-            else:
-                _set(state, "in-progress", attempt, None)
+            _set(state, "in-progress", ATTEMPTS.get(ConfirmationOutcome(data.reason),
+                                                    BusinessStatus.attempt_other), None)
+        elif isinstance(data, payloads.HeldForReview):
+            # The food bank's own rule stopped deliveries after failed attempts: the Task has failed
+            # (a coordinator who resumes them brings it back to in-progress with the next delivery).
+            _set(state, "failed", state.business_status,
+                 "Deliveries stopped after failed attempts: " + "; ".join(failures or data.reasons) + ".")
         elif kind is EventKind.rescheduled:
             state.business_status = BusinessStatus.rescheduled
         elif isinstance(data, payloads.Paused):
