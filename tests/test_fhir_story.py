@@ -12,6 +12,7 @@ from delivery.field.confirmations import confirm_stop, request_hash
 from delivery.models import Order, Organization, Plan, Stop, utcnow
 from delivery.plans import day as days
 from delivery.plans import planning, publishing
+from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from tests.builders import Program, api_token
@@ -39,7 +40,7 @@ def test_bundle_to_delivered_procedure(client, database: Database, program: Prog
         plan_id = plan.id
     planning.plan_now(database, settings, plan_id, 1.0)
     with database.writer() as db:
-        publishing.publish(db, db.get(Plan, plan_id), None, settings)
+        publishing.publish(db, db.get(Plan, plan_id), AuditContext.for_command("publish"), settings)
         db.commit()
         stop = db.scalar(select(Stop).join(Order, Order.id == Stop.order_id).where(Stop.plan_id == plan_id))
         assert stop is not None and stop.route_id is not None, "the referral's order is on a route"

@@ -16,17 +16,19 @@ from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Body, FromPath, RawBody
+from litestar.params import Body, RawBody
 
 from delivery.loop.fhir import codes, direct, scopes, smart
 from delivery.loop.fhir import resources as fhir
 from delivery.loop.fhir.bundle import BundleError, read_bundle
-from delivery.models import AuditEvent, Organization, OrganizationKind, Referral, Role
+from delivery.models import Organization, OrganizationKind, Referral, Role
+from delivery.platform import audit
 from delivery.platform.auth import Principal
 from delivery.platform.db import Database
+from delivery.platform.errors import FieldError
 from delivery.program import waitlist
-from delivery.referrals.schemas import Id
-from delivery.web.render import DB, Config, clock_of, principal, program_today
+from delivery.web.audit import audit_context
+from delivery.web.render import DB, Config, PathId, clock_of, principal, program_today
 
 CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
@@ -51,7 +53,7 @@ def outcome_response(request: Request, exc: Exception) -> Response:
         outcome = fhir.operation_outcome(str(exc), code=exc.code, expression=exc.expression)
         return fhir_response(outcome, status)
     status = getattr(exc, "status_code", 500)
-    detail = getattr(exc, "detail", "") or "The server could not answer."
+    detail = getattr(exc, "detail", "") or str(exc) or "The server could not answer."
     code = ISSUE_CODES.get(status, "exception")
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
@@ -77,23 +79,16 @@ def token_url(settings: Config) -> str:
     return f"{settings.base_url.rstrip('/')}/fhir/auth/token"
 
 
-def audit_row(request: Request, action: str, resource: str, resource_id: object,
-              patient_id: int | None) -> AuditEvent:
-    """Who saw or changed which patient's data, from where."""
-    return AuditEvent(user_id=principal(request).user_id, action=action, resource=f"fhir:{resource}",
-                      resource_id=str(resource_id), patient_id=patient_id,
-                      ip=request.client.host if request.client else None,
-                      user_agent=(request.headers.get("user-agent") or "")[:300])
-
-
 def audit_read(request: Request, resource: str, *read: tuple[object, int | None]) -> None:
     """Reads of patient data, (resource id, patient id) each: one short write of their own, after the
     read (GETs hold no writer)."""
     if not read:
         return
     database: Database = request.app.state.database
+    ctx = audit_context(request)
     with database.writer() as db:
-        db.add_all(audit_row(request, "R", resource, item, patient) for item, patient in read)
+        for item, patient in read:
+            audit.record(db, ctx, "R", f"fhir:{resource}", item, patient_id=patient)
         db.commit()
 
 
@@ -102,7 +97,8 @@ class FhirController(Controller):
     include_in_schema = False  # described by its CapabilityStatement (GET /fhir/metadata), not OpenAPI
     guards = [scope_guard]
     exception_handlers = {HTTPException: outcome_response, NotAuthorizedException: outcome_response,
-                          PermissionDeniedException: outcome_response, BundleError: outcome_response}
+                          PermissionDeniedException: outcome_response, BundleError: outcome_response,
+                          FieldError: outcome_response}
 
     @get("/metadata", opt={"public": True}, sync_to_thread=False)
     def metadata(self, settings: Config) -> Response:
@@ -146,7 +142,7 @@ class FhirController(Controller):
         return _refer(request, db, settings, body)
 
     @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),)}, sync_to_thread=True)
-    def read_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id]) -> Response:
+    def read_task(self, request: Request, db: DB, settings: Config, task_id: PathId) -> Response:
         task = self._task(db, request, task_id)
         audit_read(request, "Task", (task_id, task.referral.patient_id))
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
@@ -181,7 +177,7 @@ class FhirController(Controller):
                                             next_url=next_url))
 
     @patch("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
-    def patch_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id],
+    def patch_task(self, request: Request, db: DB, settings: Config, task_id: PathId,
                    body: RawBody) -> Response:
         """JSON Patch of status (and statusReason): the requester cancels."""
         operations = _decode(body)
@@ -199,7 +195,7 @@ class FhirController(Controller):
         return self._cancel(request, db, settings, task_id, wanted.get("/status"), reason)
 
     @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
-    def update_task(self, request: Request, db: DB, settings: Config, task_id: FromPath[Id],
+    def update_task(self, request: Request, db: DB, settings: Config, task_id: PathId,
                     body: RawBody) -> Response:
         """The Task sent back with status cancelled: the requester cancels."""
         sent = _decode(body)
@@ -215,12 +211,10 @@ class FhirController(Controller):
             raise HTTPException(status_code=422, detail="The requester may set status to cancelled only; the "
                                                         "food bank sets every other status.")
         task = self._task(db, request, task_id)
-        try:
-            direct.cancel(db, task, actor_id=principal(request).user_id,
-                          reason=reason if isinstance(reason, str) else None, clock=clock_of(request))
-        except direct.CancelError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        db.add(audit_row(request, "U", "Task", task_id, task.referral.patient_id))
+        direct.cancel(db, task, actor_id=principal(request).user_id,
+                      reason=reason if isinstance(reason, str) else None, clock=clock_of(request))
+        audit.record(db, audit_context(request), "U", "fhir:Task", task_id,
+                     patient_id=task.referral.patient_id)
         db.commit()
         task = direct.view(db, task.row, clock_of(request))
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
@@ -228,13 +222,13 @@ class FhirController(Controller):
 
     @get("/ServiceRequest/{request_id:int}", opt={**CLINIC, "scope": (("ServiceRequest", "r"),)},
          sync_to_thread=True)
-    def read_service_request(self, request: Request, db: DB, request_id: FromPath[Id]) -> Response:
+    def read_service_request(self, request: Request, db: DB, request_id: PathId) -> Response:
         task = self._task(db, request, request_id, kind="ServiceRequest")
         audit_read(request, "ServiceRequest", (request_id, task.referral.patient_id))
         return fhir_response(fhir.service_request(task.row, task.referral))
 
     @get("/Procedure/{procedure_id:int}", opt={**CLINIC, "scope": (("Procedure", "r"),)}, sync_to_thread=True)
-    def read_procedure(self, request: Request, db: DB, procedure_id: FromPath[Id]) -> Response:
+    def read_procedure(self, request: Request, db: DB, procedure_id: PathId) -> Response:
         found = direct.delivery(db, procedure_id, clinics_of(request), clock_of(request))
         if found is None:
             raise HTTPException(status_code=404, detail=f"No Procedure {procedure_id}.")
@@ -250,7 +244,7 @@ class FhirController(Controller):
 
     @get("/HealthcareService/{service_id:int}", opt={**CLINIC, "scope": (("HealthcareService", "r"),)},
          sync_to_thread=True)
-    def read_service(self, request: Request, db: DB, service_id: FromPath[Id]) -> Response:
+    def read_service(self, request: Request, db: DB, service_id: PathId) -> Response:
         found = [bank for bank in _programs(db, clinics_of(request)) if bank.id == service_id]
         if not found:
             raise HTTPException(status_code=404, detail=f"No HealthcareService {service_id}.")
@@ -275,7 +269,8 @@ def _refer(request: Request, db: DB, settings: Config, body: bytes) -> Response:
                               clock=clock_of(request))
     if received.created:
         referral = db.get(Referral, received.task.referral_id)
-        db.add(audit_row(request, "C", "Task", received.task.id, referral.patient_id if referral else None))
+        audit.record(db, audit_context(request), "C", "fhir:Task", received.task.id,
+                     patient_id=referral.patient_id if referral else None)
     db.commit()
     task = direct.view(db, received.task, clock_of(request))
     status = "201 Created" if received.created else "200 OK"

@@ -27,6 +27,7 @@ from delivery.models import (
     Stop,
 )
 from delivery.platform.clock import Clock
+from delivery.platform.errors import ConflictError
 from delivery.program import orders, waitlist
 from delivery.referrals import intake
 from delivery.timeline import events
@@ -152,17 +153,18 @@ def delivery(db: Session, stop_id: int, clinic_ids: list[int],
     return (found[0], task) if found else None
 
 
-class CancelError(ValueError):
-    """A cancellation the Task cannot take; the message says why."""
+class CancelError(ConflictError):
+    """A cancellation the Task cannot take now (it has already ended); the message says why."""
+
+
+ENDED = frozenset({"rejected", "completed", "failed", "cancelled"})
 
 
 def cancel(db: Session, task: TaskView, *, actor_id: int | None, reason: str | None, clock: Clock) -> None:
-    """The requester cancels: the order ends through the one path that ends orders (the coordinator
-    sees it on the referral's timeline, and the waitlist moves up)."""
-    order = db.scalar(select(Order).where(Order.referral_id == task.referral.id,
-                                          Order.status != OrderStatus.ended).order_by(Order.id.desc()))
-    if order is None:
-        raise CancelError(f"This Task is {task.state.status}: there is no order to cancel.")
+    """The requester cancels: the referral closes through the one path that closes referrals (its
+    order ends, the coordinator sees it on the timeline, the waitlist moves up)."""
+    if task.state.status in ENDED:
+        raise CancelError(f"This Task is {task.state.status} already: there is nothing to cancel.")
     why = (reason or "").strip() or "no reason given"
-    orders.end_order(db, order, f"Cancelled by {task.clinic.name} through FHIR: {why}"[:500], actor_id,
-                     today=clock.today(task.food_bank.timezone))
+    orders.close_referral(db, task.referral, f"Cancelled by {task.clinic.name} through FHIR: {why}"[:500],
+                          actor_id, today=clock.today(task.food_bank.timezone))
