@@ -62,7 +62,7 @@ def test_every_int_path_parameter_is_bounded_like_body_ids(app, program: Program
     for method, path, roles in routes:
         role = roles[0]
         with TestClient(app=app, base_url=BASE_URL) as client:
-            if path.startswith("/api/"):
+            if path.startswith(("/api/", "/fhir/")):
                 # the ids are the question here, not the confirmation API's key
                 headers = {"Authorization": people[role], "Idempotency-Key": "k-1"}
             else:
@@ -71,6 +71,8 @@ def test_every_int_path_parameter_is_bounded_like_body_ids(app, program: Program
         assert answer.status_code == 400, (method, path, answer.status_code)
         if path.startswith("/api/"):
             assert answer.json()["extra"][0]["source"] == "path", (method, path)
+        elif path.startswith("/fhir/"):  # FHIR's own error shape, naming the parameter too
+            assert "path parameter" in answer.json()["issue"][0]["diagnostics"], (method, path)
         else:
             assert "cannot exist" in answer.text and "<nav" in answer.text, (method, path)
 

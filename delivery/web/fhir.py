@@ -54,6 +54,11 @@ def outcome_response(request: Request, exc: Exception) -> Response:
         return fhir_response(outcome, status)
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "") or str(exc) or "The server could not answer."
+    extra = getattr(exc, "extra", None)
+    if isinstance(extra, list):  # Litestar's validation: which parameter, what is wrong with it
+        for e in (e for e in extra if isinstance(e, dict)):
+            source = str(e.get("source", "")).rsplit(".", 1)[-1].lower()  # ParamType.PATH -> path
+            detail += f"; {source} parameter {e.get('key')}: {e.get('message')}"
     code = ISSUE_CODES.get(status, "exception")
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
