@@ -5,7 +5,7 @@ fhir_clients, fhir_access_tokens and fhir_assertion_uses hold system clients' ke
 tokens and the assertion ids already used.
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-01 14:52:19.934408
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import delivery.models
 
 revision: str = '0013'
-down_revision: str | None = '0007'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
