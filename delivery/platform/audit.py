@@ -8,11 +8,13 @@ every row carries the same fields whichever page, API call or command caused it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from delivery.models import AuditEvent
+from delivery.platform.db import Database
 
 ROLE_ORDER = ("admin", "coordinator", "clinic_staff", "driver")  # the widest role names the actor
 
@@ -64,3 +66,16 @@ def record(db: Session, ctx: AuditContext, action: str, resource: str, resource_
                        detail=None if detail is None else detail[:500])
     db.add(event)
     return event
+
+
+def record_reads(database: Database, ctx: AuditContext, resource: str,
+                 reads: Iterable[tuple[object, int | None]], detail: str | None = None) -> None:
+    """Audit reads of patient data, (resource id, patient id) each, in one short write of their own:
+    the GET that read them holds only a reader (R10.1 audits reads; GETs never write otherwise)."""
+    reads = list(reads)
+    if not reads:
+        return
+    with database.writer() as db:
+        for resource_id, patient_id in reads:
+            record(db, ctx, "R", resource, resource_id, patient_id=patient_id, detail=detail)
+        db.commit()

@@ -24,7 +24,6 @@ from delivery.loop.fhir.bundle import BundleError, read_bundle
 from delivery.models import Organization, OrganizationKind, Referral, Role
 from delivery.platform import audit
 from delivery.platform.auth import Principal
-from delivery.platform.db import Database
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.web.audit import audit_context
@@ -85,16 +84,8 @@ def token_url(settings: Config) -> str:
 
 
 def audit_read(request: Request, resource: str, *read: tuple[object, int | None]) -> None:
-    """Reads of patient data, (resource id, patient id) each: one short write of their own, after the
-    read (GETs hold no writer)."""
-    if not read:
-        return
-    database: Database = request.app.state.database
-    ctx = audit_context(request)
-    with database.writer() as db:
-        for item, patient in read:
-            audit.record(db, ctx, "R", f"fhir:{resource}", item, patient_id=patient)
-        db.commit()
+    """Reads of patient data, (resource id, patient id) each, audited after the read."""
+    audit.record_reads(request.app.state.database, audit_context(request), f"fhir:{resource}", read)
 
 
 class FhirController(Controller):

@@ -26,7 +26,6 @@ from delivery.models import (
     User,
 )
 from delivery.platform import audit as audit_trail
-from delivery.platform.db import Database
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.coordinator.sheets import coordinator_plan
 from delivery.web.driver import clock, day_label, display_name
@@ -209,10 +208,8 @@ class BoardController(Controller):
         if row is None or row.Confirmation.photo_name is None:
             raise NotFoundException("No photo for this confirmation.")
         data = photos.read(row.Confirmation, settings.photos)
-        database: Database = request.app.state.database
-        with database.writer() as trail:  # a read is audited; the GET's own session only reads
-            audit_trail.record(trail, audit, "R", "photo", confirmation_id, patient_id=row.Stop.patient_id)
-            trail.commit()
+        audit_trail.record_reads(request.app.state.database, audit, "photo",
+                                 [(confirmation_id, row.Stop.patient_id)])
         return Response(data, media_type="image/jpeg", headers={
             "Content-Disposition": f'attachment; filename="delivery-{confirmation_id}.jpg"',
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
