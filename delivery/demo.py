@@ -1,9 +1,12 @@
 """The demo program: a food bank and two clinics in East Oakland, its people, drivers and patients.
 
 `load()` builds it in one transaction and only once: when the demo food bank is already there it
-changes nothing. Patients come from `delivery/data/demo_patients.csv` (invented people at invented
-addresses with their own coordinates, so no geocoder is needed) and enter through `intake.refer()`,
-the one write path for referrals, so every demo referral has a real outcome, Order and timeline.
+changes nothing. It then plays the program's past delivery days (`delivery.demo_history`), so the
+demo opens on a program that has been running for `HISTORY_WEEKS` weeks.
+
+Patients come from `delivery/data/demo_patients.csv` (invented people at invented addresses with
+their own coordinates, so no geocoder is needed) and enter through `intake.refer()`, the one write
+path for referrals, so every demo referral has a real outcome, Order and timeline.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from delivery import demo_history
 from delivery.models import (
+    ConfirmationOutcome,
     Depot,
     Driver,
     Order,
@@ -37,7 +42,7 @@ from delivery.models import (
     User,
 )
 from delivery.platform import auth
-from delivery.platform.clock import Clock
+from delivery.platform.clock import Clock, FixedClock
 from delivery.platform.db import Database
 from delivery.platform.settings import VAR, Settings
 from delivery.program.scheduling import is_due, next_weekday
@@ -54,6 +59,8 @@ TIMEZONE = "America/Los_Angeles"  # the program's local time decides "today" and
 # A little under what the demo's clinics ask for, so the newest referrals show the waitlist.
 BOXES_PER_DELIVERY_DAY = 52
 CLINICS = ("Elmhurst Community Health Center", "Fruitvale Family Clinic")
+HISTORY_WEEKS = 8
+RECENT_DAYS = 2  # referrals this recent stay where the CSV puts them: they meet the waitlist
 
 
 @dataclass(frozen=True)
@@ -229,19 +236,29 @@ def demo_referrals(path: Path = PATIENTS_CSV) -> list[DemoReferral]:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load(database: Database, settings: Settings, *, password_file: Path = PASSWORD_FILE) -> str:
+def load(database: Database, settings: Settings, *, password_file: Path = PASSWORD_FILE,
+         history_weeks: int = HISTORY_WEEKS) -> str:
     """Load the demo program once; returns what was done (or found) and how to sign in."""
     today = settings.clock.today(TIMEZONE)
+    past_days = demo_history.past_delivery_days(DELIVERY_WEEKDAY, today, history_weeks)
     with database.writer() as db:
         loaded = db.scalar(select(Organization.id).where(Organization.name == FOOD_BANK)) is not None
         if not loaded:
             password = demo_password(password_file)
-            food_bank = _build(db, auth.hash_password(password), settings.clock)
-            summary = _summary(db, food_bank, today)
+            food_bank = _build(db, auth.hash_password(password), settings.clock, past_days)
+            food_bank_id = food_bank.id
             db.commit()
     if loaded:  # outside the writer: checking the password takes a while and needs no lock
         with database.reader() as db:
             return _already_loaded(db, settings, password_file, today)
+    played = demo_history.play(database, settings, food_bank_id, past_days)
+    with database.reader() as db:
+        summary = _summary(db, db.get(Organization, food_bank_id), today)  # type: ignore[arg-type]
+    if played:
+        delivered = sum(n for day in played for outcome, n in day.outcomes.items()
+                        if ConfirmationOutcome(outcome).delivered_food)
+        summary += (f"\n  {len(played)} past delivery days since {played[0].date:%d %b}: "
+                    f"{sum(day.stops for day in played)} stops, {delivered} delivered")
     return f"Loaded the demo program.\n{summary}\n\n{sign_in_text(settings, password)}"
 
 
@@ -259,7 +276,7 @@ def _already_loaded(db: Session, settings: Settings, password_file: Path, today:
     return f"{text}\n\n{sign_in_text(settings, password)}"
 
 
-def _build(db: Session, password_hash: str, clock: Clock) -> Organization:
+def _build(db: Session, password_hash: str, clock: Clock, past_days: list[dt.date]) -> Organization:
     today = clock.today(TIMEZONE)
     food_bank = Organization(name=FOOD_BANK, kind=OrganizationKind.food_bank, timezone=TIMEZONE,
                              boxes_per_delivery_day=BOXES_PER_DELIVERY_DAY,
@@ -279,8 +296,8 @@ def _build(db: Session, password_hash: str, clock: Clock) -> Organization:
     for u in STAFF:
         staff[u.organization] = _create_user(db, u.email, u.name, password_hash,
                                              (orgs[u.organization].id, u.role))
-    _add_drivers(db, food_bank, depots, password_hash, today)
-    _refer_patients(db, orgs, staff, clock)
+    _add_drivers(db, food_bank, depots, password_hash, today, past_days)
+    _refer_patients(db, orgs, staff, clock, history_weeks=len(past_days))
     return food_bank
 
 
@@ -293,8 +310,12 @@ def _create_user(db: Session, email: str, name: str, password_hash: str,
 
 
 def _add_drivers(db: Session, food_bank: Organization, depots: list[Depot], password_hash: str,
-                 today: dt.date) -> None:
+                 today: dt.date, past_days: list[dt.date]) -> None:
+    """The drivers and their shifts: the next two delivery days, and on past days their two weekly
+    patterns in turn (written directly: the roster refuses shifts in the past, and these are history)."""
     first_day = next_weekday(DELIVERY_WEEKDAY, today)
+    days = [(day, n % 2) for n, day in enumerate(reversed(past_days), start=1)]
+    days += [(first_day, 0), (first_day + dt.timedelta(weeks=1), 1)]
     for d in DRIVERS:
         user = _create_user(db, d.email, d.name, password_hash, (food_bank.id, Role.driver))
         driver = Driver(user_id=user.id, food_bank_id=food_bank.id, phone=d.phone, vehicle=d.vehicle,
@@ -303,32 +324,45 @@ def _add_drivers(db: Session, food_bank: Organization, depots: list[Depot], pass
                         home_lat=d.home[0] if d.home else None, home_lon=d.home[1] if d.home else None)
         db.add(driver)
         db.flush()
-        for week, shift in enumerate((d.this_week, d.next_week)):
+        for date, pattern in days:
+            shift = (d.this_week, d.next_week)[pattern]
             if shift is None:
                 continue
             depot = depots[shift.depot]
-            db.add(Shift(driver_id=driver.id, date=first_day + dt.timedelta(weeks=week),
+            db.add(Shift(driver_id=driver.id, date=date,
                          start=shift.start, end=shift.end, start_depot_id=depot.id,
                          end_depot_id=None if shift.ends_at_home else depot.id,
                          offered_by=shift.offered_by))
     db.flush()
 
 
+def referred_days_ago(referrals: list[DemoReferral], history_weeks: int) -> list[int]:
+    """When each referral was made, in days before the load. With a history, the referrals older than
+    RECENT_DAYS spread over its weeks (oldest first, a few each week), so the program grew week by week."""
+    days = [r.days_ago for r in referrals]
+    older = sorted((i for i, r in enumerate(referrals) if r.days_ago > RECENT_DAYS), key=lambda i: -days[i])
+    for rank, i in enumerate(older):
+        days[i] += 7 * (history_weeks - rank * history_weeks // len(older))
+    return days
+
+
 def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str, User],
-                    clock: Clock) -> None:
+                    clock: Clock, *, history_weeks: int) -> None:
     """Each clinic refers its patients, oldest referral first, so the newest ones meet the waitlist."""
-    referrals = sorted(demo_referrals(), key=lambda r: -r.days_ago)
+    demos = demo_referrals()
+    referrals = sorted(zip(referred_days_ago(demos, history_weeks), demos, strict=True), key=lambda p: -p[0])
     per_day: Counter[int] = Counter()
     today = clock.today(TIMEZONE)
-    for demo in referrals:
+    for days_ago, demo in referrals:
         clinic = orgs[demo.clinic]
+        at = _clinic_hours(today - dt.timedelta(days=days_ago), per_day[days_ago], orgs[FOOD_BANK].timezone)
+        per_day[days_ago] += 1
+        # With a history, the referral is decided as it was then (its first delivery day, the room
+        # on the days after); without one, every order starts from the next delivery day.
         result = intake.refer(db, demo.body, clinic_id=clinic.id, actor_id=staff[demo.clinic].id,
-                              source=Source.demo, clock=clock)
+                              source=Source.demo, clock=FixedClock(at) if history_weeks else clock)
         # Back-date what intake just wrote to the clinic's working hours on the day the patient was
-        # referred, so lists and timelines read like the week before the first delivery day.
-        at = _clinic_hours(today - dt.timedelta(days=demo.days_ago), per_day[demo.days_ago],
-                           orgs[FOOD_BANK].timezone)
-        per_day[demo.days_ago] += 1
+        # referred, so lists and timelines read like a program under way.
         result.referral.created_at = at
         patient = db.get(Patient, result.referral.patient_id)
         assert patient is not None

@@ -162,6 +162,29 @@ def test_two_failed_attempts_put_the_order_on_the_review_list_and_tell_the_clini
     assert "Deliveries on hold after 2 failed attempts" in told
 
 
+def test_a_failed_fortnightly_delivery_is_retried_the_next_week(
+        program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
+        receiver: Receiver) -> None:
+    """An order due every other week is not due the week after a failed attempt: the retry goes
+    there only because the program has room that day (a one-off stop, counted against capacity)."""
+    with database.writer() as db:
+        clinic = db.get(Organization, program.clinic1_id)
+        receiver.secret = endpoints.register(db, clinic, receiver.url, allow_loopback=True,  # type: ignore[arg-type]
+                                             actor=AuditContext()).secret
+        headers = api_token(db, program.clinic1)
+        db.commit()
+    body = {**referral_body(), "order": {"cadence": "biweekly"}}
+    response = loop_client.post("/api/v1/referrals", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    order_id = response.json()["order_id"]
+    stop_id = publish_route(database, program, order_id, FIRST_DAY, 1)
+    driver_confirms(database, stop_id, "no_answer", dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC))
+    worker_follows_up(database, loop_settings)
+    with database.reader() as db:
+        retry = db.scalars(select(Stop).where(Stop.carried_from_id == stop_id)).one()
+        assert retry.date == FIRST_DAY + dt.timedelta(weeks=1)
+
+
 def test_a_wrong_address_goes_to_review_as_an_address_problem(
         program: Program, database: Database, loop_settings: Settings, loop_client: TestClient,
         receiver: Receiver) -> None:

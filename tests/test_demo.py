@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from delivery import demo
+from delivery import demo, demo_history
 from delivery.models import (
     Base,
+    Confirmation,
     Depot,
     Driver,
     Membership,
@@ -24,18 +25,23 @@ from delivery.models import (
     OrganizationKind,
     Outcome,
     Patient,
+    Plan,
+    PlanStatus,
     Referral,
     ReferralEvent,
     Role,
     Shift,
     Source,
+    Stop,
     User,
 )
+from delivery.models.timeline import EventKind
 from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.program.scheduling import is_due
 from delivery.program.waitlist import recurrence
+from delivery.reports import funder
 from tests.builders import clock_on
 
 TODAY = dt.date(2026, 3, 4)  # a Wednesday: the next delivery day (Tuesday) is six days away
@@ -54,7 +60,8 @@ def on_today(settings: Settings) -> Settings:
 
 @pytest.fixture
 def loaded(database: Database, settings: Settings, password_file: Path) -> str:
-    return demo.load(database, on_today(settings), password_file=password_file)
+    """The demo as its first delivery week looks (no past days): the shape of the program."""
+    return demo.load(database, on_today(settings), password_file=password_file, history_weeks=0)
 
 
 def _row_counts(db: Session) -> dict[str, int]:
@@ -177,7 +184,7 @@ def test_second_load_changes_nothing(database: Database, settings: Settings, pas
     password = password_file.read_text()
     with database.reader() as db:
         before = _row_counts(db)
-    again = demo.load(database, on_today(settings), password_file=password_file)
+    again = demo.load(database, on_today(settings), password_file=password_file, history_weeks=0)
     with database.reader() as db:
         assert _row_counts(db) == before
     assert "already loaded" in again
@@ -189,7 +196,7 @@ def test_lost_password_file_is_reported_not_replaced(database: Database, setting
                                                      password_file: Path, loaded: str) -> None:
     """Without var/demo-password a second load says how to start over instead of inventing a password."""
     password_file.unlink()
-    again = demo.load(database, on_today(settings), password_file=password_file)
+    again = demo.load(database, on_today(settings), password_file=password_file, history_weeks=0)
     assert "already loaded" in again
     assert "not the one in" in again
     assert not password_file.exists()
@@ -212,3 +219,51 @@ def test_sign_in_text_uses_a_loopback_address() -> None:
     assert "pw-example-123" in text
     assert "clinic2@demo.test" in text
     assert "token create --user clinic1@demo.test" in text
+
+
+def test_demo_history_looks_like_a_running_program(database: Database, settings: Settings,
+                                                   password_file: Path) -> None:
+    """`delivery demo load` plays eight past delivery days through the real services: published
+    routes, confirmations with a mix of outcomes, failed attempts rescheduled, receipts; every event
+    dated in the past (none stamped with the wall clock), and the funder report of the last four
+    weeks counts what happened."""
+    today = on_today(settings)
+    said = demo.load(database, today, password_file=password_file)
+    past = demo_history.past_delivery_days(demo.DELIVERY_WEEKDAY, TODAY, demo.HISTORY_WEEKS)
+    assert past[-1] == dt.date(2026, 3, 3) and len(past) == 8 and past[0] == dt.date(2026, 1, 13)
+    assert "8 past delivery days since 13 Jan" in said
+    with database.reader() as db:
+        plans = db.scalars(select(Plan).where(Plan.date < TODAY).order_by(Plan.date)).all()
+        assert [p.date for p in plans] == past
+        assert all(p.status == PlanStatus.published for p in plans)
+        stops_per_day = [db.scalar(select(func.count()).select_from(Stop).where(
+            Stop.plan_id == p.id, Stop.route_id.is_not(None))) for p in plans]
+        assert stops_per_day[0] < stops_per_day[-1]  # the program grew week by week
+        confirmed = Counter(db.scalars(select(Confirmation.outcome)))
+        assert sum(confirmed.values()) == sum(stops_per_day)  # every routed stop was driven
+        assert confirmed["delivered"] > 0.7 * sum(confirmed.values())
+        assert confirmed["left_at_door"] > 0 and confirmed["no_answer"] > 0
+        kinds = Counter(db.scalars(select(ReferralEvent.kind)))
+        assert kinds[EventKind.rescheduled] > 0 and kinds[EventKind.receipt_confirmed] > 0
+        retried = db.scalars(select(Stop).where(Stop.carried_from_id.is_not(None))).all()
+        assert retried and all(s.date > db.get(Stop, s.carried_from_id).date for s in retried)  # type: ignore[union-attr]
+        latest = db.scalar(select(func.max(ReferralEvent.at)))
+        assert latest is not None and latest.replace(tzinfo=dt.UTC) <= today.clock.now()
+
+        food_bank = db.scalar(select(Organization).where(Organization.name == demo.FOOD_BANK))
+        month = funder.build(db, food_bank, TODAY - dt.timedelta(days=28), TODAY - dt.timedelta(days=1))  # type: ignore[arg-type]
+    assert month.boxes_delivered > 0 and month.receipts_confirmed > 0 and month.volunteer_hours > 0
+    assert month.success_rate is not None and 0.8 <= month.success_rate < 1
+
+
+def test_referral_dates_spread_over_the_history() -> None:
+    """With a history, older referrals move back by whole weeks, oldest furthest, in the same order;
+    the newest stay where they are so they still meet the waitlist."""
+    referrals = demo.demo_referrals()
+    days = demo.referred_days_ago(referrals, 8)
+    assert max(days) >= 56 and max(days) - 56 <= 7
+    recent = [d for r, d in zip(referrals, days, strict=True) if r.days_ago <= demo.RECENT_DAYS]
+    assert recent and all(d <= demo.RECENT_DAYS for d in recent)
+    order = sorted(range(len(referrals)), key=lambda i: -referrals[i].days_ago)
+    assert [days[i] for i in order] == sorted(days, reverse=True)
+    assert demo.referred_days_ago(referrals, 0) == [r.days_ago for r in referrals]

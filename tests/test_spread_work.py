@@ -31,7 +31,7 @@ LIMIT = 3.0
 @pytest.fixture
 def demo_day(database: Database, settings: Settings, tmp_path: Path) -> int:
     demo.load(database, msgspec.structs.replace(settings, clock=clock_on(TODAY, hour=9)),
-              password_file=tmp_path / "pw")
+              password_file=tmp_path / "pw", history_weeks=0)  # the next day as a new program has it
     with database.writer() as db:
         food_bank = db.scalar(select(Organization).where(Organization.name == demo.FOOD_BANK))
         plan = days.prepare(db, food_bank, DEMO_DAY)

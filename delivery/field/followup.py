@@ -28,6 +28,7 @@ from delivery.models import (
     Order,
     OrderStatus,
     Organization,
+    Plan,
     Referral,
     ReviewItem,
     ReviewKind,
@@ -73,10 +74,11 @@ def next_day_with_room(db: Session, food_bank: Organization, order: Order, after
             continue
         if is_due(waitlist.recurrence(order), candidate) or food_bank.boxes_per_delivery_day is None:
             return candidate
-        promised = waitlist.committed(db, food_bank.id, candidate)[candidate]
-        retries = db.scalar(select(func.coalesce(func.sum(Stop.boxes), 0)).where(
-            Stop.date == candidate, Stop.carried_from_id.is_not(None),
-            Stop.status != StopStatus.removed)) or 0
+        promised = waitlist.committed(db, food_bank, candidate)[candidate]
+        retries = db.scalar(
+            select(func.coalesce(func.sum(Stop.boxes), 0)).join(Plan, Plan.id == Stop.plan_id)
+            .where(Plan.food_bank_id == food_bank.id, Stop.date == candidate,
+                   Stop.carried_from_id.is_not(None), Stop.status != StopStatus.removed)) or 0
         if promised + retries + order.boxes <= food_bank.boxes_per_delivery_day:
             return candidate
     return None
