@@ -228,6 +228,8 @@ def test_production_refuses_an_unsafe_configuration() -> None:
                      "sslmode=verify-full", "DELIVERY_BACKUP_RECIPIENTS"):
         assert expected in said
     assert production_problems(msgspec.structs.replace(unsafe, production=False)) == []
+    example = msgspec.structs.replace(safe, secret_key="CHANGE-ME-to-a-long-random-string-of-40-chars")
+    assert "DELIVERY_SECRET_KEY" in " ".join(production_problems(example))
 
 
 @pytest.mark.req("R11.1")

@@ -21,7 +21,8 @@ def production_problems(settings: Settings) -> list[str]:
     problems = []
     if not settings.base_url.startswith("https://"):
         problems.append(f"DELIVERY_BASE_URL is {settings.base_url}: serve over https:// in production")
-    if len(settings.secret_key) < MIN_SECRET_LENGTH or settings.secret_key.startswith("test"):
+    if (len(settings.secret_key) < MIN_SECRET_LENGTH or settings.secret_key.startswith("test")
+            or "CHANGE-ME" in settings.secret_key):  # deploy/delivery.env.example's placeholder
         problems.append(f"DELIVERY_SECRET_KEY must be a random value of at least {MIN_SECRET_LENGTH} "
                         "characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     if settings.demo:
