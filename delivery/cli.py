@@ -54,8 +54,21 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("action", choices=["create"])
     token.add_argument("--user", required=True, metavar="EMAIL")
 
-    backup = sub.add_parser("backup", help="online backup of the database")
+    backup = sub.add_parser("backup", help="online backup of the database (and photos, encrypted with age)")
     backup.add_argument("path", type=Path)
+    backup.add_argument("--recipient", action="append", default=[], metavar="AGE1…",
+                        help="an age public key to encrypt for (default: DELIVERY_BACKUP_RECIPIENTS)")
+    restore = sub.add_parser("restore", help="restore an encrypted backup into an empty database")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--identity", type=Path, required=True, metavar="KEYFILE",
+                         help="the age identity (private key) file the backup was encrypted for")
+    restore.add_argument("--to", dest="target", required=True, metavar="DATABASE_URL")
+    restore.add_argument("--photos", type=Path, required=True, metavar="DIR", help="an empty folder")
+    sheets = sub.add_parser("sheets", help="emergency: a day's route sheets from a backup, the app down")
+    sheets.add_argument("--from-backup", dest="backup_file", type=Path, required=True, metavar="FILE")
+    sheets.add_argument("--identity", type=Path, required=True, metavar="KEYFILE")
+    sheets.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD")
+    sheets.add_argument("--out", type=Path, metavar="FILE.html", help="default: standard output")
 
     solve = sub.add_parser("solve", help="solve a routing problem file, print the solution JSON")
     solve.add_argument("file")
@@ -126,6 +139,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(settings.database_url)
         print("database is up to date")
         return 0
+    if args.command in ("serve", "worker"):
+        preflight(settings)
+    if args.command == "restore":
+        from delivery.platform.backup import BackupError, restore
+
+        try:
+            print(restore(args.file, args.identity, args.target, args.photos))
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+        return 0
+    if args.command == "sheets":
+        from delivery.web.emergency import EmergencyError, sheets_from_backup
+
+        try:
+            html = sheets_from_backup(args.backup_file, args.identity, args.date)
+        except EmergencyError as exc:
+            raise CommandError(str(exc)) from None
+        if args.out:
+            args.out.write_text(html, encoding="utf-8")
+            print(f"route sheets for {args.date} written to {args.out}")
+        else:
+            print(html)
+        return 0
     if args.command == "serve":
         import uvicorn
 
@@ -175,8 +211,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "backup":
             from delivery.platform.backup import BackupError, backup
 
+            recipients = args.recipient or settings.recipients
+            if settings.production and not recipients:
+                raise CommandError("production backups are encrypted: pass --recipient age1… or set "
+                                   "DELIVERY_BACKUP_RECIPIENTS")
             try:
-                print(backup(settings.database_url, args.path))
+                print(backup(settings.database_url, args.path, recipients=recipients,
+                             photos=settings.photos))
             except BackupError as exc:
                 raise CommandError(str(exc)) from None
             return 0
@@ -209,6 +250,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         database.dispose()
     raise CommandError(f"unknown command {args.command}")
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to serve an unsafe production configuration or a database not at this code's schema."""
+    from delivery.platform.preflight import production_problems, schema_problems
+
+    problems = production_problems(settings) + schema_problems(settings.database_url)
+    if problems:
+        raise CommandError("refusing to start:\n  - " + "\n  - ".join(problems))
 
 
 def report_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

@@ -59,12 +59,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where delivery photos are kept (default var/photos); back it up with the database."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
+    production: bool = False
+    """Holding real patients' data: `delivery serve` refuses an unsafe configuration (preflight)."""
+    backup_recipients: str = ""
+    """age public keys (age1…, comma-separated) `delivery backup` encrypts for; required in production."""
     clock: Clock = msgspec.field(default_factory=Clock)
     """What time it is (not from the environment): tests pass a FixedClock."""
 
     @property
     def photos(self) -> Path:
         return Path(self.photo_dir) if self.photo_dir else VAR / "photos"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [key.strip() for key in self.backup_recipients.split(",") if key.strip()]
 
     @property
     def is_sqlite(self) -> bool:
