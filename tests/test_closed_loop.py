@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import time_machine
 from litestar.testing import TestClient
 from sqlalchemy import select
 
@@ -35,6 +36,14 @@ from tests.job_builders import run_due_jobs
 from tests.webhook_receiver import Receiver
 
 FIRST_DAY = dt.date(2026, 12, 1)  # a Tuesday, the program's delivery day
+
+
+@pytest.fixture(autouse=True)
+def morning_of_the_first_day() -> object:
+    """Every story starts at 8:00 in Oakland on FIRST_DAY, whatever the date the suite runs on: a
+    referral made then is due that same day (the clock runs on from there)."""
+    with time_machine.travel(dt.datetime(2026, 12, 1, 16, tzinfo=dt.UTC), tick=True) as traveller:
+        yield traveller
 
 
 def publish_route(database: Database, program: Program, order_id: int, date: dt.date, driver_n: int) -> int:
