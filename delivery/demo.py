@@ -37,9 +37,11 @@ from delivery.models import (
     User,
 )
 from delivery.platform import auth
-from delivery.platform.clock import Clock
+from delivery.platform.audit import AuditContext
+from delivery.platform.clock import Clock, zone
 from delivery.platform.db import Database
 from delivery.platform.settings import VAR, Settings
+from delivery.program import partnerships
 from delivery.program.scheduling import is_due, next_weekday
 from delivery.program.waitlist import recurrence
 from delivery.referrals import intake
@@ -281,7 +283,40 @@ def _build(db: Session, password_hash: str, clock: Clock) -> Organization:
                                              (orgs[u.organization].id, u.role))
     _add_drivers(db, food_bank, depots, password_hash, today)
     _refer_patients(db, orgs, staff, clock)
+    admin = db.scalar(select(User).where(User.email == STAFF[0].email))
+    assert admin is not None
+    _write_agreements(db, orgs, admin, today)
     return food_bank
+
+
+@dataclass(frozen=True)
+class DemoAgreement:
+    clinic: str
+    allocation: int
+    unit: str
+    days_to_first_box: int
+    food_bank_contact: str
+    clinic_contact: str
+
+
+AGREEMENTS = (
+    DemoAgreement(CLINICS[0], 35, "new_patients", 7, "Dana Okafor, programs, (510) 555-0150, dana@eastside.example",
+                  "Kevin Huang, care coordination, (510) 555-0161, khuang@elmhurst.example"),
+    DemoAgreement(CLINICS[1], 30, "boxes", 10, "Dana Okafor, programs, (510) 555-0150, dana@eastside.example",
+                  "Lucía Navarro, social work, (510) 555-0172, lnavarro@fruitvale.example"),
+)
+
+
+def _write_agreements(db: Session, orgs: dict[str, Organization], admin: User, today: dt.date) -> None:
+    """Each clinic's written allocation, by the food bank's admin: a pilot that began a month ago,
+    reviewed after six months. Written after the referrals, so the demo's waitlist stays as it was."""
+    ctx = AuditContext.for_command("demo load", user_id=admin.id)
+    for a in AGREEMENTS:
+        terms = partnerships.Terms(allocation=a.allocation, unit=a.unit, delivery_days=[DELIVERY_WEEKDAY],
+                                   days_to_first_box=a.days_to_first_box, food_bank_contact=a.food_bank_contact,
+                                   clinic_contact=a.clinic_contact, starts_on=today - dt.timedelta(weeks=4),
+                                   review_on=today + dt.timedelta(weeks=22))
+        partnerships.save(db, ctx, orgs[a.clinic], terms, actor_id=admin.id)
 
 
 def _create_user(db: Session, email: str, name: str, password_hash: str,
@@ -338,6 +373,9 @@ def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str,
             event.at = at
         if result.order is not None:
             result.order.created_at = at
+            result.order.placed_on = at.astimezone(zone(TIMEZONE)).date()
+            if result.order.accepted_on is not None:
+                result.order.accepted_on = result.order.placed_on
             if result.order.waitlisted_at is not None:
                 result.order.waitlisted_at = at
         db.flush()
