@@ -188,7 +188,7 @@ def quiet_clinics(db: Session, food_bank: Organization, today: dt.date) -> list[
     for row, clinic in db.execute(select(Partnership, Organization)
                                   .join(Organization, Organization.id == Partnership.clinic_id)
                                   .where(Partnership.food_bank_id == food_bank.id)
-                                  .order_by(Organization.name)).tuples():
+                                  .order_by(Organization.name)):
         weeks = allocations.quiet_weeks(referred[row.clinic_id], allocation=row.allocation,
                                         starts_on=row.starts_on, today=today)
         if weeks:

@@ -98,7 +98,7 @@ def clinics_of(db: Session, orders: list[Order]) -> dict[int, int]:
     if not ids:
         return {}
     return dict(db.execute(select(Order.id, Referral.clinic_id).join(Referral, Referral.id == Order.referral_id)
-                           .where(Order.id.in_(ids))).tuples().all())
+                           .where(Order.id.in_(ids))).all())
 
 
 def position(db: Session, order: Order) -> int | None:
