@@ -299,10 +299,11 @@ class DemoAgreement:
     clinic_contact: str
 
 
+FOOD_BANK_CONTACT = "Dana Okafor, programs, (510) 555-0150, dana@eastside.example"
 AGREEMENTS = (
-    DemoAgreement(CLINICS[0], 35, "new_patients", 7, "Dana Okafor, programs, (510) 555-0150, dana@eastside.example",
+    DemoAgreement(CLINICS[0], 35, "new_patients", 7, FOOD_BANK_CONTACT,
                   "Kevin Huang, care coordination, (510) 555-0161, khuang@elmhurst.example"),
-    DemoAgreement(CLINICS[1], 30, "boxes", 10, "Dana Okafor, programs, (510) 555-0150, dana@eastside.example",
+    DemoAgreement(CLINICS[1], 30, "boxes", 10, FOOD_BANK_CONTACT,
                   "Lucía Navarro, social work, (510) 555-0172, lnavarro@fruitvale.example"),
 )
 
@@ -313,7 +314,8 @@ def _write_agreements(db: Session, orgs: dict[str, Organization], admin: User, t
     ctx = AuditContext.for_command("demo load", user_id=admin.id)
     for a in AGREEMENTS:
         terms = partnerships.Terms(allocation=a.allocation, unit=a.unit, delivery_days=[DELIVERY_WEEKDAY],
-                                   days_to_first_box=a.days_to_first_box, food_bank_contact=a.food_bank_contact,
+                                   days_to_first_box=a.days_to_first_box,
+                                   food_bank_contact=a.food_bank_contact,
                                    clinic_contact=a.clinic_contact, starts_on=today - dt.timedelta(weeks=4),
                                    review_on=today + dt.timedelta(weeks=22))
         partnerships.save(db, ctx, orgs[a.clinic], terms, actor_id=admin.id)

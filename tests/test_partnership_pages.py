@@ -32,7 +32,8 @@ def settings(settings: Settings) -> Settings:
 
 def write_agreement(client: TestClient, program: Program, **changes: object) -> str:
     token = sign_in(client, program.admin)
-    response = client.post(f"/partnerships/{program.clinic1_id}", data={**FORM, **changes, "csrf_token": token})
+    response = client.post(f"/partnerships/{program.clinic1_id}",
+                           data={**FORM, **changes, "csrf_token": token})
     assert response.status_code == 200, response.text
     return response.text
 
@@ -62,7 +63,7 @@ def test_a_bad_form_says_what_to_fix_and_saves_nothing(client: TestClient, progr
     assert response.status_code == 422
     assert "The review date must come after the start date." in response.text
     response = client.post(f"/partnerships/{program.clinic1_id}",
-                           data={**{k: v for k, v in FORM.items() if k != "delivery_days"}, "csrf_token": token})
+                           data={**FORM, "delivery_days": [], "csrf_token": token})
     assert response.status_code == 422 and "Delivery days" in response.text
     with database.reader() as db:
         assert db.scalar(select(Partnership.id)) is None
@@ -77,11 +78,13 @@ def test_clinic_staff_read_their_own_agreement_only(client: TestClient, program:
     page = client.get(f"/partnerships/{program.clinic1_id}")
     assert page.status_code == 200
     assert "2 new patients per week" in page.text and 'id="history"' in page.text
-    assert "Save the agreement" not in page.text and "<form method=\"post\" action=\"/partnerships" not in page.text
+    assert "Save the agreement" not in page.text
+    assert 'action="/partnerships' not in page.text
     assert f'href="/partnerships/{program.clinic1_id}"' in client.get("/clinic").text
     assert client.get(f"/partnerships/{program.clinic2_id}").status_code == 404
     assert client.get("/partnerships").status_code == 403
-    denied = client.post(f"/partnerships/{program.clinic1_id}", data={**FORM, "allocation": "9", "csrf_token": token})
+    denied = client.post(f"/partnerships/{program.clinic1_id}",
+                         data={**FORM, "allocation": "9", "csrf_token": token})
     assert denied.status_code == 403
 
 

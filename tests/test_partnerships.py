@@ -57,8 +57,8 @@ def test_a_referral_past_the_weekly_allocation_waits_though_the_program_has_room
         assert "allocation this week is used (2 of 2 new patients placed this week)" in third.referral.reason
         assert "program has room" in third.referral.reason
         waitlisted = [e for e in events.history(db, third.referral.id) if e.kind == "waitlisted"]
-        assert waitlisted[0].as_data()["allocation_used"] == {"unit": "new_patients", "allocation": 2, "used": 2,
-                                                              "lending": False}
+        held = waitlisted[0].as_data()["allocation_used"]
+        assert held == {"unit": "new_patients", "allocation": 2, "used": 2, "lending": False}
         assert "the clinic's allocation this week is used (2 of 2 new patients)" in waitlisted[0].text
         food_bank = db.get(Organization, program.food_bank_id)
         wait = waitlist.waits(db, food_bank, MONDAY)[0]
@@ -125,7 +125,8 @@ def test_a_clinic_far_below_its_allocation_for_four_weeks_is_flagged(database, p
             refer(db, program.clinic1_id, f"A{week}", day=day)
             refer(db, program.clinic2_id, f"B{week}", day=day)
         quiet = partnerships.quiet_clinics(db, db.get(Organization, program.food_bank_id), today)
-        assert [(q.clinic.id, [w.referred for w in q.weeks]) for q in quiet] == [(program.clinic1_id, [1] * 4)]
+        found = [(q.clinic.id, [w.referred for w in q.weeks]) for q in quiet]
+        assert found == [(program.clinic1_id, [1] * 4)]
 
 
 def test_each_change_to_the_agreement_is_audited_with_before_and_after(database, program) -> None:

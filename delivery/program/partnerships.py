@@ -101,7 +101,8 @@ def save(db: Session, ctx: AuditContext, clinic: Organization, terms: Terms, *,
 
 
 def _summary(row: Partnership) -> str:
-    return (f"{row.allocation} {UNIT_WORDS[row.unit]} per week, delivered {_shown('delivery_days', row.delivery_days)}, "
+    days = _shown("delivery_days", row.delivery_days)
+    return (f"{row.allocation} {UNIT_WORDS[row.unit]} per week, delivered {days}, "
             f"first box within {row.days_to_first_box} days, from {row.starts_on}"
             + (f", review {row.review_on}" if row.review_on else ""))
 
@@ -124,7 +125,8 @@ def history(db: Session, clinic_id: int) -> list[Change]:
 
 def _used(db: Session, food_bank_id: int, monday: dt.date, sunday: dt.date) -> dict[int, tuple[int, int]]:
     """(orders, boxes) each clinic of the program placed on the program in the week."""
-    rows = db.execute(select(Referral.clinic_id, func.count(Order.id), func.coalesce(func.sum(Order.boxes), 0))
+    boxes = func.coalesce(func.sum(Order.boxes), 0)
+    rows = db.execute(select(Referral.clinic_id, func.count(Order.id), boxes)
                       .join(Referral, Referral.id == Order.referral_id)
                       .where(Order.food_bank_id == food_bank_id, Order.accepted_on >= monday,
                              Order.accepted_on <= sunday)

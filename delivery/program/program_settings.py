@@ -119,7 +119,8 @@ LEND_HELP = ("A clinic past its weekly referral allocation may use what other cl
 
 
 def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
-                   require_upstairs: bool, box_types: list[str], lend_allocation: bool | None = None) -> list[str]:
+                   require_upstairs: bool, box_types: list[str],
+                   lend_allocation: bool | None = None) -> list[str]:
     """Change how the program works; every change is written to the audit trail with its old value.
     Returns the changes, in words (refused as a whole when any value is out of bounds).
     `lend_allocation` None leaves lending as it is."""

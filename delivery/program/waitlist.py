@@ -97,7 +97,8 @@ def clinics_of(db: Session, orders: list[Order]) -> dict[int, int]:
     ids = [order.id for order in orders]
     if not ids:
         return {}
-    return dict(db.execute(select(Order.id, Referral.clinic_id).join(Referral, Referral.id == Order.referral_id)
+    return dict(db.execute(select(Order.id, Referral.clinic_id)
+                           .join(Referral, Referral.id == Order.referral_id)
                            .where(Order.id.in_(ids))).all())
 
 

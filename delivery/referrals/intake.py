@@ -203,8 +203,9 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
                                f"({waitlist.allocation_words(allowance)}), though the program has room: "
                                f"waitlisted at position {place}.")
         else:
-            referral.reason = (f"Eligible for home delivery, but the program's {food_bank.boxes_per_delivery_day}"
-                               f" boxes per delivery day are taken: waitlisted at position {place}.")
+            referral.reason = (f"Eligible for home delivery, but the program's "
+                               f"{food_bank.boxes_per_delivery_day} boxes per delivery day are taken: "
+                               f"waitlisted at position {place}.")
         timeline.record(db, referral, EventKind.waitlisted,
                         payloads.Waitlisted(order_id=order.id, position=place, allocation_used=held),
                         actor_id=actor_id)

@@ -22,7 +22,18 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, partnerships, setup, webhooks
+from delivery.web import (
+    account,
+    admin,
+    clinic,
+    coordinator,
+    driver,
+    fhir,
+    i18n,
+    partnerships,
+    setup,
+    webhooks,
+)
 from delivery.web.api import allocation as api_allocation
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api

@@ -56,8 +56,9 @@ def form_values(row: Any) -> dict[str, Any]:
 def submitted(data: dict[str, Any]) -> dict[str, Any]:
     """The form's fields as the schema takes them: blanks left out, the days always a list."""
     days = data.get("delivery_days", [])
+    skip = ("csrf_token", "delivery_days")
     values: dict[str, Any] = {k: v.strip() for k, v in data.items()
-                              if k not in ("csrf_token", "delivery_days") and isinstance(v, str) and v.strip()}
+                              if k not in skip and isinstance(v, str) and v.strip()}
     values["delivery_days"] = days if isinstance(days, list) else [days]
     return values
 
@@ -88,8 +89,8 @@ class PartnershipController(Controller):
               status_code: int = 200) -> Template:
         row = partnerships.of_clinic(db, clinic.id)
         today = program_today(request, food_bank)
-        quiet = next((q for q in partnerships.quiet_clinics(db, food_bank, today) if q.clinic.id == clinic.id),
-                     None)
+        quiet = next((q for q in partnerships.quiet_clinics(db, food_bank, today)
+                      if q.clinic.id == clinic.id), None)
         return page(request, "partnerships/partnership.html", clinic=clinic, food_bank=food_bank,
                     partnership=row, allowance=partnerships.allowance(db, food_bank, clinic.id, today),
                     week=allocations.week_of(today), history=partnerships.history(db, clinic.id),
@@ -116,8 +117,8 @@ class PartnershipController(Controller):
         form, errors = convert(PartnershipIn, values)
         if form is not None:
             try:
-                changes = partnerships.save(db, audit, clinic, partnerships.Terms(**msgspec.structs.asdict(form)),
-                                            actor_id=principal(request).user_id)
+                terms = partnerships.Terms(**msgspec.structs.asdict(form))
+                changes = partnerships.save(db, audit, clinic, terms, actor_id=principal(request).user_id)
             except partnerships.PartnershipError as exc:
                 errors = {exc.field or "form": str(exc)}
         if errors:

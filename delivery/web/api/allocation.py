@@ -26,7 +26,8 @@ class AllocationApi(Controller):
                      "agreement with the food bank. A referral beyond it is waitlisted even when the "
                      "program has room, unless the food bank lends other clinics' unused allocation. "
                      "`clinic_id` only for accounts that refer for several clinics.")
-    def get_allocation(self, request: Request, db: DB, clinic_id: FromQuery[Id | None] = None) -> AllocationOut:
+    def get_allocation(self, request: Request, db: DB,
+                       clinic_id: FromQuery[Id | None] = None) -> AllocationOut:
         clinic = db.get(Organization, referring_clinic(principal(request), clinic_id))
         food_bank = db.get(Organization, clinic.food_bank_id) if clinic and clinic.food_bank_id else None
         if clinic is None or food_bank is None:

@@ -725,8 +725,10 @@ class ReferralDeskController(Controller):
             db.rollback()
             food_bank = food_bank_of(db, food_bank_id)
             section = self._program_section(request, db, food_bank, choice_errors=errors, choice_values={
-                k: v for k, v in data.items() if k != "csrf_token"} | {"require_upstairs": data.get(
-                    "require_upstairs", ""), "lend_allocation": data.get("lend_allocation", ""), "box_types": boxes if isinstance(boxes, list) else [boxes]})
+                k: v for k, v in data.items() if k != "csrf_token"} | {
+                    "require_upstairs": data.get("require_upstairs", ""),
+                    "lend_allocation": data.get("lend_allocation", ""),
+                    "box_types": boxes if isinstance(boxes, list) else [boxes]})
             status_code = 422
         else:
             db.commit()
