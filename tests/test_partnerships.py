@@ -113,6 +113,21 @@ def test_the_waitlist_serves_a_held_referral_in_the_next_week(database, program)
         assert db.get(Referral, held.referral.id).status == "active"
 
 
+def test_a_new_weeks_referral_serves_the_clinics_held_ones_first(database, program) -> None:
+    """Allocation 1: held on Friday; the clinic's next referral on Monday places the held one first
+    (the new week's allocation) and itself waits, for the allocation, not for room."""
+    friday, monday = MONDAY + dt.timedelta(days=4), MONDAY + dt.timedelta(days=7)
+    with database.writer() as db:
+        agree(db, program.clinic1_id, 1)
+        refer(db, program.clinic1_id, "M1", day=friday)
+        held = refer(db, program.clinic1_id, "M2", day=friday)
+        later = refer(db, program.clinic1_id, "M3", day=monday)
+        assert (held.order.status, held.order.accepted_on) == (OrderStatus.active, monday)
+        assert (later.order.status, later.order.waitlist_reason) == (OrderStatus.waitlisted, "allocation")
+        moved = [e for e in events.history(db, held.referral.id) if e.kind == "moved_off_waitlist"]
+        assert moved[0].text.startswith("The clinic's allocation for a new week: moved off the waitlist")
+
+
 def test_a_clinic_far_below_its_allocation_for_four_weeks_is_flagged(database, program) -> None:
     """Clinic 1 (10 a week) referred 1 a week for four weeks: flagged; clinic 2 (2 a week, 1 a week)
     referred at half its allocation: not."""

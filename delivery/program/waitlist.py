@@ -92,6 +92,13 @@ def waiting_ahead(db: Session, food_bank_id: int, priority: int, clinic_id: int)
             Referral.clinic_id == clinic_id)).limit(1)) is not None
 
 
+def held_for_allocation(db: Session, food_bank_id: int, clinic_id: int) -> bool:
+    """Whether any of the clinic's referrals waits for its allocation (not for the program's room)."""
+    return db.scalar(select(Order.id).join(Referral, Referral.id == Order.referral_id).where(
+        Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted,
+        Order.waitlist_reason == HELD_BY_ALLOCATION, Referral.clinic_id == clinic_id).limit(1)) is not None
+
+
 def clinics_of(db: Session, orders: list[Order]) -> dict[int, int]:
     """The referring clinic of each order, by order id (one query)."""
     ids = [order.id for order in orders]
@@ -140,6 +147,7 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
             order.waitlist_reason = HELD_BY_CAPACITY
             break
         ledger.take(clinics[order.id], order.boxes)
+        held_by = order.waitlist_reason
         order.status = OrderStatus.active
         order.accepted_on = today
         order.waitlist_reason = None
@@ -150,7 +158,8 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
         referral.reason = "Moved off the waitlist: home delivery."
         first = next_weekday(order.weekday, order.start_date)
         timeline.record(db, referral, EventKind.moved_off_waitlist,
-                        payloads.MovedOffWaitlist(order_id=order.id, first_delivery=first),
+                        payloads.MovedOffWaitlist(order_id=order.id, first_delivery=first,
+                                                  allocation=held_by == HELD_BY_ALLOCATION),
                         actor_id=actor_id)
         db.flush()
         moved.append(order)

@@ -175,6 +175,9 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
                   start_date=next_weekday(weekday, max(today, wanted.start_date or today)),
                   priority=referral.priority, status=OrderStatus.active, placed_on=today)
     waitlist.lock_program(db, food_bank.id)
+    if not force_waitlist and waitlist.held_for_allocation(db, food_bank.id, referral.clinic_id):
+        # In a new week the clinic's referrals held for its allocation go first, before this one.
+        waitlist.promote(db, food_bank, today, actor_id)
     allowance = partnerships.allowance(db, food_bank, referral.clinic_id, today)
     over_allocation = (not force_waitlist and allowance is not None
                        and not allowance.admits(allocations.units(allowance.unit, order.boxes)))

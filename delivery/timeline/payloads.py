@@ -58,6 +58,7 @@ class Waitlisted(Payload):
 class MovedOffWaitlist(Payload):
     order_id: int
     first_delivery: dt.date
+    allocation: bool = False  # it waited for its clinic's allocation (a new week), not for room
 
 
 class OrderTerms(Payload):

@@ -66,7 +66,8 @@ def _waitlisted(d: p.Waitlisted) -> str:
 
 
 def _moved_off_waitlist(d: p.MovedOffWaitlist) -> str:
-    return f"Capacity freed: moved off the waitlist; first delivery {long_date(d.first_delivery)}."
+    why = "The clinic's allocation for a new week" if d.allocation else "Capacity freed"
+    return f"{why}: moved off the waitlist; first delivery {long_date(d.first_delivery)}."
 
 
 def _order_created(d: p.OrderCreated) -> str:
