@@ -124,6 +124,9 @@ def test_the_referral_form_and_the_api_show_what_is_left_this_week(client: TestC
     assert "This week's allocation is used" in form and "(2 of 2 new patients placed)" in form
     referral = client.get(f"/clinic/referrals/{outcomes[2]['id']}").text
     assert "allocation this week is used" in referral
+    client.post("/logout", data={"csrf_token": sign_in(client, program.clinic1)})
+    sign_in(client, program.coordinator)
+    assert "Its clinic&#39;s allocation this week is used: 2 of 2" in client.get("/coordinator/waitlist").text
 
 
 def test_lending_is_a_program_choice_on_the_program_page(client: TestClient, program: Program,
