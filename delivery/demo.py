@@ -42,9 +42,11 @@ from delivery.models import (
     User,
 )
 from delivery.platform import auth
-from delivery.platform.clock import Clock, FixedClock
+from delivery.platform.audit import AuditContext
+from delivery.platform.clock import Clock, FixedClock, zone
 from delivery.platform.db import Database
 from delivery.platform.settings import VAR, Settings
+from delivery.program import partnerships
 from delivery.program.scheduling import is_due, next_weekday
 from delivery.program.waitlist import recurrence
 from delivery.referrals import intake
@@ -298,7 +300,45 @@ def _build(db: Session, password_hash: str, clock: Clock, past_days: list[dt.dat
                                              (orgs[u.organization].id, u.role))
     _add_drivers(db, food_bank, depots, password_hash, today, past_days)
     _refer_patients(db, orgs, staff, clock, history_weeks=len(past_days))
+    admin = db.scalar(select(User).where(User.email == STAFF[0].email))
+    assert admin is not None
+    began = min([today - dt.timedelta(weeks=4), *(day - dt.timedelta(weeks=1) for day in past_days[:1])])
+    _write_agreements(db, orgs, admin, began, today)
     return food_bank
+
+
+@dataclass(frozen=True)
+class DemoAgreement:
+    clinic: str
+    allocation: int
+    unit: str
+    days_to_first_box: int
+    food_bank_contact: str
+    clinic_contact: str
+
+
+FOOD_BANK_CONTACT = "Dana Okafor, programs, (510) 555-0150, dana@eastside.example"
+AGREEMENTS = (
+    DemoAgreement(CLINICS[0], 35, "new_patients", 7, FOOD_BANK_CONTACT,
+                  "Kevin Huang, care coordination, (510) 555-0161, khuang@elmhurst.example"),
+    DemoAgreement(CLINICS[1], 30, "boxes", 10, FOOD_BANK_CONTACT,
+                  "Lucía Navarro, social work, (510) 555-0172, lnavarro@fruitvale.example"),
+)
+
+
+def _write_agreements(db: Session, orgs: dict[str, Organization], admin: User, began: dt.date,
+                      today: dt.date) -> None:
+    """Each clinic's written allocation, by the food bank's admin: a pilot that began before the first
+    delivery day, reviewed after six months. Written after the referrals, so the demo's waitlist stays
+    as it was."""
+    ctx = AuditContext.for_command("demo load", user_id=admin.id)
+    for a in AGREEMENTS:
+        terms = partnerships.Terms(allocation=a.allocation, unit=a.unit, delivery_days=[DELIVERY_WEEKDAY],
+                                   days_to_first_box=a.days_to_first_box,
+                                   food_bank_contact=a.food_bank_contact,
+                                   clinic_contact=a.clinic_contact, starts_on=began,
+                                   review_on=today + dt.timedelta(weeks=22))
+        partnerships.save(db, ctx, orgs[a.clinic], terms, actor_id=admin.id)
 
 
 def _create_user(db: Session, email: str, name: str, password_hash: str,
@@ -372,6 +412,9 @@ def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str,
             event.at = at
         if result.order is not None:
             result.order.created_at = at
+            result.order.placed_on = at.astimezone(zone(TIMEZONE)).date()
+            if result.order.accepted_on is not None:
+                result.order.accepted_on = result.order.placed_on
             if result.order.waitlisted_at is not None:
                 result.order.waitlisted_at = at
         db.flush()

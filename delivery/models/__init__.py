@@ -20,6 +20,7 @@ from delivery.models.loop import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from delivery.models.partnerships import AllocationUnit, Partnership
 from delivery.models.people import (
     ApiToken,
     AuditEvent,
@@ -75,6 +76,7 @@ from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, Refe
 __all__ = [
     "NAMING",
     "OPEN_STATUSES",
+    "AllocationUnit",
     "ApiToken",
     "AuditEvent",
     "Base",
@@ -111,6 +113,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxState",
     "Outcome",
+    "Partnership",
     "PasswordReset",
     "Patient",
     "Plan",

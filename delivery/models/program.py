@@ -81,6 +81,13 @@ class Order(Base):
     ended_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     waitlisted_at: Mapped[dt.datetime | None]
+    # The program dates (its time zone) it was asked for and put on the program: a clinic's weekly
+    # allocation counts these. Null on orders from before allocations were kept.
+    placed_on: Mapped[dt.date | None] = mapped_column(Date)
+    accepted_on: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    # Why it waits while waitlisted: "capacity" (the program is full) or "allocation" (its clinic's
+    # allocation this week is used); only a capacity wait holds other clinics' referrals behind it.
+    waitlist_reason: Mapped[str | None] = mapped_column(String(12))
 
     patient: Mapped[Patient] = relationship(lazy="joined")
     referral: Mapped[Referral] = relationship(lazy="raise")

@@ -114,10 +114,16 @@ UPSTAIRS_HELP = ("Stops above the first floor without a lift go only to drivers 
                  "Turn off when every driver does, or boxes are left at the building door.")
 
 
+LEND_HELP = ("A clinic past its weekly referral allocation may use what other clinics left unused this "
+             "week, instead of its referral waiting on the waitlist.")
+
+
 def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
-                   require_upstairs: bool, box_types: list[str]) -> list[str]:
+                   require_upstairs: bool, box_types: list[str],
+                   lend_allocation: bool | None = None) -> list[str]:
     """Change how the program works; every change is written to the audit trail with its old value.
-    Returns the changes, in words (refused as a whole when any value is out of bounds)."""
+    Returns the changes, in words (refused as a whole when any value is out of bounds).
+    `lend_allocation` None leaves lending as it is."""
 
     changes = []
     for choice in CHOICES:
@@ -134,6 +140,11 @@ def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, valu
         changes.append("upstairs stops need a driver who carries upstairs: "
                        f"{words[food_bank.require_upstairs]} → {words[require_upstairs]}")
         food_bank.require_upstairs = require_upstairs
+    if lend_allocation is not None and lend_allocation != food_bank.lend_allocation:
+        words = {True: "yes", False: "no"}
+        changes.append("lend clinics' unused allocation: "
+                       f"{words[food_bank.lend_allocation]} → {words[lend_allocation]}")
+        food_bank.lend_allocation = lend_allocation
     offered = sorted({BoxType(b).value for b in box_types})
     if not offered:
         raise ProgramError("Offer at least one box type.", "box_types")

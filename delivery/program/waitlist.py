@@ -17,7 +17,7 @@ from delivery.models import (
     Referral,
     ReferralStatus,
 )
-from delivery.program import capacity
+from delivery.program import allocations, capacity, partnerships
 from delivery.program.scheduling import Recurrence, next_weekday
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
@@ -77,11 +77,36 @@ def waiting_orders(db: Session, food_bank_id: int) -> list[Order]:
     ))
 
 
-def waiting_ahead(db: Session, food_bank_id: int, priority: int) -> bool:
-    """Whether a new order of this priority would have someone waiting ahead of it."""
-    return db.scalar(select(Order.id).where(
+HELD_BY_CAPACITY = "capacity"
+HELD_BY_ALLOCATION = "allocation"
+
+
+def waiting_ahead(db: Session, food_bank_id: int, priority: int, clinic_id: int) -> bool:
+    """Whether a new order of this priority from this clinic would have someone waiting ahead of it:
+    anyone waiting for room in the program, or its own clinic's patients waiting for its allocation
+    (another clinic's allocation holds only that clinic's referrals)."""
+    return db.scalar(select(Order.id).join(Referral, Referral.id == Order.referral_id).where(
         Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted,
-        Order.priority >= priority).limit(1)) is not None
+        Order.priority >= priority,
+        or_(Order.waitlist_reason.is_(None), Order.waitlist_reason != HELD_BY_ALLOCATION,
+            Referral.clinic_id == clinic_id)).limit(1)) is not None
+
+
+def held_for_allocation(db: Session, food_bank_id: int, clinic_id: int) -> bool:
+    """Whether any of the clinic's referrals waits for its allocation (not for the program's room)."""
+    return db.scalar(select(Order.id).join(Referral, Referral.id == Order.referral_id).where(
+        Order.food_bank_id == food_bank_id, Order.status == OrderStatus.waitlisted,
+        Order.waitlist_reason == HELD_BY_ALLOCATION, Referral.clinic_id == clinic_id).limit(1)) is not None
+
+
+def clinics_of(db: Session, orders: list[Order]) -> dict[int, int]:
+    """The referring clinic of each order, by order id (one query)."""
+    ids = [order.id for order in orders]
+    if not ids:
+        return {}
+    return dict(db.execute(select(Order.id, Referral.clinic_id)
+                           .join(Referral, Referral.id == Order.referral_id)
+                           .where(Order.id.in_(ids))).all())
 
 
 def position(db: Session, order: Order) -> int | None:
@@ -104,15 +129,28 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
     """Move waiting orders onto the program, in waitlist order, while capacity allows.
 
     Strictly in order: a later, smaller request does not jump a waiting one that does not fit yet.
-    Called in the same transaction as whatever freed capacity (an order ended or paused).
+    An order whose clinic has used its allocation this week is passed over (it holds only its own
+    clinic's patients). Called in the same transaction as whatever freed capacity (an order ended
+    or paused, capacity raised) or when a coordinator serves the waitlist (a new week).
     """
     moved = []
     lock_program(db, food_bank.id)
-    for order in waiting_orders(db, food_bank.id):
+    waiting = waiting_orders(db, food_bank.id)
+    clinics = clinics_of(db, waiting)
+    ledger = partnerships.ledger(db, food_bank, today)
+    for order in waiting:
+        if not ledger.admits(clinics[order.id], order.boxes):
+            order.waitlist_reason = HELD_BY_ALLOCATION
+            continue
         order.start_date = max(order.start_date, today)
         if not order_fits(db, food_bank, order, today):
+            order.waitlist_reason = HELD_BY_CAPACITY
             break
+        ledger.take(clinics[order.id], order.boxes)
+        held_by = order.waitlist_reason
         order.status = OrderStatus.active
+        order.accepted_on = today
+        order.waitlist_reason = None
         referral = db.get(Referral, order.referral_id)
         assert referral is not None
         referral.status = ReferralStatus.active
@@ -120,7 +158,8 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
         referral.reason = "Moved off the waitlist: home delivery."
         first = next_weekday(order.weekday, order.start_date)
         timeline.record(db, referral, EventKind.moved_off_waitlist,
-                        payloads.MovedOffWaitlist(order_id=order.id, first_delivery=first),
+                        payloads.MovedOffWaitlist(order_id=order.id, first_delivery=first,
+                                                  allocation=held_by == HELD_BY_ALLOCATION),
                         actor_id=actor_id)
         db.flush()
         moved.append(order)
@@ -135,12 +174,15 @@ class Wait:
     position: int
     full_day: capacity.FullDay | None  # the first of its days without room for it; None: room on all
     behind: int | None  # room on all, but the order at this place is served first and has none
+    allowance: allocations.Allowance | None = None  # set when its clinic's allocation this week is used
 
     @property
     def moves_up_now(self) -> bool:
-        return self.full_day is None and self.behind is None
+        return self.full_day is None and self.behind is None and self.allowance is None
 
     def reason(self) -> str:
+        if self.allowance is not None:
+            return f"Its clinic's allocation this week is used: {allocation_words(self.allowance)}."
         if self.full_day is not None:
             full = self.full_day
             needs = f", {self.order.boxes} needed" if full.free else ""
@@ -158,20 +200,33 @@ def waits(db: Session, food_bank: Organization, today: dt.date) -> list[Wait]:
     waiting = waiting_orders(db, food_bank.id)
     if not waiting:
         return []
+    clinics = clinics_of(db, waiting)
+    ledger = partnerships.ledger(db, food_bank, today)
     starts = [max(today, order.start_date) for order in waiting]
     ahead = capacity.horizon(food_bank.waitlist_horizon_weeks)
     load = committed(db, food_bank, today, end=max(starts) + ahead)  # one query for all
     result: list[Wait] = []
     blocked: int | None = None  # the first place without room: promote() stops there
     for place, (order, start) in enumerate(zip(waiting, starts, strict=True), start=1):
+        if not ledger.admits(clinics[order.id], order.boxes):
+            result.append(Wait(order, place, None, None, ledger.allowance(clinics[order.id])))
+            continue
         rec = replace(recurrence(order), start_date=start)
         full = capacity.first_full_day(food_bank.boxes_per_delivery_day, load, rec, order.boxes, start, ahead)
         result.append(Wait(order, place, full, blocked if full is None else None))
         if full is not None and blocked is None:
             blocked = place
         elif blocked is None:  # promote() would take it: the ones after it see its boxes promised
+            ledger.take(clinics[order.id], order.boxes)
             load.update(capacity.committed_boxes([(rec, order.boxes)], start, start + ahead))
     return result
+
+
+def allocation_words(left: allocations.Allowance) -> str:
+    """What is used of a clinic's allocation, in words ("2 of 2 new patients placed this week")."""
+    unit = partnerships.UNIT_WORDS[left.unit]
+    lent = ", and nothing is left to lend from other clinics" if left.lending else ""
+    return f"{left.used} of {left.allocation} {unit} placed this week{lent}"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from delivery.models import (
 )
 from delivery.platform.clock import Clock
 from delivery.platform.errors import FieldError
-from delivery.program import waitlist
+from delivery.program import allocations, partnerships, waitlist
 from delivery.program.scheduling import next_weekday
 from delivery.referrals.addresses import Point, PostalAddress, set_address
 from delivery.referrals.eligibility import ScreeningAnswers, assess
@@ -164,7 +164,8 @@ def _same_referral(db: Session, patient_id: int, data: ReferralIn, now: dt.datet
 
 def _place_order(db: Session, referral: Referral, food_bank: Organization, wanted: OrderIn,
                  today: dt.date, actor_id: int | None, force_waitlist: bool = False) -> Order:
-    """Create the Order and put it on the program, or on the waitlist when capacity is full."""
+    """Create the Order and put it on the program; or on the waitlist when the program is full, or
+    when the referring clinic has used its allocation this week (even with room in the program)."""
     weekday = wanted.weekday if wanted.weekday is not None else (food_bank.delivery_weekday or 0)
     order = Order(referral_id=referral.id, patient_id=referral.patient_id,
                   food_bank_id=food_bank.id, boxes=wanted.boxes, box_type=wanted.box_type,
@@ -172,24 +173,45 @@ def _place_order(db: Session, referral: Referral, food_bank: Organization, wante
                   window_start=parse_time(wanted.window_start),
                   window_end=parse_time(wanted.window_end),
                   start_date=next_weekday(weekday, max(today, wanted.start_date or today)),
-                  priority=referral.priority, status=OrderStatus.active)
+                  priority=referral.priority, status=OrderStatus.active, placed_on=today)
     waitlist.lock_program(db, food_bank.id)
+    if not force_waitlist and waitlist.held_for_allocation(db, food_bank.id, referral.clinic_id):
+        # In a new week the clinic's referrals held for its allocation go first, before this one.
+        waitlist.promote(db, food_bank, today, actor_id)
+    allowance = partnerships.allowance(db, food_bank, referral.clinic_id, today)
+    over_allocation = (not force_waitlist and allowance is not None
+                       and not allowance.admits(allocations.units(allowance.unit, order.boxes)))
     # Nobody jumps the queue: with patients of the same or higher priority already waiting, a new
     # order waits too, even when it alone would fit (promote() serves the queue strictly in order).
-    if (force_waitlist or waitlist.waiting_ahead(db, food_bank.id, order.priority)
+    if (force_waitlist or over_allocation
+            or waitlist.waiting_ahead(db, food_bank.id, order.priority, referral.clinic_id)
             or not waitlist.order_fits(db, food_bank, order, today)):
         order.status = OrderStatus.waitlisted
         order.waitlisted_at = utcnow()
+        order.waitlist_reason = waitlist.HELD_BY_ALLOCATION if over_allocation else waitlist.HELD_BY_CAPACITY
+    else:
+        order.accepted_on = today
     db.add(order)
     db.flush()
     if order.status == OrderStatus.waitlisted:
         referral.status = ReferralStatus.waitlisted
         referral.outcome = Outcome.waitlisted
         place = waitlist.position(db, order)
-        referral.reason = (f"Eligible for home delivery, but the program's {food_bank.boxes_per_delivery_day}"
-                           f" boxes per delivery day are taken: waitlisted at position {place}.")
+        held = None
+        if over_allocation:
+            assert allowance is not None
+            held = payloads.AllocationUsed(unit=allowance.unit, allocation=allowance.allocation,
+                                           used=allowance.used, lending=allowance.lending)
+            referral.reason = (f"Eligible for home delivery, but the clinic's allocation this week is used "
+                               f"({waitlist.allocation_words(allowance)}), though the program has room: "
+                               f"waitlisted at position {place}.")
+        else:
+            referral.reason = (f"Eligible for home delivery, but the program's "
+                               f"{food_bank.boxes_per_delivery_day} boxes per delivery day are taken: "
+                               f"waitlisted at position {place}.")
         timeline.record(db, referral, EventKind.waitlisted,
-                        payloads.Waitlisted(order_id=order.id, position=place), actor_id=actor_id)
+                        payloads.Waitlisted(order_id=order.id, position=place, allocation_used=held),
+                        actor_id=actor_id)
     else:
         referral.status = ReferralStatus.active
         referral.outcome = Outcome.home_delivery
@@ -331,9 +353,12 @@ def override_outcome(db: Session, referral: Referral, outcome: Outcome, reason: 
                                  force_waitlist=outcome == Outcome.waitlisted)
         elif outcome == Outcome.home_delivery and open_order.status == OrderStatus.waitlisted:
             open_order.status = OrderStatus.active  # the coordinator takes it over capacity on purpose
+            open_order.accepted_on = today
+            open_order.waitlist_reason = None
         elif outcome == Outcome.waitlisted and open_order.status == OrderStatus.active:
             open_order.status = OrderStatus.waitlisted
             open_order.waitlisted_at = utcnow()
+            open_order.waitlist_reason = waitlist.HELD_BY_CAPACITY
     elif open_order is not None:
         open_order.status = OrderStatus.ended
         open_order.ended_at = utcnow()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from delivery.models import BoxType, Cadence, Dietary, HungerAnswer
+from delivery.models import AllocationUnit, BoxType, Cadence, Dietary, HungerAnswer
 from delivery.platform.validation import LINES, ONE_LINE, RuleError
 from delivery.timeline.payloads import FieldChange
 
@@ -160,6 +160,44 @@ class ReferralOut(msgspec.Struct, kw_only=True):
     changes: list[FieldChange] = []
     """What this request changed in the patient's stored details, before and after (`applied` false:
     proposed to a coordinator for review, for an address a coordinator corrected by hand)."""
+
+
+class PartnershipIn(Closed, kw_only=True):
+    """A clinic partner's agreement as the food bank's admin writes it."""
+
+    allocation: Annotated[int, Meta(ge=0, le=10_000, title="Allocation per week")]
+    unit: Annotated[AllocationUnit, Meta(title="What the allocation counts")] = AllocationUnit.new_patients
+    delivery_days: Annotated[list[Weekday], Meta(min_length=1, max_length=7, title="Delivery days")]
+    days_to_first_box: Annotated[int, Meta(ge=0, le=90, title="Days from referral to first box")]
+    food_bank_contact: Annotated[str, Meta(min_length=3, max_length=300, pattern=ONE_LINE,
+                                           title="Who to call at the food bank")]
+    clinic_contact: Annotated[str, Meta(min_length=3, max_length=300, pattern=ONE_LINE,
+                                        title="Who to call at the clinic")]
+    starts_on: Annotated[dt.date, Meta(title="Start date")]
+    review_on: Annotated[dt.date | None, Meta(title="Review date")] = None
+
+    def __post_init__(self) -> None:
+        if self.review_on is not None and self.review_on <= self.starts_on:
+            raise RuleError("The review date must come after the start date.", "review_on")
+
+
+class AllocationOut(msgspec.Struct, kw_only=True):
+    """A clinic's referral allocation for the program week holding today (Monday to Sunday)."""
+
+    clinic_id: int
+    week_start: dt.date
+    week_end: dt.date
+    agreed: bool
+    """False: no written allocation in force for this clinic; only the program's capacity applies
+    (the numbers below are then null)."""
+    unit: str | None = None
+    """`new_patients` (each referral placed on the program uses one) or `boxes` (its boxes per delivery)."""
+    allocation: int | None = None
+    used: int | None = None
+    remaining: int | None = None
+    """What the clinic may still refer onto the program this week, lent allocation included."""
+    lent_available: int | None = None
+    """Of `remaining`, what other clinics left unused and the food bank lends (0 while lending is off)."""
 
 
 def parse_time(value: str | None) -> dt.time | None:

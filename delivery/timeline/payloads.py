@@ -40,14 +40,25 @@ class Override(Payload):
     order_id: int | None = None  # the order the referral has after the override, if any
 
 
+class AllocationUsed(Payload):
+    """The referring clinic's allocation for the week, all used when the referral came."""
+
+    unit: str  # new_patients or boxes
+    allocation: int
+    used: int
+    lending: bool  # the food bank lends unused allocation, and none was left
+
+
 class Waitlisted(Payload):
     order_id: int
     position: int
+    allocation_used: AllocationUsed | None = None  # set when the clinic's allocation, not capacity, held it
 
 
 class MovedOffWaitlist(Payload):
     order_id: int
     first_delivery: dt.date
+    allocation: bool = False  # it waited for its clinic's allocation (a new week), not for room
 
 
 class OrderTerms(Payload):

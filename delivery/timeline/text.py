@@ -56,11 +56,18 @@ def _override(d: p.Override) -> str:
 
 
 def _waitlisted(d: p.Waitlisted) -> str:
-    return f"Waitlisted at position {d.position}."
+    held = d.allocation_used
+    if held is None:
+        return f"Waitlisted at position {d.position}."
+    unit = "boxes" if held.unit == "boxes" else "new patients"
+    lent = "; no unused allocation of another clinic was left to lend" if held.lending else ""
+    return (f"Waitlisted at position {d.position}: the clinic's allocation this week is used "
+            f"({held.used} of {held.allocation} {unit}){lent}, though the program has room.")
 
 
 def _moved_off_waitlist(d: p.MovedOffWaitlist) -> str:
-    return f"Capacity freed: moved off the waitlist; first delivery {long_date(d.first_delivery)}."
+    why = "The clinic's allocation for a new week" if d.allocation else "Capacity freed"
+    return f"{why}: moved off the waitlist; first delivery {long_date(d.first_delivery)}."
 
 
 def _order_created(d: p.OrderCreated) -> str:

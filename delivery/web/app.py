@@ -22,7 +22,19 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, setup, webhooks
+from delivery.web import (
+    account,
+    admin,
+    clinic,
+    coordinator,
+    driver,
+    fhir,
+    i18n,
+    partnerships,
+    setup,
+    webhooks,
+)
+from delivery.web.api import allocation as api_allocation
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
@@ -76,9 +88,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, setup.SetupController, admin.AdminController,
                 clinic.ClinicController, *coordinator.CONTROLLERS, driver.DriverController,
-                webhooks.WebhookController]),
+                webhooks.WebhookController, partnerships.PartnershipController]),
             api.ReferralApi,
             api_plans.PlanApi,
+            api_allocation.AllocationApi,
             *static_routers(),
             api_stops.StopApi,
             fhir.FhirController,

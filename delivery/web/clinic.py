@@ -29,7 +29,7 @@ from delivery.models import (
     Source,
 )
 from delivery.platform.errors import FieldError
-from delivery.program import waitlist
+from delivery.program import partnerships, waitlist
 from delivery.referrals import csv_import, geocoding, intake
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
@@ -107,10 +107,13 @@ def staff_clinic(db: Session, request: Request) -> Organization:
 
 def form_context(request: Request, db: Session, clinic: Organization) -> dict[str, Any]:
     food_bank = db.get(Organization, clinic.food_bank_id) if clinic.food_bank_id else None
+    today = program_today(request, food_bank) if food_bank else None
     return {
         "clinic": clinic,
-        "program": (waitlist.program_status(db, food_bank, program_today(request, food_bank))
-                    if food_bank else None),
+        "program": waitlist.program_status(db, food_bank, today) if food_bank and today else None,
+        # What is left of the clinic's weekly allocation, shown before staff refer.
+        "allowance": partnerships.allowance(db, food_bank, clinic.id, today) if food_bank and today else None,
+        "allocation_units": partnerships.UNIT_WORDS,
         "hunger_answers": [(HungerAnswer.often, "Often true"), (HungerAnswer.sometimes, "Sometimes true"),
                            (HungerAnswer.never, "Never true")],
         "dietary_options": [d.value for d in Dietary],

@@ -20,6 +20,7 @@ from tests.live import loopback_socket, serving
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and
                  os.path.exists(p)), None)
 ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "tests" / "browser" / "vendor" / "axe-4.14.1.min.js"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,13 @@ def browser() -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def axe(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """axe-core's serious and critical violations on the page (its context must bypass CSP)."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']}: {v['help']}" for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 WATCH_CSP = """

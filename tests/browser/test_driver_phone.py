@@ -26,13 +26,12 @@ from delivery.models import Confirmation, Route
 from delivery.plans import publishing
 from delivery.platform.db import Database, upgrade
 from delivery.platform.settings import ROOT, Settings
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import AXE, CHROMIUM, axe
 from tests.builders import make_program
 from tests.plan_builders import DEFAULT_STOPS, StopSpec, make_day
 
 pytestmark = pytest.mark.browser
 
-AXE = ROOT / "tests" / "browser" / "vendor" / "axe-4.14.1.min.js"
 LA = ZoneInfo("America/Los_Angeles")
 WAIT = 20_000
 
@@ -295,12 +294,6 @@ def big_jpeg() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (3000, 2000), (90, 140, 60)).save(out, format="JPEG")
     return out.getvalue()
-
-
-def axe(page) -> list[str]:  # type: ignore[no-untyped-def]
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [f"{v['id']}: {v['help']}" for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.skipif(not AXE.exists(), reason="axe-core is not vendored under tests/browser/vendor")

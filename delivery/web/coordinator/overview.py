@@ -9,6 +9,7 @@ from litestar.response import Template
 from sqlalchemy import select
 
 from delivery.models import Organization, Role
+from delivery.program import partnerships
 from delivery.reports import funder
 from delivery.reports.figures import week_start
 from delivery.reports.glance import glance
@@ -28,9 +29,11 @@ class CoordinatorController(Controller):
         food_banks = db.scalars(select(Organization).where(Organization.id.in_(programs))
                                 .order_by(Organization.name)).all()
         sections = []
+        quiet = {}  # clinics far below their allocation for weeks: an early conversation
         for food_bank in food_banks:
             today = program_today(request, food_bank)
             monday = week_start(today)
             sections.append((glance(db, food_bank, today),
                              funder.build(db, food_bank, monday, monday + dt.timedelta(days=6))))
-        return page(request, "coordinator/overview.html", sections=sections)
+            quiet[food_bank.id] = partnerships.quiet_clinics(db, food_bank, today)
+        return page(request, "coordinator/overview.html", sections=sections, quiet=quiet)

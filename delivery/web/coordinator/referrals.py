@@ -671,10 +671,12 @@ class ReferralDeskController(Controller):
         status = waitlist.program_status(db, food_bank, program_today(request, food_bank))
         choices = {c.name: str(getattr(food_bank, c.name)) for c in program_settings.CHOICES}
         choices |= {"require_upstairs": "true" if food_bank.require_upstairs else "",
+                    "lend_allocation": "true" if food_bank.lend_allocation else "",
                     "box_types": food_bank.box_types or [b.value for b in BoxType]}
         return {"food_bank": food_bank, "status": status, "values": current | (values or {}),
                 "errors": errors or {}, "notice": notice, "over": over or [],
                 "choices": program_settings.CHOICES, "upstairs_help": program_settings.UPSTAIRS_HELP,
+                "lend_help": program_settings.LEND_HELP,
                 "box_type_options": [b.value for b in BoxType],
                 "choice_values": choices | (choice_values or {}), "choice_errors": choice_errors or {},
                 "choice_notice": choice_notice}
@@ -713,7 +715,8 @@ class ReferralDeskController(Controller):
             try:
                 changes = program_settings.update_choices(
                     db, audit, food_bank, numbers, require_upstairs=data.get("require_upstairs") == "true",
-                    box_types=boxes if isinstance(boxes, list) else [boxes])
+                    box_types=boxes if isinstance(boxes, list) else [boxes],
+                    lend_allocation=data.get("lend_allocation") == "true")
             except program_settings.ProgramError as exc:
                 errors = {exc.field or "form": str(exc)}
             except ValueError:
@@ -722,8 +725,10 @@ class ReferralDeskController(Controller):
             db.rollback()
             food_bank = food_bank_of(db, food_bank_id)
             section = self._program_section(request, db, food_bank, choice_errors=errors, choice_values={
-                k: v for k, v in data.items() if k != "csrf_token"} | {"require_upstairs": data.get(
-                    "require_upstairs", ""), "box_types": boxes if isinstance(boxes, list) else [boxes]})
+                k: v for k, v in data.items() if k != "csrf_token"} | {
+                    "require_upstairs": data.get("require_upstairs", ""),
+                    "lend_allocation": data.get("lend_allocation", ""),
+                    "box_types": boxes if isinstance(boxes, list) else [boxes]})
             status_code = 422
         else:
             db.commit()
