@@ -20,6 +20,7 @@ from delivery.models.loop import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from delivery.models.needs import CLOSED_STEPS, BenefitsCase, BenefitsStep, Need, NeedKind, NeedStatus
 from delivery.models.people import (
     ApiToken,
     AuditEvent,
@@ -67,12 +68,20 @@ from delivery.models.referrals import (
     ReviewItem,
     ReviewKind,
     Screening,
+    SnapAnswer,
     Source,
     address_text,
 )
 from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, ReferralEvent
 
 __all__ = [
+    "SnapAnswer",
+    "NeedStatus",
+    "NeedKind",
+    "Need",
+    "CLOSED_STEPS",
+    "BenefitsStep",
+    "BenefitsCase",
     "NAMING",
     "OPEN_STATUSES",
     "ApiToken",
