@@ -91,10 +91,11 @@ def test_demo_program_organizations_and_people(database: Database, loaded: str, 
         assert all(d.pickup and _in_east_oakland(d.lat, d.lon) for d in depots)
 
         roles = Counter(db.scalars(select(Membership.role)))
-        assert roles == {Role.admin: 1, Role.coordinator: 1, Role.clinic_staff: 2, Role.driver: 6}
+        assert roles == {Role.admin: 1, Role.coordinator: 1, Role.clinic_staff: 2, Role.benefits: 1,
+                         Role.driver: 6}
         by_email = {u.email: u for u in db.scalars(select(User))}
         expected = {"admin@demo.test", "coordinator@demo.test", "clinic1@demo.test", "clinic2@demo.test",
-                    *(f"driver{n}@demo.test" for n in range(1, 7))}
+                    "benefits@demo.test", *(f"driver{n}@demo.test" for n in range(1, 7))}
         assert set(by_email) == expected
         clinic_of = {c.name: c.id for c in clinics}
         assert [m.organization_id for m in by_email["clinic1@demo.test"].memberships] == [
