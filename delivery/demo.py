@@ -26,11 +26,11 @@ from delivery.models import (
     BenefitsCase,
     Depot,
     Driver,
+    Need,
     Order,
     OrderStatus,
     Organization,
     OrganizationKind,
-    Need,
     Patient,
     ReferralEvent,
     Role,
@@ -215,7 +215,8 @@ def _referral_body(row: dict[str, str]) -> dict[str, Any]:
     body = {"patient": patient, "screening": screening, "order": order,
             "priority": int(row["priority"]), "note": row["note"] or None}
     if row["needs"] or row["needs_words"]:
-        body["needs"] = {"picks": [n for n in row["needs"].split(";") if n], "words": row["needs_words"] or None}
+        body["needs"] = {"picks": [n for n in row["needs"].split(";") if n],
+                         "words": row["needs_words"] or None}
     return body
 
 
@@ -366,8 +367,8 @@ def _work_the_lists(db: Session, orgs: dict[str, Organization], staff: dict[str,
         rows = needs.worklist(db, orgs[clinic].id)
         oldest = sorted(rows, key=lambda n: n.raised_at)
         if oldest:
-            needs.mark(db, who, oldest[0], status="resolved", note="Connected with the clinic's social worker.",
-                       now=now)
+            needs.mark(db, who, oldest[0], status="resolved",
+                       note="Connected with the clinic's social worker.", now=now)
         if len(oldest) > 1:
             needs.mark(db, who, oldest[1], status="referred_on", note="Referred to the county's utility "
                        "assistance program.", now=now)

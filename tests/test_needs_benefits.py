@@ -38,6 +38,7 @@ from delivery.web.security import is_api_path
 from tests.builders import Program, api_token, clock_on, csrf_token, password_hash, referral_body, sign_in
 
 TODAY = dt.date(2030, 3, 4)
+MORNING = dt.datetime(2030, 3, 4, 10)
 NEEDS = {"picks": ["ride", "rent_utilities", "ride"], "words": "  Behind on the\n gas bill  "}
 BENEFITS_WORKER = "benefits@example.org"
 CLINIC_BENEFITS_WORKER = "benefits2@example.org"
@@ -59,7 +60,8 @@ def test_an_answer_naming_nothing_is_no_need(words: str | None) -> None:
 
 @pytest.mark.parametrize(("before", "after", "ok"), [
     ("open", "referred_on", True), ("open", "resolved", True), ("referred_on", "resolved", True),
-    ("referred_on", "referred_on", False), ("resolved", "referred_on", False), ("resolved", "resolved", False),
+    ("referred_on", "referred_on", False), ("resolved", "referred_on", False),
+    ("resolved", "resolved", False),
     ("open", "open", False), ("open", "closed", False)])
 def test_a_need_moves_forward_only(before: str, after: str, ok: bool) -> None:
     """Open → referred on → resolved (or straight to resolved); resolved is the end."""
@@ -106,7 +108,8 @@ def test_benefits_steps_go_forward_with_a_date_that_has_come(before: str, after:
 def _recorded(db, mrn: str) -> tuple[Referral, Screening, list[Need], BenefitsCase | None]:  # type: ignore[no-untyped-def]
     referral = db.scalar(select(Referral).join(Referral.patient).where(Referral.patient.has(mrn=mrn)))
     assert referral is not None
-    return referral, referral.screening, needs.of_referral(db, referral.id), benefits.of_referral(db, referral.id)
+    return (referral, referral.screening, needs.of_referral(db, referral.id),
+            benefits.of_referral(db, referral.id))
 
 
 def test_the_api_records_the_answers_needs_and_the_benefits_flag(client: TestClient, program: Program,
@@ -145,7 +148,8 @@ def test_the_api_refuses_bad_answers_naming_the_field(client: TestClient, progra
         headers = api_token(db, program.clinic1)
         db.commit()
     bad = {"needs.picks": {"needs": {"picks": ["a_pony"]}}, "needs.words": {"needs": {"words": "w" * 501}},
-           "screening.snap_enrolled": {"screening": {**referral_body()["screening"], "snap_enrolled": "maybe"}}}
+           "screening.snap_enrolled": {"screening": {**referral_body()["screening"],
+                                                     "snap_enrolled": "maybe"}}}
     response = client.post("/api/v1/referrals", json={**referral_body(), **bad[field]}, headers=headers)
     assert response.status_code in (400, 422)
     assert field.split(".")[-1] in response.text
@@ -219,17 +223,19 @@ def _refer(database: Database, program: Program, mrn: str, *, clinic_id: int, wh
         return result.referral.id
 
 
-def test_needs_are_the_referring_clinics_alone(client: TestClient, program: Program, database: Database) -> None:
+def test_needs_are_the_referring_clinics_alone(client: TestClient, program: Program,
+                                               database: Database) -> None:
     """Clinic 1's staff see and mark their patient's need; clinic 2's staff neither see nor reach
     it (404), and the food bank's coordinator has no needs list (403)."""
-    referral_id = _refer(database, program, "N-1", clinic_id=program.clinic1_id, when=dt.datetime(2030, 3, 4, 10))
+    referral_id = _refer(database, program, "N-1", clinic_id=program.clinic1_id, when=MORNING)
     with database.reader() as db:
         need = needs.of_referral(db, referral_id)[0]
     sign_in(client, program.clinic2)
     assert "Rosa" not in client.get("/clinic/needs").text
     html = client.get("/clinic/needs?show=all").text
     assert "words of N-1" not in html
-    refused = client.post(f"/clinic/needs/{need.id}", data={"status": "resolved", "csrf_token": csrf_token(html)})
+    refused = client.post(f"/clinic/needs/{need.id}",
+                          data={"status": "resolved", "csrf_token": csrf_token(html)})
     assert refused.status_code == 404
     client.cookies.clear()
     sign_in(client, program.coordinator)
@@ -288,7 +294,7 @@ def test_benefits_staff_open_only_their_worklist(app, client: TestClient, progra
                                                  database: Database, workers: None) -> None:
     """Every other route holding patient data refuses the role; the worklist shows contact details
     (name, phone, language, address) and no screening answers, needs or deliveries."""
-    _refer(database, program, "B-1", clinic_id=program.clinic1_id, when=dt.datetime(2030, 3, 4, 10))
+    _refer(database, program, "B-1", clinic_id=program.clinic1_id, when=MORNING)
     with database.writer() as db:
         bearer = api_token(db, BENEFITS_WORKER)
         db.commit()
@@ -309,7 +315,7 @@ def test_benefits_staff_open_only_their_worklist(app, client: TestClient, progra
 
 def test_benefits_steps_are_dated_audited_and_on_the_timeline(client: TestClient, program: Program,
                                                               database: Database, workers: None) -> None:
-    referral_id = _refer(database, program, "B-1", clinic_id=program.clinic1_id, when=dt.datetime(2030, 3, 4, 10))
+    referral_id = _refer(database, program, "B-1", clinic_id=program.clinic1_id, when=MORNING)
     with database.reader() as db:
         case = benefits.of_referral(db, referral_id)
         assert case is not None
@@ -343,7 +349,8 @@ def test_benefits_steps_are_dated_audited_and_on_the_timeline(client: TestClient
         assert audited == ["flagged -> contacted on 2020-01-02", "contacted -> enrolled on 2020-01-09"]
 
 
-def test_the_admin_can_invite_benefits_staff(client: TestClient, program: Program, database: Database) -> None:
+def test_the_admin_can_invite_benefits_staff(client: TestClient, program: Program,
+                                             database: Database) -> None:
     """The invite form offers the role; without a clinic it belongs to the food bank (the program)."""
     token = sign_in(client, program.admin)
     people = client.get("/admin").text
@@ -352,7 +359,8 @@ def test_the_admin_can_invite_benefits_staff(client: TestClient, program: Progra
                                                "clinic_id": "", "csrf_token": token})
     with database.reader() as db:
         invite = db.scalar(select(Invite).where(Invite.email == "new@example.org"))
-        assert invite is not None and (invite.role, invite.organization_id) == ("benefits", program.food_bank_id)
+        assert invite is not None
+        assert (invite.role, invite.organization_id) == ("benefits", program.food_bank_id)
 
 
 # --- the funder report ------------------------------------------------------------------------

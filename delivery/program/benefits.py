@@ -22,8 +22,10 @@ from delivery.timeline import payloads
 
 ORDER = (BenefitsStep.flagged, BenefitsStep.contacted, BenefitsStep.applied, BenefitsStep.enrolled)
 """The steps forward; `declined` may follow any open step."""
-EVENTS = {BenefitsStep.contacted: EventKind.benefits_contacted, BenefitsStep.applied: EventKind.benefits_applied,
-          BenefitsStep.enrolled: EventKind.benefits_enrolled, BenefitsStep.declined: EventKind.benefits_declined}
+EVENTS = {BenefitsStep.contacted: EventKind.benefits_contacted,
+          BenefitsStep.applied: EventKind.benefits_applied,
+          BenefitsStep.enrolled: EventKind.benefits_enrolled,
+          BenefitsStep.declined: EventKind.benefits_declined}
 DATE_OF = {BenefitsStep.contacted: "contacted_on", BenefitsStep.applied: "applied_on",
            BenefitsStep.enrolled: "enrolled_on", BenefitsStep.declined: "declined_on"}
 NOTE_MAX = 500
@@ -32,7 +34,8 @@ NOTE_MAX = 500
 # --- rules ----------------------------------------------------------------------------------
 
 
-def should_flag(*, food_insecure: bool, snap_enrolled: str, asked_for_help: bool, do_not_contact: bool) -> bool:
+def should_flag(*, food_insecure: bool, snap_enrolled: str, asked_for_help: bool,
+                do_not_contact: bool) -> bool:
     """Flag a patient who screens food insecure and is not enrolled (or asked for help enrolling),
     never one who asked not to be contacted, nor one already enrolled."""
     if do_not_contact or snap_enrolled == SnapAnswer.yes:
@@ -93,7 +96,8 @@ def record_step(db: Session, ctx: AuditContext, row: BenefitsCase, *, step: str,
     row.updated_at, row.updated_by_id = now, ctx.user_id
     referral = db.get(Referral, row.referral_id)
     assert referral is not None
-    timeline.record(db, referral, EVENTS[taken], payloads.BenefitsStepTaken(case_id=row.id, before=before, on=on),
+    timeline.record(db, referral, EVENTS[taken],
+                    payloads.BenefitsStepTaken(case_id=row.id, before=before, on=on),
                     actor_id=ctx.user_id, occurred_at=now)
     audit.record(db, ctx, "U", "benefits_case", row.id, patient_id=row.patient_id,
                  detail=f"{before} -> {taken} on {on.isoformat()}")

@@ -39,8 +39,8 @@ from delivery.platform.clock import Clock
 from delivery.platform.errors import FieldError
 from delivery.program import benefits, waitlist
 from delivery.program.scheduling import next_weekday
-from delivery.referrals.addresses import Point, PostalAddress, set_address
 from delivery.referrals import needs
+from delivery.referrals.addresses import Point, PostalAddress, set_address
 from delivery.referrals.eligibility import ScreeningAnswers, assess
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
 from delivery.timeline import events as timeline

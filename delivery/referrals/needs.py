@@ -33,7 +33,8 @@ from delivery.timeline import payloads
 
 DRIVER = "driver"
 """A need's source when a driver noted it (the others are the referral's Source)."""
-DRIVER_FLAGS = {FieldReportKind.no_fridge: NeedKind.fridge_stove, FieldReportKind.asked_for_help: NeedKind.other}
+DRIVER_FLAGS = {FieldReportKind.no_fridge: NeedKind.fridge_stove,
+                FieldReportKind.asked_for_help: NeedKind.other}
 """The driver's quick flags at a stop that are needs for the clinic (the rest are the coordinator's)."""
 MOVES = {NeedStatus.open: (NeedStatus.referred_on, NeedStatus.resolved),
          NeedStatus.referred_on: (NeedStatus.resolved,), NeedStatus.resolved: ()}
@@ -124,8 +125,9 @@ def mark(db: Session, ctx: AuditContext, need: Need, *, status: str, note: str, 
     referral = db.get(Referral, need.referral_id)
     assert referral is not None
     kind = EventKind.need_resolved if after is NeedStatus.resolved else EventKind.need_referred_on
-    timeline.record(db, referral, kind, payloads.NeedUpdated(need_id=need.id, before=before, after=after,
-                                                             note=text), actor_id=ctx.user_id, occurred_at=now)
+    timeline.record(db, referral, kind,
+                    payloads.NeedUpdated(need_id=need.id, before=before, after=after, note=text),
+                    actor_id=ctx.user_id, occurred_at=now)
     audit.record(db, ctx, "U", "need", need.id, patient_id=need.patient_id, detail=f"{before} -> {after}")
     db.flush()
 

@@ -14,9 +14,12 @@ from delivery.timeline import payloads as p
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PRIORITIES = {0: "normal", 1: "high", 2: "urgent"}
-NEED_LABELS = {NeedKind.rent_utilities: "rent or utilities", NeedKind.fridge_stove: "a working fridge or stove",
-               NeedKind.ride: "a ride to appointments", NeedKind.food_benefits: "help enrolling in food benefits",
-               NeedKind.someone_to_talk_to: "someone to talk to", NeedKind.other: "something else"}
+NEED_LABELS = {NeedKind.rent_utilities: "rent or utilities",
+               NeedKind.fridge_stove: "a working fridge or stove",
+               NeedKind.ride: "a ride to appointments",
+               NeedKind.food_benefits: "help enrolling in food benefits",
+               NeedKind.someone_to_talk_to: "someone to talk to",
+               NeedKind.other: "something else"}
 """The quick picks of "what else do you need?", as the form and the worklist say them."""
 POINT = {"kept": "the point on the map stays (only the unit changed).",
          "placed": "placed on the map by hand.",

@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, setup.SetupController, admin.AdminController,
-                clinic.ClinicController, benefits.BenefitsController, *coordinator.CONTROLLERS, driver.DriverController,
+                clinic.ClinicController, benefits.BenefitsController, *coordinator.CONTROLLERS,
+                driver.DriverController,
                 webhooks.WebhookController]),
             api.ReferralApi,
             api_plans.PlanApi,

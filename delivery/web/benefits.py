@@ -4,11 +4,9 @@ details, nothing else: no screening answers, no delivery history (their role ope
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
@@ -17,12 +15,13 @@ from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
 from delivery.program import benefits
 from delivery.referrals.schemas import LANGUAGES
+from delivery.web.forms import FormData
 from delivery.web.render import DB, Audit, PathId, clock_of, page, principal
 
 POLICY = {"roles": (Role.benefits,)}
-FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 STEP_WORDS = {BenefitsStep.flagged: "To contact", BenefitsStep.contacted: "Contacted",
-              BenefitsStep.applied: "Applied", BenefitsStep.enrolled: "Enrolled", BenefitsStep.declined: "Declined"}
+              BenefitsStep.applied: "Applied", BenefitsStep.enrolled: "Enrolled",
+              BenefitsStep.declined: "Declined"}
 
 
 def _today(request: Request, db: Session, organization_ids: list[int]) -> dt.date:

@@ -31,10 +31,9 @@ from delivery.models import (
     SnapAnswer,
     Source,
 )
-from delivery.platform.errors import FieldError
-from delivery.program import waitlist
 from delivery.platform import audit as audit_trail
-from delivery.program import benefits
+from delivery.platform.errors import FieldError
+from delivery.program import benefits, waitlist
 from delivery.referrals import csv_import, geocoding, intake, needs
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
@@ -48,9 +47,10 @@ FILTERS = [(None, "All"), (clinic_view.Filter.waiting, "Waiting or waitlisted"),
            (clinic_view.Filter.active, "Active"),
            (clinic_view.Filter.awaiting_receipt, "Delivered this week, receipt not recorded"),
            (clinic_view.Filter.failed, "Failed attempts"), (clinic_view.Filter.ended, "Ended")]
-NEED_STATUS_WORDS = {NeedStatus.open: "Open", NeedStatus.referred_on: "Referred on", NeedStatus.resolved: "Resolved"}
-SOURCE_WORDS = {"web": "referral form", "api": "clinic system (API)", "csv": "CSV import", "fhir": "FHIR referral",
-                "demo": "demo", "driver": "a driver at the door"}
+NEED_STATUS_WORDS = {NeedStatus.open: "Open", NeedStatus.referred_on: "Referred on",
+                     NeedStatus.resolved: "Resolved"}
+SOURCE_WORDS = {"web": "referral form", "api": "clinic system (API)", "csv": "CSV import",
+                "fhir": "FHIR referral", "demo": "demo", "driver": "a driver at the door"}
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
@@ -256,7 +256,8 @@ class ClinicController(Controller):
         audit_trail.record_reads(request.app.state.database, audit, "need",
                                  ((n.id, n.patient_id) for n in rows), detail="clinic needs list")
         return page(request, "clinic/needs.html", clinic=clinic, rows=rows, show=show, needs_text=needs_text,
-                    moves=needs.MOVES, status_words=NEED_STATUS_WORDS, sources=SOURCE_WORDS, errors=errors or {},
+                    moves=needs.MOVES, status_words=NEED_STATUS_WORDS, sources=SOURCE_WORDS,
+                    errors=errors or {},
                     status_code=status_code)
 
     @post("/needs/{need_id:int}", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
@@ -265,8 +266,8 @@ class ClinicController(Controller):
         """Referred on or resolved, with a note that shows on the referral's timeline."""
         need = needs.clinic_need(db, principal(request).organizations_with(Role.clinic_staff), need_id)
         try:
-            needs.mark(db, audit, need, status=str(data.get("status") or ""), note=str(data.get("note") or ""),
-                       now=clock_of(request).now())
+            needs.mark(db, audit, need, status=str(data.get("status") or ""),
+                       note=str(data.get("note") or ""), now=clock_of(request).now())
         except FieldError as exc:
             db.rollback()
             return self._needs_page(request, db, audit, errors={need_id: str(exc)}, status_code=422)
