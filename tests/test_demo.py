@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from delivery import demo
 from delivery.models import (
     Base,
+    BenefitsCase,
     Depot,
     Driver,
     Membership,
+    Need,
     Order,
     OrderStatus,
     Organization,
@@ -154,6 +156,20 @@ def test_demo_patients_and_referrals(database: Database, loaded: str) -> None:
         events = Counter(db.scalars(select(ReferralEvent.referral_id)))
         assert all(events[r.id] >= 2 for r in referrals)
         assert all(r.created_at.date() < TODAY for r in referrals)
+
+
+def test_demo_needs_and_benefits_are_on_their_worklists(database: Database, loaded: str) -> None:
+    """Patients of both clinics named other needs (a few already referred on or resolved), and the
+    benefits staff have contacted, helped apply and enrolled some of the patients flagged."""
+    with database.reader() as db:
+        needs = db.scalars(select(Need)).all()
+        assert len({n.clinic_id for n in needs}) == 2
+        assert Counter(n.status for n in needs) == {"open": len(needs) - 4, "resolved": 2, "referred_on": 2}
+        cases = db.scalars(select(BenefitsCase)).all()
+        assert len(cases) >= 4
+        assert {"flagged", "contacted", "applied", "enrolled"} <= {c.step for c in cases}
+        assert all(c.patient.do_not_contact is False for c in cases)
+        assert all(n.raised_at.date() < TODAY for n in needs)
 
 
 def test_demo_orders_fill_the_next_delivery_day(database: Database, loaded: str) -> None:

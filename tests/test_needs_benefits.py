@@ -240,6 +240,8 @@ def test_needs_are_the_referring_clinics_alone(client: TestClient, program: Prog
     client.cookies.clear()
     sign_in(client, program.coordinator)
     assert client.get("/clinic/needs", follow_redirects=False).status_code == 403
+    coordinators_view = client.get(f"/coordinator/referrals/{referral_id}").text
+    assert "Referred by" in coordinators_view and "named a need" not in coordinators_view
     client.cookies.clear()
 
     token = sign_in(client, program.clinic1)
@@ -256,6 +258,7 @@ def test_needs_are_the_referring_clinics_alone(client: TestClient, program: Prog
     detail = client.get(f"/clinic/referrals/{referral_id}").text
     assert f"Need #{need.id} referred on (Housing desk)." in detail
     assert f"Need #{need.id} resolved (Rent paid by the county)." in detail
+    assert "The patient named a need besides food (api): rent or utilities." in detail
     with database.reader() as db:
         row = db.get(Need, need.id)
         assert row is not None and row.status == NeedStatus.resolved and row.note == "Rent paid by the county"

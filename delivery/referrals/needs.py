@@ -40,6 +40,8 @@ MOVES = {NeedStatus.open: (NeedStatus.referred_on, NeedStatus.resolved),
          NeedStatus.referred_on: (NeedStatus.resolved,), NeedStatus.resolved: ()}
 """Where a need can go from each status: referred on may still be resolved; resolved is the end."""
 NOTE_MAX = 500
+CLINIC_ONLY = (EventKind.need_raised, EventKind.need_referred_on, EventKind.need_resolved)
+"""Timeline events the food bank's pages leave out: a patient's other needs are the clinic's business."""
 
 
 # --- rules ----------------------------------------------------------------------------------
