@@ -330,6 +330,8 @@ def test_benefits_steps_are_dated_audited_and_on_the_timeline(client: TestClient
     client.cookies.clear()
 
     token = sign_in(client, BENEFITS_WORKER)
+    forged = client.post(f"/benefits/{case.id}", data={"step": "contacted", "on": "2020-01-01"})
+    assert forged.status_code == 403 and "security token" in forged.text  # the CSRF guard covers it
     future = client.post(f"/benefits/{case.id}", data={"step": "contacted", "on": "2999-01-01",
                                                        "csrf_token": token})
     assert future.status_code == 422 and "in the future" in future.text
