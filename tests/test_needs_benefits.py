@@ -354,6 +354,35 @@ def test_benefits_steps_are_dated_audited_and_on_the_timeline(client: TestClient
         assert audited == ["flagged -> contacted on 2020-01-02", "contacted -> enrolled on 2020-01-09"]
 
 
+def test_clinic_staff_flag_a_patient_who_asks_for_help_enrolling(client: TestClient, program: Program,
+                                                                  database: Database) -> None:
+    """A patient whose SNAP answer was unknown asks for help: staff put them on the worklist once;
+    a food-secure patient is refused with the reason; another clinic cannot reach the referral."""
+    asked = _refer(database, program, "K-1", clinic_id=program.clinic1_id, when=MORNING, snap="unknown")
+    body = referral_body(patient__mrn="K-2", screening__hunger_worried="never",
+                         screening__hunger_ran_out="never")
+    with database.writer() as db:
+        secure = intake.refer(db, msgspec.convert(body, ReferralIn), clinic_id=program.clinic1_id,
+                              actor_id=None, source="api", clock=clock_on(TODAY)).referral.id
+        db.commit()
+        assert benefits.of_referral(db, asked) is None
+    token = sign_in(client, program.clinic2)
+    assert client.post(f"/clinic/referrals/{asked}/benefits", data={"csrf_token": token}).status_code == 404
+    client.cookies.clear()
+    token = sign_in(client, program.clinic1)
+    assert "wants help enrolling in SNAP/CalFresh" in client.get(f"/clinic/referrals/{asked}").text
+    done = client.post(f"/clinic/referrals/{asked}/benefits", data={"csrf_token": token})
+    assert done.status_code == 200 and "on the benefits-enrollment worklist (flagged)" in done.text
+    again = client.post(f"/clinic/referrals/{asked}/benefits", data={"csrf_token": token})
+    assert again.status_code == 422 and "worklist already" in again.text
+    refused = client.post(f"/clinic/referrals/{secure}/benefits", data={"csrf_token": token})
+    assert refused.status_code == 422 and "did not screen food insecure" in refused.text
+    with database.reader() as db:
+        case = benefits.of_referral(db, asked)
+        assert case is not None and case.step == "flagged" and benefits.of_referral(db, secure) is None
+        assert [e.kind for e in timeline.history(db, asked)].count(EventKind.benefits_flagged) == 1
+
+
 def test_the_admin_can_invite_benefits_staff(client: TestClient, program: Program,
                                              database: Database) -> None:
     """The invite form offers the role; without a clinic it belongs to the food bank (the program)."""

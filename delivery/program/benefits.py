@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from delivery.models import CLOSED_STEPS, BenefitsCase, BenefitsStep, EventKind, Referral, SnapAnswer
 from delivery.platform import audit
 from delivery.platform.audit import AuditContext
-from delivery.platform.errors import FieldError, NotFoundError
+from delivery.platform.errors import ConflictError, FieldError, NotFoundError
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
 
@@ -79,6 +79,23 @@ def flag(db: Session, referral: Referral, *, snap_enrolled: str, actor_id: int |
     timeline.record(db, referral, EventKind.benefits_flagged,
                     payloads.BenefitsFlagged(case_id=row.id, snap_enrolled=snap_enrolled),
                     actor_id=actor_id, occurred_at=now)
+    return row
+
+
+def flag_on_request(db: Session, referral: Referral, *, food_insecure: bool, actor_id: int,
+                    now: dt.datetime) -> BenefitsCase:
+    """Clinic staff flag a patient who wants help enrolling (whatever the screening said about SNAP);
+    FieldError when the rule does not allow it or the patient is already on the worklist."""
+    snap = referral.screening.snap_enrolled
+    if not should_flag(food_insecure=food_insecure, snap_enrolled=snap, asked_for_help=True,
+                       do_not_contact=referral.patient.do_not_contact):
+        why = ("the patient asked not to be contacted" if referral.patient.do_not_contact
+               else "the patient is enrolled already" if snap == SnapAnswer.yes
+               else "the patient did not screen food insecure")
+        raise FieldError(f"Not flagged: {why}.", "benefits", code="benefits_not_due")
+    row = flag(db, referral, snap_enrolled=snap, actor_id=actor_id, now=now)
+    if row is None:
+        raise ConflictError("The patient is on the benefits-enrollment worklist already.", "benefits")
     return row
 
 

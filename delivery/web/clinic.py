@@ -35,6 +35,7 @@ from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
 from delivery.program import benefits, waitlist
 from delivery.referrals import csv_import, geocoding, intake, needs
+from delivery.referrals.eligibility import answers_of
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
 from delivery.timeline.text import NEED_LABELS, needs_text
@@ -209,7 +210,8 @@ class ClinicController(Controller):
 
     def _referral_page(self, request: Request, db: Session, referral: Referral, order: Order | None, *,
                        already: bool = False, changed: list[tuple[str, bool]] | None = None,
-                       error: str | None = None, status_code: int = 200) -> Template:
+                       error: str | None = None, benefits_error: str | None = None,
+                       status_code: int = 200) -> Template:
         events = timeline.history(db, referral.id)
         food_bank = db.get(Organization, referral.food_bank_id)
         tz = food_bank.timezone if food_bank else "UTC"
@@ -219,7 +221,7 @@ class ClinicController(Controller):
             db, referral.id, delivery.data["stop_id"]) is None
         return page(request, "clinic/referral.html", referral=referral, order=order,
                     needs=needs.of_referral(db, referral.id), needs_text=needs_text,
-                    benefits_case=benefits.of_referral(db, referral.id),
+                    benefits_case=benefits.of_referral(db, referral.id), benefits_error=benefits_error,
                     events=list(reversed(events)), state=state, can_receipt=can_receipt, tz=tz,
                     receipt_error=error, position=waitlist.position(db, order) if order else None,
                     already=already, changed=changed or [], weekdays=WEEKDAYS, status_code=status_code,
@@ -239,6 +241,22 @@ class ClinicController(Controller):
         except FieldError as exc:
             order = db.scalar(select(Order).where(Order.referral_id == referral.id).order_by(Order.id.desc()))
             return self._referral_page(request, db, referral, order, error=str(exc), status_code=422)
+        db.commit()
+        return Redirect(f"/clinic/referrals/{referral.id}", status_code=303)
+
+    @post("/referrals/{referral_id:int}/benefits", opt={"roles": STAFF}, sync_to_thread=True,
+          status_code=200)
+    def flag_for_benefits(self, request: Request, db: DB, referral_id: PathId) -> Response | Template:
+        """The patient wants help enrolling in SNAP/CalFresh: onto the benefits-enrollment worklist."""
+        who = principal(request)
+        referral = visible_referral(db, who, referral_id)
+        try:
+            benefits.flag_on_request(db, referral, food_insecure=answers_of(referral.screening).food_insecure,
+                                     actor_id=who.user_id, now=clock_of(request).now())
+        except FieldError as exc:
+            db.rollback()
+            order = db.scalar(select(Order).where(Order.referral_id == referral.id).order_by(Order.id.desc()))
+            return self._referral_page(request, db, referral, order, benefits_error=str(exc), status_code=422)
         db.commit()
         return Redirect(f"/clinic/referrals/{referral.id}", status_code=303)
 
