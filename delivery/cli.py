@@ -14,7 +14,7 @@ from delivery.platform.settings import Settings, from_env
 if TYPE_CHECKING:
     from delivery.platform.db import Database
 
-ROLES = ("admin", "coordinator", "clinic_staff", "driver")
+ROLES = ("admin", "coordinator", "clinic_staff", "benefits", "driver")
 
 
 class CommandError(Exception):
@@ -96,7 +96,8 @@ def parser() -> argparse.ArgumentParser:
     invite = sub.add_parser("invite", help="invite a person; prints the link when no SMTP is configured")
     invite.add_argument("--email", required=True)
     invite.add_argument("--role", required=True, choices=ROLES)
-    invite.add_argument("--clinic", metavar="NAME", help="the clinic of a clinic_staff invite")
+    invite.add_argument("--clinic", metavar="NAME", help="the clinic of a clinic_staff invite (of a benefits "
+                        "one: its patients only; without it, the whole program's)")
 
     link = sub.add_parser("route-link", help="print a driver's personal link to a published route")
     link.add_argument("--driver", required=True, metavar="EMAIL")
@@ -377,9 +378,9 @@ def invite_command(database: Database, settings: Settings, args: argparse.Namesp
         if food_bank is None:
             raise CommandError("no program yet: run `delivery setup` first.")
         clinic_id = None
-        if args.role == Role.clinic_staff:
-            if not args.clinic:
-                raise CommandError("a clinic_staff invite needs --clinic NAME.")
+        if args.role == Role.clinic_staff and not args.clinic:
+            raise CommandError("a clinic_staff invite needs --clinic NAME.")
+        if args.clinic and args.role in (Role.clinic_staff, Role.benefits):
             clinic_id = db.scalar(select(Organization.id).where(Organization.name == args.clinic,
                                                                 Organization.kind == OrganizationKind.clinic))
             if clinic_id is None:

@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from delivery import demo_history
 from delivery.models import (
+    BenefitsCase,
     ConfirmationOutcome,
     Depot,
     Driver,
+    Need,
     Order,
     OrderStatus,
     Organization,
@@ -46,10 +48,10 @@ from delivery.platform.audit import AuditContext
 from delivery.platform.clock import Clock, FixedClock, zone
 from delivery.platform.db import Database
 from delivery.platform.settings import VAR, Settings
-from delivery.program import partnerships
+from delivery.program import benefits, partnerships
 from delivery.program.scheduling import is_due, next_weekday
 from delivery.program.waitlist import recurrence
-from delivery.referrals import intake
+from delivery.referrals import intake, needs
 from delivery.referrals.schemas import ReferralIn
 
 PATIENTS_CSV = Path(__file__).parent / "data" / "demo_patients.csv"
@@ -97,6 +99,7 @@ STAFF = (
     DemoUser("coordinator@demo.test", "Marisol Reyes", Role.coordinator, FOOD_BANK),
     DemoUser("clinic1@demo.test", "Kevin Huang", Role.clinic_staff, CLINICS[0]),
     DemoUser("clinic2@demo.test", "Lucía Navarro", Role.clinic_staff, CLINICS[1]),
+    DemoUser("benefits@demo.test", "Teresa Lim", Role.benefits, FOOD_BANK),
 )
 
 
@@ -212,11 +215,16 @@ def _referral_body(row: dict[str, str]) -> dict[str, Any]:
     screening = {"hunger_worried": row["hunger_worried"], "hunger_ran_out": row["hunger_ran_out"],
                  "transportation_barrier": _yes(row["transportation_barrier"]),
                  "mobility_barrier": _yes(row["mobility_barrier"]),
-                 "errands_barrier": _yes(row["errands_barrier"])}
+                 "errands_barrier": _yes(row["errands_barrier"]),
+                 "snap_enrolled": row["snap_enrolled"] or "unknown"}
     order = {"boxes": int(row["boxes"]), "box_type": row["box_type"], "cadence": row["cadence"],
              "window_start": row["window_start"] or None, "window_end": row["window_end"] or None}
-    return {"patient": patient, "screening": screening, "order": order,
+    body = {"patient": patient, "screening": screening, "order": order,
             "priority": int(row["priority"]), "note": row["note"] or None}
+    if row["needs"] or row["needs_words"]:
+        body["needs"] = {"picks": [n for n in row["needs"].split(";") if n],
+                         "words": row["needs_words"] or None}
+    return body
 
 
 def demo_referrals(path: Path = PATIENTS_CSV) -> list[DemoReferral]:
@@ -304,6 +312,7 @@ def _build(db: Session, password_hash: str, clock: Clock, past_days: list[dt.dat
     assert admin is not None
     began = min([today - dt.timedelta(weeks=4), *(day - dt.timedelta(weeks=1) for day in past_days[:1])])
     _write_agreements(db, orgs, admin, began, today)
+    _work_the_lists(db, orgs, staff, clock)
     return food_bank
 
 
@@ -410,6 +419,10 @@ def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str,
         events = db.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == result.referral.id))
         for event in events:
             event.at = at
+        for need in db.scalars(select(Need).where(Need.referral_id == result.referral.id)):
+            need.raised_at = at
+        for case in db.scalars(select(BenefitsCase).where(BenefitsCase.referral_id == result.referral.id)):
+            case.flagged_at = at
         if result.order is not None:
             result.order.created_at = at
             result.order.placed_on = at.astimezone(zone(TIMEZONE)).date()
@@ -418,6 +431,28 @@ def _refer_patients(db: Session, orgs: dict[str, Organization], staff: dict[str,
             if result.order.waitlisted_at is not None:
                 result.order.waitlisted_at = at
         db.flush()
+
+
+def _work_the_lists(db: Session, orgs: dict[str, Organization], staff: dict[str, User], clock: Clock) -> None:
+    """Clinic staff have already referred on and resolved a few needs, and the benefits staff have
+    reached a few patients (one enrolled), through the same services as the pages."""
+    now, today = clock.now(), clock.today(TIMEZONE)
+    for clinic in CLINICS:
+        who = AuditContext.for_command("demo", staff[clinic].id)
+        rows = needs.worklist(db, orgs[clinic].id)
+        oldest = sorted(rows, key=lambda n: n.raised_at)
+        if oldest:
+            needs.mark(db, who, oldest[0], status="resolved",
+                       note="Connected with the clinic's social worker.", now=now)
+        if len(oldest) > 1:
+            needs.mark(db, who, oldest[1], status="referred_on", note="Referred to the county's utility "
+                       "assistance program.", now=now)
+    worker = AuditContext.for_command("demo", staff[FOOD_BANK].id)  # the food bank's last: benefits staff
+    steps = [("contacted", 5), ("applied", 3), ("enrolled", 1)]
+    for n, case in enumerate(benefits.worklist(db, [orgs[FOOD_BANK].id])[:3]):
+        for step, days_ago in steps[:len(steps) - n]:
+            benefits.record_step(db, worker, case, step=step, on=today - dt.timedelta(days=days_ago), note="",
+                                 today=today, now=now)
 
 
 def _clinic_hours(day: dt.date, nth: int, timezone: str) -> dt.datetime:

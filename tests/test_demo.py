@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from delivery import demo, demo_history
 from delivery.models import (
     Base,
+    BenefitsCase,
     Confirmation,
     Depot,
     Driver,
     Membership,
+    Need,
     Order,
     OrderStatus,
     Organization,
@@ -98,10 +100,11 @@ def test_demo_program_organizations_and_people(database: Database, loaded: str, 
         assert all(d.pickup and _in_east_oakland(d.lat, d.lon) for d in depots)
 
         roles = Counter(db.scalars(select(Membership.role)))
-        assert roles == {Role.admin: 1, Role.coordinator: 1, Role.clinic_staff: 2, Role.driver: 6}
+        assert roles == {Role.admin: 1, Role.coordinator: 1, Role.clinic_staff: 2, Role.benefits: 1,
+                         Role.driver: 6}
         by_email = {u.email: u for u in db.scalars(select(User))}
         expected = {"admin@demo.test", "coordinator@demo.test", "clinic1@demo.test", "clinic2@demo.test",
-                    *(f"driver{n}@demo.test" for n in range(1, 7))}
+                    "benefits@demo.test", *(f"driver{n}@demo.test" for n in range(1, 7))}
         assert set(by_email) == expected
         clinic_of = {c.name: c.id for c in clinics}
         assert [m.organization_id for m in by_email["clinic1@demo.test"].memberships] == [
@@ -160,6 +163,20 @@ def test_demo_patients_and_referrals(database: Database, loaded: str) -> None:
         events = Counter(db.scalars(select(ReferralEvent.referral_id)))
         assert all(events[r.id] >= 2 for r in referrals)
         assert all(r.created_at.date() < TODAY for r in referrals)
+
+
+def test_demo_needs_and_benefits_are_on_their_worklists(database: Database, loaded: str) -> None:
+    """Patients of both clinics named other needs (a few already referred on or resolved), and the
+    benefits staff have contacted, helped apply and enrolled some of the patients flagged."""
+    with database.reader() as db:
+        needs = db.scalars(select(Need)).all()
+        assert len({n.clinic_id for n in needs}) == 2
+        assert Counter(n.status for n in needs) == {"open": len(needs) - 4, "resolved": 2, "referred_on": 2}
+        cases = db.scalars(select(BenefitsCase)).all()
+        assert len(cases) >= 4
+        assert {"flagged", "contacted", "applied", "enrolled"} <= {c.step for c in cases}
+        assert all(c.patient.do_not_contact is False for c in cases)
+        assert all(n.raised_at.date() < TODAY for n in needs)
 
 
 def test_demo_orders_fill_the_next_delivery_day(database: Database, loaded: str) -> None:

@@ -36,7 +36,7 @@ def day(program: Program, database: Database):  # type: ignore[no-untyped-def]
     stops = [[*DEFAULT_STOPS[0],
               StopSpec("Canary", "Bird", mrn=CANARY, access_notes="side door", phone="+15105550177",
                        do_not_contact=True)], DEFAULT_STOPS[1]]
-    # Built before MORNING whatever the wall clock says, so the route is already published when tests travel there.
+    # Built before MORNING whatever the wall clock says: published by the time the tests get there.
     with time_machine.travel(MORNING - dt.timedelta(hours=2), tick=False), database.writer() as db:
         built = make_day(db, program, date=DAY, stops=stops)
         db.commit()

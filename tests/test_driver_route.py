@@ -19,6 +19,8 @@ from delivery.models import (
     AuditEvent,
     ConfirmationAmendment,
     FieldReport,
+    Need,
+    Order,
     ReviewItem,
     Route,
     Shift,
@@ -181,6 +183,12 @@ def test_flags_and_problem_reports_reach_the_coordinator(client: TestClient, pro
         assert item.patient.address_line1 == "1234 98th Ave"  # not overwritten
         assert sorted(r.kind for r in db.scalars(select(FieldReport))) == \
             ["address_changed", "no_fridge", "route_problem"]
+        # "No working fridge" is a need besides food: it joins the referring clinic's needs list.
+        need = db.scalar(select(Need))
+        assert need is not None and (need.source, need.kinds, need.clinic_id) == (
+            "driver", ["fridge_stove"], program.clinic1_id)
+        assert need.referral_id == db.scalar(select(Order.referral_id).join(Stop, Stop.order_id == Order.id)
+                                             .where(Stop.id == stop))
     client.cookies.clear()
     with time_machine.travel(MORNING, tick=False):
         sign_in(client, program.coordinator)

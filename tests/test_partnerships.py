@@ -151,6 +151,6 @@ def test_each_change_to_the_agreement_is_audited_with_before_and_after(database,
         db.commit()
         assert changes == ["allocation per week 2 → 3"]
         history = partnerships.history(db, program.clinic1_id)
-        assert [h.what for h in history][0] == "allocation per week 2 → 3"
+        assert history[0].what == "allocation per week 2 → 3"
         assert history[-1].what.startswith("agreement written: 2 new patients per week, delivered Tuesday")
         assert db.scalar(select(Order.id)) is None

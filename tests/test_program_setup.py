@@ -109,6 +109,18 @@ def test_invite_of_clinic_staff_needs_a_known_clinic(env: str, capsys: pytest.Ca
     assert "no clinic named 'Nope'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("clinic", "belongs_to"), [([], "Northside Pantry"),
+                                                  (["--clinic", "Lakeview Clinic"], "Lakeview Clinic")])
+def test_benefits_staff_are_invited_to_the_program_or_one_clinic(env: str, database: Database,
+                                                                 clinic: list[str], belongs_to: str) -> None:
+    """Benefits-enrollment staff work the whole program's worklist, or one clinic's with --clinic."""
+    assert main(SETUP) == 0
+    assert main(["invite", "--email", "bea@north.example", "--role", "benefits", *clinic]) == 0
+    with database.reader() as db:
+        invite = db.scalar(select(Invite))
+        assert invite is not None and (invite.role, invite.organization.name) == ("benefits", belongs_to)
+
+
 def test_invite_is_mailed_through_smtp(env: str, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """With DELIVERY_SMTP_URL the invite leaves by SMTP (with the URL's credentials), as plain text and

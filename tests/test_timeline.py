@@ -239,6 +239,15 @@ SAMPLES: dict[EventKind, p.Payload] = {
     EventKind.duplicate_checked: p.DuplicateChecked(other_referral_id=8),
     EventKind.held_for_review: p.HeldForReview(order_id=3, review_item_id=9,
                                                reasons=["no_answer", "refused"]),
+    EventKind.need_raised: p.NeedRaised(need_id=5, source="web", kinds=["rent_utilities", "ride"]),
+    EventKind.need_referred_on: p.NeedUpdated(need_id=5, before="open", after="referred_on",
+                                              note="Sent to the housing desk"),
+    EventKind.need_resolved: p.NeedUpdated(need_id=5, before="referred_on", after="resolved"),
+    EventKind.benefits_flagged: p.BenefitsFlagged(case_id=2, snap_enrolled="no"),
+    EventKind.benefits_contacted: p.BenefitsStepTaken(case_id=2, before="flagged", on=dt.date(2026, 12, 1)),
+    EventKind.benefits_applied: p.BenefitsStepTaken(case_id=2, before="contacted", on=dt.date(2026, 12, 1)),
+    EventKind.benefits_enrolled: p.BenefitsStepTaken(case_id=2, before="applied", on=dt.date(2026, 12, 1)),
+    EventKind.benefits_declined: p.BenefitsStepTaken(case_id=2, before="flagged", on=dt.date(2026, 12, 1)),
     EventKind.legacy: p.Migrated(old_kind="postcard_sent", message="A postcard was sent."),
 }
 SENTENCES = {
@@ -272,6 +281,16 @@ SENTENCES = {
     EventKind.duplicate_checked: "A coordinator found referral #8 is the same person; it was ended.",
     EventKind.held_for_review: ("Deliveries on hold after 2 failed attempts in a row (no answer, refused). "
                                 "A coordinator will follow up."),
+    EventKind.need_raised: "The patient named a need besides food (web): rent or utilities, a ride to "
+                           "appointments.",
+    EventKind.need_referred_on: "Need #5 referred on (Sent to the housing desk).",
+    EventKind.need_resolved: "Need #5 resolved.",
+    EventKind.benefits_flagged: ("Flagged for help enrolling in SNAP/CalFresh (enrolled now: no): on the "
+                                 "benefits-enrollment worklist."),
+    EventKind.benefits_contacted: "SNAP/CalFresh enrollment: patient contacted on Tue 01 Dec 2026.",
+    EventKind.benefits_applied: "SNAP/CalFresh enrollment: applied on Tue 01 Dec 2026.",
+    EventKind.benefits_enrolled: "SNAP/CalFresh enrollment: enrolled on Tue 01 Dec 2026.",
+    EventKind.benefits_declined: "SNAP/CalFresh enrollment: the patient declined on Tue 01 Dec 2026.",
     EventKind.legacy: "A postcard was sent.",
 }
 

@@ -34,9 +34,10 @@ OLD_EVENTS = [  # (referral, minutes after T0, old kind, old sentence), in inser
 MIGRATION = importlib.import_module("delivery.migrations.versions.0004_events_as_data")
 WEBHOOKS = importlib.import_module("delivery.migrations.versions.0012_webhooks")
 CORRECTED_KINDS = importlib.import_module("delivery.migrations.versions.0011_patient_corrected_events")
-NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0009_driver_phone")
-"""The newest migration that replaced the kinds' CHECK (0009 follows 0011, which follows 0008;
-0012 changed it before)."""
+DRIVER_KINDS = importlib.import_module("delivery.migrations.versions.0009_driver_phone")
+NEWEST_KINDS = importlib.import_module("delivery.migrations.versions.0018_needs_and_benefits")
+"""The newest migration that replaced the kinds' CHECK (0018 follows 0013, 0009 follows 0011, which
+follows 0008; 0012 changed it before)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -138,7 +139,8 @@ def test_the_migration_checks_exactly_the_kinds_the_code_knows() -> None:
     """The newest CHECK and the EventKind enum name the same kinds (a new kind needs both), and each
     migration that replaces the CHECK starts from the kinds of the one before it."""
     assert set(NEWEST_KINDS.KINDS) == {k.value for k in EventKind}
-    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(CORRECTED_KINDS.KINDS)
+    assert set(NEWEST_KINDS.KINDS_BEFORE) == set(DRIVER_KINDS.KINDS)
+    assert set(DRIVER_KINDS.KINDS_BEFORE) == set(CORRECTED_KINDS.KINDS)
     assert set(CORRECTED_KINDS.KINDS_BEFORE) == set(WEBHOOKS.KINDS)
     assert set(WEBHOOKS.KINDS_BEFORE) == set(MIGRATION.KINDS)
     assert set(MIGRATION.OLD_KINDS.values()) <= set(MIGRATION.KINDS)

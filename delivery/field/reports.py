@@ -7,6 +7,8 @@ Services do not commit.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +23,7 @@ from delivery.models import (
     utcnow,
 )
 from delivery.platform.errors import FieldError
+from delivery.referrals import needs
 
 STOP_KINDS = (FieldReportKind.asked_for_help, FieldReportKind.no_fridge, FieldReportKind.address_changed,
               FieldReportKind.phone_changed, FieldReportKind.seemed_unwell, FieldReportKind.other)
@@ -28,8 +31,10 @@ NEEDS_DETAIL = (FieldReportKind.address_changed, FieldReportKind.phone_changed, 
 MAX_DETAIL = 500
 
 
-def flag_stop(db: Session, *, stop: Stop, route_id: int, user_id: int, kind: str, detail: str) -> FieldReport:
-    """A quick flag at a stop; an address change is also proposed for the coordinator's review."""
+def flag_stop(db: Session, *, stop: Stop, route_id: int, user_id: int, kind: str, detail: str,
+              now: dt.datetime) -> FieldReport:
+    """A quick flag at a stop; an address change is also proposed for the coordinator's review, and
+    a need ("no working fridge", "asked for help") joins the referring clinic's needs list."""
     try:
         flag = FieldReportKind(kind)
     except ValueError:
@@ -45,6 +50,7 @@ def flag_stop(db: Session, *, stop: Stop, route_id: int, user_id: int, kind: str
     if flag is FieldReportKind.address_changed:
         _propose_address(db, stop, user_id, text or "")
     db.flush()
+    needs.from_driver_flag(db, report, stop, now=now)
     return report
 
 

@@ -20,6 +20,7 @@ from delivery.models.loop import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from delivery.models.needs import CLOSED_STEPS, BenefitsCase, BenefitsStep, Need, NeedKind, NeedStatus
 from delivery.models.partnerships import AllocationUnit, Partnership
 from delivery.models.people import (
     ApiToken,
@@ -68,18 +69,22 @@ from delivery.models.referrals import (
     ReviewItem,
     ReviewKind,
     Screening,
+    SnapAnswer,
     Source,
     address_text,
 )
 from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, ReferralEvent
 
 __all__ = [
+    "CLOSED_STEPS",
     "NAMING",
     "OPEN_STATUSES",
     "AllocationUnit",
     "ApiToken",
     "AuditEvent",
     "Base",
+    "BenefitsCase",
+    "BenefitsStep",
     "BoxType",
     "Cadence",
     "Confirmation",
@@ -106,6 +111,9 @@ __all__ = [
     "Job",
     "JobState",
     "Membership",
+    "Need",
+    "NeedKind",
+    "NeedStatus",
     "Order",
     "OrderStatus",
     "Organization",
@@ -131,6 +139,7 @@ __all__ = [
     "RouteNotice",
     "Screening",
     "Shift",
+    "SnapAnswer",
     "Source",
     "SpreadWork",
     "Stop",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -35,6 +36,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK that the column holds one of the enum's values (checked on both databases)."""
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 NAMING = {

@@ -39,6 +39,7 @@ class Role(StrEnum):
     coordinator = "coordinator"
     clinic_staff = "clinic_staff"
     driver = "driver"
+    benefits = "benefits"  # benefits-enrollment staff: their worklist and patients' contact details only
 
 
 class Organization(Base):

@@ -33,6 +33,14 @@ class HungerAnswer(StrEnum):
     never = "never"
 
 
+class SnapAnswer(StrEnum):
+    """The screening's "enrolled in SNAP/CalFresh?" answer."""
+
+    yes = "yes"
+    no = "no"
+    unknown = "unknown"
+
+
 class Outcome(StrEnum):
     """What the program decided for a referral."""
 
@@ -167,6 +175,8 @@ class Screening(Base):
     transportation_barrier: Mapped[bool] = mapped_column(Boolean)
     mobility_barrier: Mapped[bool] = mapped_column(Boolean)  # carrying groceries, climbing stairs
     errands_barrier: Mapped[bool] = mapped_column(Boolean, default=False)  # errands alone
+    snap_enrolled: Mapped[str] = mapped_column(String(10), default=SnapAnswer.unknown,
+                                               server_default=SnapAnswer.unknown.value)
 
     referral: Mapped[Referral] = relationship(back_populates="screening")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from delivery.models.base import Base, utcnow
+from delivery.models.base import Base, one_of, utcnow
 
 if TYPE_CHECKING:
     from delivery.models.referrals import Referral
@@ -44,6 +44,14 @@ class EventKind(StrEnum):
     review_resolved = "review_resolved"  # an item of the coordinators' review queue was settled
     duplicate_checked = "duplicate_checked"  # another referral was found to be the same person
     held_for_review = "held_for_review"  # deliveries stopped until a coordinator looks (failed attempts)
+    need_raised = "need_raised"  # the patient (or a driver) named a need besides food: the clinic's worklist
+    need_referred_on = "need_referred_on"  # clinic staff passed the need to someone who can help
+    need_resolved = "need_resolved"
+    benefits_flagged = "benefits_flagged"  # on the benefits-enrollment worklist (SNAP/CalFresh)
+    benefits_contacted = "benefits_contacted"
+    benefits_applied = "benefits_applied"
+    benefits_enrolled = "benefits_enrolled"
+    benefits_declined = "benefits_declined"
     legacy = "legacy"  # an event from before kinds were closed whose kind was not recognised
 
 
@@ -51,10 +59,6 @@ class OutboxState(StrEnum):
     pending = "pending"
     delivered = "delivered"
     failed = "failed"
-
-
-def _one_of(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 class ReferralEvent(Base):
@@ -65,7 +69,7 @@ class ReferralEvent(Base):
 
     __tablename__ = "referral_events"
     __table_args__ = (UniqueConstraint("referral_id", "sequence"),
-                      CheckConstraint(_one_of("kind", EventKind), name="kind"))
+                      CheckConstraint(one_of("kind", EventKind), name="kind"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id"), index=True)
@@ -87,7 +91,7 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox_messages"
-    __table_args__ = (CheckConstraint(_one_of("state", OutboxState), name="state"),
+    __table_args__ = (CheckConstraint(one_of("state", OutboxState), name="state"),
                       Index("ix_outbox_messages_due", "state", "next_attempt_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)

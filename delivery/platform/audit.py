@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from delivery.models import AuditEvent
 from delivery.platform.db import Database
 
-ROLE_ORDER = ("admin", "coordinator", "clinic_staff", "driver")  # the widest role names the actor
+ROLE_ORDER = ("admin", "coordinator", "clinic_staff", "benefits", "driver")  # the widest role names the actor
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from delivery.platform.settings import Settings
 VALID_FOR = dt.timedelta(hours=72)
 NEW_DRIVER_CAPACITY = 8  # boxes; the coordinator sets the real car on the drivers page
 ROLE_NAMES = {Role.admin: "admin", Role.coordinator: "coordinator", Role.clinic_staff: "clinic staff",
-              Role.driver: "driver"}
+              Role.benefits: "benefits enrollment", Role.driver: "driver"}
 
 
 class PeopleError(FieldError):
@@ -66,8 +66,10 @@ def program_of(db: Session, organization: Organization) -> Organization:
 
 
 def organization_for(db: Session, food_bank: Organization, role: Role, clinic_id: int | None) -> Organization:
-    """Where a role belongs: clinic staff at one of the program's clinics, everyone else at the food bank."""
-    if role != Role.clinic_staff:
+    """Where a role belongs: clinic staff at one of the program's clinics; benefits-enrollment staff
+    at a clinic (its patients) when one is chosen, else at the food bank (the whole program's);
+    everyone else at the food bank."""
+    if role not in (Role.clinic_staff, Role.benefits) or (role == Role.benefits and not clinic_id):
         return food_bank
     clinic = db.get(Organization, clinic_id) if clinic_id else None
     if clinic is None or clinic.kind != OrganizationKind.clinic or clinic.food_bank_id != food_bank.id:

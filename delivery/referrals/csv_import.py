@@ -29,11 +29,13 @@ from delivery.models import (
     Cadence,
     Dietary,
     HungerAnswer,
+    NeedKind,
     Organization,
     OrganizationKind,
     Outcome,
     Patient,
     ReviewItem,
+    SnapAnswer,
     Source,
 )
 from delivery.platform.clock import Clock
@@ -72,6 +74,7 @@ _P = ("patient",)
 _A = ("patient", "address")
 _S = ("screening",)
 _O = ("order",)
+_N = ("needs",)
 
 COLUMNS: tuple[Column, ...] = (
     Column("mrn", (*_P, "mrn"), "text", "The clinic's patient identifier (letters, digits, . _ -). "
@@ -114,6 +117,14 @@ COLUMNS: tuple[Column, ...] = (
            "Cannot carry groceries or climb stairs (yes/no).", "no"),
     Column("errands_barrier", (*_S, "errands_barrier"), "bool",
            "Has difficulty doing errands alone; blank means no.", "no"),
+    Column("snap_enrolled", (*_S, "snap_enrolled"), "enum", "Enrolled in SNAP/CalFresh: yes, no or unknown; "
+           "blank means unknown. Food insecure and no: flagged for benefits-enrollment staff.", "no",
+           choices=SnapAnswer),
+    Column("needs", (*_N, "picks"), "list", "Other than medical care, what the patient needs to be more "
+           "healthy, separated by semicolons; it goes on your clinic's needs list.", "ride; fridge_stove",
+           choices=NeedKind),
+    Column("needs_words", (*_N, "words"), "text", "The patient's answer to the same question in their own "
+           "words (up to 500 characters).", "help with the gas bill"),
     Column("boxes", (*_O, "boxes"), "int", "Boxes per delivery, 1 to 6; blank means 1.", "1"),
     Column("box_type", (*_O, "box_type"), "enum", "Kind of box; blank means standard.", "diabetic",
            choices=BoxType),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from delivery.models import HungerAnswer, Outcome
+from delivery.models import HungerAnswer, Outcome, Screening
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,13 @@ class ScreeningAnswers:
         if self.errands_barrier:
             found.append("difficulty doing errands alone")
         return found
+
+
+def answers_of(screening: Screening) -> ScreeningAnswers:
+    """A stored screening's answers, for the rules."""
+    return ScreeningAnswers(HungerAnswer(screening.hunger_worried), HungerAnswer(screening.hunger_ran_out),
+                            screening.transportation_barrier, screening.mobility_barrier,
+                            screening.errands_barrier)
 
 
 @dataclass(frozen=True)

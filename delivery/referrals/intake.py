@@ -19,6 +19,7 @@ from delivery.models import (
     Depot,
     EventKind,
     GeocodeStatus,
+    NeedKind,
     Order,
     OrderStatus,
     Organization,
@@ -36,8 +37,9 @@ from delivery.models import (
 )
 from delivery.platform.clock import Clock
 from delivery.platform.errors import FieldError
-from delivery.program import allocations, partnerships, waitlist
+from delivery.program import allocations, benefits, partnerships, waitlist
 from delivery.program.scheduling import next_weekday
+from delivery.referrals import needs
 from delivery.referrals.addresses import Point, PostalAddress, set_address
 from delivery.referrals.eligibility import ScreeningAnswers, assess
 from delivery.referrals.schemas import OrderIn, PatientIn, ReferralIn, parse_time
@@ -92,9 +94,12 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
         raise IntakeError("The birth date is in the future: check the year.", "patient.birth_date")
     patient, is_new, changes = upsert_patient(db, clinic.id, food_bank.id, data.patient, actor_id=actor_id)
 
-    existing = None if is_new else _same_referral(db, patient.id, data, clock.now())
+    now = clock.now()
+    existing = None if is_new else _same_referral(db, patient.id, data, now)
     if existing is not None:
         _record_changes(db, existing, changes, source, actor_id)
+        # A repeat may still bring the patient's answer about other needs (the same open one is not added).
+        needs.from_referral(db, existing, data.needs, source=source, actor_id=actor_id, now=now)
         order = db.scalar(select(Order).where(Order.referral_id == existing.id,
                                               Order.status != OrderStatus.ended))
         return IntakeResult(existing, order, created=False, changes=changes)
@@ -112,11 +117,17 @@ def refer(db: Session, data: ReferralIn, *, clinic_id: int, actor_id: int | None
     db.add(Screening(referral_id=referral.id, hunger_worried=s.hunger_worried,
                      hunger_ran_out=s.hunger_ran_out,
                      transportation_barrier=s.transportation_barrier,
-                     mobility_barrier=s.mobility_barrier, errands_barrier=s.errands_barrier))
+                     mobility_barrier=s.mobility_barrier, errands_barrier=s.errands_barrier,
+                     snap_enrolled=s.snap_enrolled))
     timeline.record(db, referral, EventKind.received,
                     payloads.Received(clinic_id=clinic.id, clinic_name=clinic.name, source=source,
                                       note=data.note), actor_id=actor_id)
     _record_changes(db, referral, changes, source, actor_id)
+    needs.from_referral(db, referral, data.needs, source=source, actor_id=actor_id, now=now)
+    if benefits.should_flag(food_insecure=answers.food_insecure, snap_enrolled=s.snap_enrolled,
+                            asked_for_help=bool(data.needs and NeedKind.food_benefits in data.needs.picks),
+                            do_not_contact=patient.do_not_contact):
+        benefits.flag(db, referral, snap_enrolled=s.snap_enrolled, actor_id=actor_id, now=now)
 
     order = None
     if eligibility.outcome == Outcome.home_delivery:

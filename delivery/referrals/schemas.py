@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from delivery.models import AllocationUnit, BoxType, Cadence, Dietary, HungerAnswer
+from delivery.models import AllocationUnit, BoxType, Cadence, Dietary, HungerAnswer, NeedKind, SnapAnswer
 from delivery.platform.validation import LINES, ONE_LINE, RuleError
 from delivery.timeline.payloads import FieldChange
 
@@ -102,6 +102,20 @@ class ScreeningIn(Closed, kw_only=True):
     """Difficulty carrying groceries or climbing stairs."""
     errands_barrier: bool = False
     """Difficulty doing errands alone."""
+    snap_enrolled: Annotated[SnapAnswer, Meta(title="Enrolled in SNAP/CalFresh")] = SnapAnswer.unknown
+    """Is the patient enrolled in SNAP/CalFresh (yes, no, unknown)? Food insecure and not enrolled:
+    the patient is flagged for the benefits-enrollment staff (unless do_not_contact)."""
+
+
+NEED_WORDS_MAX = 500
+
+
+class NeedsIn(Closed, kw_only=True):
+    """The patient's answer to "Other than medical care, what do you need to be more healthy?"."""
+
+    picks: Annotated[list[NeedKind], Meta(max_length=len(NeedKind), title="Quick picks")] = []
+    words: Annotated[str, Meta(max_length=NEED_WORDS_MAX, pattern=LINES,
+                               title="What else the patient needs, in their words")] | None = None
 
 
 class OrderIn(Closed, kw_only=True):
@@ -129,6 +143,8 @@ class ReferralIn(Closed, kw_only=True):
     order: OrderIn | None = None
     priority: Priority = 0
     note: Note | None = None
+    needs: NeedsIn | None = None
+    """What the patient needs besides food and medical care: on the clinic's needs worklist."""
     clinic_id: Id | None = None
     """Needed only when the referring account belongs to more than one clinic."""
 

@@ -37,6 +37,9 @@ from delivery.reports import figures
 DELIVERED = (EventKind.delivered, EventKind.left_at_door)
 ATTEMPTS = (*DELIVERED, EventKind.attempt_failed)
 RECEIPTS = (EventKind.receipt_confirmed, EventKind.receipt_denied)
+COUNTED = (*RECEIPTS, EventKind.need_raised, EventKind.need_resolved, EventKind.benefits_flagged,
+           EventKind.benefits_enrolled)
+"""Events counted on the day they happened: receipts, needs raised and resolved, benefits."""
 WAITLIST_KINDS = (EventKind.waitlisted, EventKind.moved_off_waitlist, EventKind.ended, EventKind.override)
 MAX_DAYS = 366 * 3  # a report covers at most three years
 
@@ -77,6 +80,10 @@ class Figures(msgspec.Struct, kw_only=True):
     days_to_first_box: DaysToFirstBox
     receipts_confirmed: int
     receipts_denied: int
+    needs_raised: int  # needs besides food patients (or drivers) named, for the clinics' worklists
+    needs_resolved: int
+    benefits_flagged: int  # patients put on the benefits-enrollment worklist (SNAP/CalFresh)
+    benefits_enrollments: int  # of any period's flags, enrollments recorded in this one
     referrals_received: int
     referrals_by_outcome: dict[str, int]  # the program's decision on the referrals received
     waitlist: Waitlist
@@ -112,7 +119,7 @@ class _Tally:
     succeeded: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     first_box_days: list[float] = field(default_factory=list)
-    receipts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)  # COUNTED events by kind
     outcomes: Counter[str] = field(default_factory=Counter)
     waits: list[figures.Wait] = field(default_factory=list)
     metres: float = 0.0
@@ -173,8 +180,11 @@ def build(db: Session, food_bank: Organization, start: dt.date, end: dt.date,
             days_to_first_box=DaysToFirstBox(median=figures.median(t.first_box_days),
                                              p90=figures.p90(t.first_box_days),
                                              patients=len(t.first_box_days)),
-            receipts_confirmed=t.receipts[EventKind.receipt_confirmed],
-            receipts_denied=t.receipts[EventKind.receipt_denied],
+            receipts_confirmed=t.counts[EventKind.receipt_confirmed],
+            receipts_denied=t.counts[EventKind.receipt_denied],
+            needs_raised=t.counts[EventKind.need_raised], needs_resolved=t.counts[EventKind.need_resolved],
+            benefits_flagged=t.counts[EventKind.benefits_flagged],
+            benefits_enrollments=t.counts[EventKind.benefits_enrolled],
             referrals_received=sum(t.outcomes.values()),
             referrals_by_outcome=dict(sorted(t.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))),
             waitlist=_waitlist(t.waits, since, until, tz),
@@ -214,7 +224,7 @@ def _merge(parts: Iterable[_Tally]) -> _Tally:
         total.succeeded += t.succeeded
         total.failed += t.failed
         total.first_box_days += t.first_box_days
-        total.receipts += t.receipts
+        total.counts += t.counts
         total.outcomes += t.outcomes
         total.waits += t.waits
         total.metres += t.metres
@@ -289,14 +299,15 @@ def _first_boxes(db: Session, food_bank_id: int, start: dt.date, end: dt.date, t
 
 def _receipts_and_referrals(db: Session, food_bank_id: int, since: dt.datetime, until: dt.datetime,
                             tallies: Tallies) -> None:
-    """Receipts recorded, and the program's decisions on referrals received, in the period."""
+    """Receipts, needs and benefits steps recorded, and the program's decisions on referrals
+    received, in the period."""
     # Labelled, so GROUP BY names the same expression (PostgreSQL compares it with its parameter).
     outcome = ReferralEvent.data["outcome"].as_string().label("outcome")
     rows = db.execute(
         select(Referral.clinic_id, ReferralEvent.kind, outcome, func.count(ReferralEvent.id))
         .join(Referral, Referral.id == ReferralEvent.referral_id)
         .where(Referral.food_bank_id == food_bank_id,
-               ReferralEvent.kind.in_((*RECEIPTS, EventKind.outcome)),
+               ReferralEvent.kind.in_((*COUNTED, EventKind.outcome)),
                ReferralEvent.at >= since, ReferralEvent.at < until)
         .group_by(Referral.clinic_id, ReferralEvent.kind, outcome))
     for clinic_id, kind, decided, count in rows:
@@ -306,7 +317,7 @@ def _receipts_and_referrals(db: Session, food_bank_id: int, since: dt.datetime, 
         if kind == EventKind.outcome:
             t.outcomes[decided] += count
         else:
-            t.receipts[kind] += count
+            t.counts[kind] += count
 
 
 def _waits(db: Session, food_bank_id: int, until: dt.datetime, tallies: Tallies) -> None:

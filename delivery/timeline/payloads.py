@@ -223,6 +223,38 @@ class DuplicateChecked(Payload):
     other_referral_id: int  # the newer referral of the same person, which was ended
 
 
+class NeedRaised(Payload):
+    """A need besides food, for the referring clinic's worklist (the words stay on the need row)."""
+
+    need_id: int
+    source: str  # web, api, csv, fhir, demo (the referral), or driver (a driver's observation)
+    kinds: list[str]  # NeedKind values
+
+
+class NeedUpdated(Payload):
+    """Clinic staff referred a need on, or resolved it."""
+
+    need_id: int
+    before: str  # NeedStatus values
+    after: str
+    note: str | None = None
+
+
+class BenefitsFlagged(Payload):
+    """On the benefits-enrollment worklist: food insecure and not enrolled in SNAP/CalFresh."""
+
+    case_id: int
+    snap_enrolled: str  # the screening's answer: yes, no, unknown
+
+
+class BenefitsStepTaken(Payload):
+    """Benefits-enrollment staff recorded a step (contacted, applied, enrolled, declined) and its date."""
+
+    case_id: int
+    before: str  # BenefitsStep values
+    on: dt.date
+
+
 class Migrated(Payload):
     """An event written before events were data: its old kind and sentence, kept as they were."""
 
@@ -257,6 +289,14 @@ PAYLOADS: dict[EventKind, type[Payload]] = {
     EventKind.review_resolved: ReviewResolved,
     EventKind.duplicate_checked: DuplicateChecked,
     EventKind.held_for_review: HeldForReview,
+    EventKind.need_raised: NeedRaised,
+    EventKind.need_referred_on: NeedUpdated,
+    EventKind.need_resolved: NeedUpdated,
+    EventKind.benefits_flagged: BenefitsFlagged,
+    EventKind.benefits_contacted: BenefitsStepTaken,
+    EventKind.benefits_applied: BenefitsStepTaken,
+    EventKind.benefits_enrolled: BenefitsStepTaken,
+    EventKind.benefits_declined: BenefitsStepTaken,
     EventKind.legacy: Migrated,
 }
 """The payload type each kind carries (every kind has one)."""

@@ -9,11 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from delivery.models import EventKind
+from delivery.models import EventKind, NeedKind
 from delivery.timeline import payloads as p
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PRIORITIES = {0: "normal", 1: "high", 2: "urgent"}
+NEED_LABELS = {NeedKind.rent_utilities: "rent or utilities",
+               NeedKind.fridge_stove: "a working fridge or stove",
+               NeedKind.ride: "a ride to appointments",
+               NeedKind.food_benefits: "help enrolling in food benefits",
+               NeedKind.someone_to_talk_to: "someone to talk to",
+               NeedKind.other: "something else"}
+"""The quick picks of "what else do you need?", as the form and the worklist say them."""
 POINT = {"kept": "the point on the map stays (only the unit changed).",
          "placed": "placed on the map by hand.",
          "locating": "it is being located on the map again."}
@@ -191,6 +198,36 @@ def _held_for_review(d: p.HeldForReview) -> str:
             "A coordinator will follow up.")
 
 
+def needs_text(kinds: list[str]) -> str:
+    """The picks in words ("rent or utilities, a ride to appointments")."""
+    return ", ".join(NEED_LABELS.get(k, k.replace("_", " ")) for k in kinds) or "in their own words"
+
+
+def _need_raised(d: p.NeedRaised) -> str:
+    if d.source == "driver":
+        return f"A driver noted a need at the door: {needs_text(d.kinds)}. It is on the clinic's needs list."
+    return f"The patient named a need besides food ({d.source}): {needs_text(d.kinds)}."
+
+
+def _need_referred_on(d: p.NeedUpdated) -> str:
+    return _with_note(f"Need #{d.need_id} referred on", d.note) + "."
+
+
+def _need_resolved(d: p.NeedUpdated) -> str:
+    return _with_note(f"Need #{d.need_id} resolved", d.note) + "."
+
+
+def _benefits_flagged(d: p.BenefitsFlagged) -> str:
+    return (f"Flagged for help enrolling in SNAP/CalFresh (enrolled now: {d.snap_enrolled}): "
+            "on the benefits-enrollment worklist.")
+
+
+def _benefits_step(step: str) -> Callable[[p.BenefitsStepTaken], str]:
+    def sentence(d: p.BenefitsStepTaken) -> str:
+        return f"SNAP/CalFresh enrollment: {step} on {long_date(d.on)}."
+    return sentence
+
+
 def _legacy(d: p.Migrated) -> str:
     return d.message
 
@@ -222,5 +259,13 @@ _SENTENCES: dict[EventKind, Callable[..., str]] = {
     EventKind.review_resolved: _review_resolved,
     EventKind.duplicate_checked: _duplicate_checked,
     EventKind.held_for_review: _held_for_review,
+    EventKind.need_raised: _need_raised,
+    EventKind.need_referred_on: _need_referred_on,
+    EventKind.need_resolved: _need_resolved,
+    EventKind.benefits_flagged: _benefits_flagged,
+    EventKind.benefits_contacted: _benefits_step("patient contacted"),
+    EventKind.benefits_applied: _benefits_step("applied"),
+    EventKind.benefits_enrolled: _benefits_step("enrolled"),
+    EventKind.benefits_declined: _benefits_step("the patient declined"),
     EventKind.legacy: _legacy,
 }

@@ -25,7 +25,7 @@ from delivery.web.security import session_cookie, session_cookie_name
 log = logging.getLogger("delivery.web.account")
 
 HOME_FOR_ROLE = {Role.admin: "/coordinator", Role.coordinator: "/coordinator",
-                 Role.clinic_staff: "/clinic", Role.driver: "/driver"}
+                 Role.clinic_staff: "/clinic", Role.benefits: "/benefits", Role.driver: "/driver"}
 
 
 class LoginForm(msgspec.Struct, kw_only=True):
@@ -43,7 +43,7 @@ def _safe_next(target: str) -> str | None:
 
 
 def home_for(principal: auth.Principal) -> str:
-    for role in (Role.admin, Role.coordinator, Role.clinic_staff, Role.driver):
+    for role in (Role.admin, Role.coordinator, Role.clinic_staff, Role.benefits, Role.driver):
         if principal.has_role(role):
             return HOME_FOR_ROLE[role]
     return "/login"

@@ -31,8 +31,8 @@ from delivery.web.forms import Errors, FormData, convert
 from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 POLICY = {"roles": (Role.admin,)}
-ROLE_OPTIONS = [(r.value, people.ROLE_NAMES[r]) for r in (Role.coordinator, Role.clinic_staff, Role.driver,
-                                                          Role.admin)]
+ROLE_OPTIONS = [(r.value, people.ROLE_NAMES[r]) for r in (Role.coordinator, Role.clinic_staff, Role.benefits,
+                                                          Role.driver, Role.admin)]
 
 
 class InviteForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

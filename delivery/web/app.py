@@ -25,6 +25,7 @@ from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import (
     account,
     admin,
+    benefits,
     clinic,
     coordinator,
     driver,
@@ -87,8 +88,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, setup.SetupController, admin.AdminController,
-                clinic.ClinicController, *coordinator.CONTROLLERS, driver.DriverController,
-                webhooks.WebhookController, partnerships.PartnershipController]),
+                clinic.ClinicController, benefits.BenefitsController, *coordinator.CONTROLLERS,
+                driver.DriverController, webhooks.WebhookController, partnerships.PartnershipController]),
             api.ReferralApi,
             api_plans.PlanApi,
             api_allocation.AllocationApi,

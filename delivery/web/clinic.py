@@ -21,27 +21,37 @@ from delivery.models import (
     Cadence,
     Dietary,
     HungerAnswer,
+    NeedKind,
+    NeedStatus,
     Order,
     OrderStatus,
     Organization,
     Referral,
     Role,
+    SnapAnswer,
     Source,
 )
+from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
-from delivery.program import partnerships, waitlist
-from delivery.referrals import csv_import, geocoding, intake
+from delivery.program import benefits, partnerships, waitlist
+from delivery.referrals import csv_import, geocoding, intake, needs
+from delivery.referrals.eligibility import answers_of
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
+from delivery.timeline.text import NEED_LABELS, needs_text
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
-from delivery.web.render import DB, PathId, clock_of, page, principal, program_today
+from delivery.web.render import DB, Audit, PathId, clock_of, page, principal, program_today
 
 STAFF = (Role.clinic_staff,)
 FILTERS = [(None, "All"), (clinic_view.Filter.waiting, "Waiting or waitlisted"),
            (clinic_view.Filter.active, "Active"),
            (clinic_view.Filter.awaiting_receipt, "Delivered this week, receipt not recorded"),
            (clinic_view.Filter.failed, "Failed attempts"), (clinic_view.Filter.ended, "Ended")]
+NEED_STATUS_WORDS = {NeedStatus.open: "Open", NeedStatus.referred_on: "Referred on",
+                     NeedStatus.resolved: "Resolved"}
+SOURCE_WORDS = {"web": "referral form", "api": "clinic system (API)", "csv": "CSV import",
+                "fhir": "FHIR referral", "demo": "demo", "driver": "a driver at the door"}
 FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
@@ -54,7 +64,7 @@ class CsvUploadForm:
 
 
 CsvUpload = Annotated[CsvUploadForm, Body(media_type=RequestEncodingType.MULTI_PART)]
-LIST_FIELDS = {"patient.dietary"}
+LIST_FIELDS = {"patient.dietary", "needs.picks"}
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 LANGUAGES = [("en", "English"), ("es", "Spanish"), ("yue", "Cantonese"), ("zh", "Mandarin"),
              ("vi", "Vietnamese"), ("tl", "Tagalog"), ("ar", "Arabic"), ("mam", "Mam")]
@@ -122,6 +132,8 @@ def form_context(request: Request, db: Session, clinic: Organization) -> dict[st
         "cadences": [(Cadence.weekly, "Every week"), (Cadence.biweekly, "Every two weeks"),
                      (Cadence.once, "Once")],
         "weekdays": list(enumerate(WEEKDAYS)), "languages": LANGUAGES,
+        "snap_answers": [(SnapAnswer.yes, "Yes"), (SnapAnswer.no, "No"), (SnapAnswer.unknown, "Don't know")],
+        "need_options": [(k.value, NEED_LABELS[k]) for k in NeedKind],
         "default_weekday": food_bank.delivery_weekday if food_bank else None,
     }
 
@@ -201,7 +213,8 @@ class ClinicController(Controller):
 
     def _referral_page(self, request: Request, db: Session, referral: Referral, order: Order | None, *,
                        already: bool = False, changed: list[tuple[str, bool]] | None = None,
-                       error: str | None = None, status_code: int = 200) -> Template:
+                       error: str | None = None, benefits_error: str | None = None,
+                       status_code: int = 200) -> Template:
         events = timeline.history(db, referral.id)
         food_bank = db.get(Organization, referral.food_bank_id)
         tz = food_bank.timezone if food_bank else "UTC"
@@ -210,6 +223,8 @@ class ClinicController(Controller):
         can_receipt = delivery is not None and receipts.receipt_for(
             db, referral.id, delivery.data["stop_id"]) is None
         return page(request, "clinic/referral.html", referral=referral, order=order,
+                    needs=needs.of_referral(db, referral.id), needs_text=needs_text,
+                    benefits_case=benefits.of_referral(db, referral.id), benefits_error=benefits_error,
                     events=list(reversed(events)), state=state, can_receipt=can_receipt, tz=tz,
                     receipt_error=error, position=waitlist.position(db, order) if order else None,
                     already=already, changed=changed or [], weekdays=WEEKDAYS, status_code=status_code,
@@ -231,6 +246,54 @@ class ClinicController(Controller):
             return self._referral_page(request, db, referral, order, error=str(exc), status_code=422)
         db.commit()
         return Redirect(f"/clinic/referrals/{referral.id}", status_code=303)
+
+    @post("/referrals/{referral_id:int}/benefits", opt={"roles": STAFF}, sync_to_thread=True,
+          status_code=200)
+    def flag_for_benefits(self, request: Request, db: DB, referral_id: PathId) -> Response | Template:
+        """The patient wants help enrolling in SNAP/CalFresh: onto the benefits-enrollment worklist."""
+        who = principal(request)
+        referral = visible_referral(db, who, referral_id)
+        try:
+            benefits.flag_on_request(db, referral, food_insecure=answers_of(referral.screening).food_insecure,
+                                     actor_id=who.user_id, now=clock_of(request).now())
+        except FieldError as exc:
+            db.rollback()
+            order = db.scalar(select(Order).where(Order.referral_id == referral.id).order_by(Order.id.desc()))
+            return self._referral_page(request, db, referral, order, benefits_error=str(exc), status_code=422)
+        db.commit()
+        return Redirect(f"/clinic/referrals/{referral.id}", status_code=303)
+
+    # --- "what else do you need?": the clinic's own worklist (delivery.referrals.needs) ---------------
+
+    @get("/needs", opt={"roles": STAFF}, sync_to_thread=True)
+    def needs_list(self, request: Request, db: DB, audit: Audit, show: FromQuery[str] = "open") -> Template:
+        """The needs patients and drivers named, for this clinic's staff only: open first."""
+        return self._needs_page(request, db, audit, show=show)
+
+    def _needs_page(self, request: Request, db: Session, audit: Audit, *, show: str = "open",
+                    errors: dict[int, str] | None = None, status_code: int = 200) -> Template:
+        clinic = staff_clinic(db, request)
+        rows = needs.worklist(db, clinic.id, include_resolved=show == "all")
+        audit_trail.record_reads(request.app.state.database, audit, "need",
+                                 ((n.id, n.patient_id) for n in rows), detail="clinic needs list")
+        return page(request, "clinic/needs.html", clinic=clinic, rows=rows, show=show, needs_text=needs_text,
+                    moves=needs.MOVES, status_words=NEED_STATUS_WORDS, sources=SOURCE_WORDS,
+                    errors=errors or {},
+                    status_code=status_code)
+
+    @post("/needs/{need_id:int}", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
+    def mark_need(self, request: Request, db: DB, audit: Audit, need_id: PathId,
+                  data: FormData) -> Response | Template:
+        """Referred on or resolved, with a note that shows on the referral's timeline."""
+        need = needs.clinic_need(db, principal(request).organizations_with(Role.clinic_staff), need_id)
+        try:
+            needs.mark(db, audit, need, status=str(data.get("status") or ""),
+                       note=str(data.get("note") or ""), now=clock_of(request).now())
+        except FieldError as exc:
+            db.rollback()
+            return self._needs_page(request, db, audit, errors={need_id: str(exc)}, status_code=422)
+        db.commit()
+        return Redirect("/clinic/needs", status_code=303)
 
     # --- bulk intake from a CSV file (delivery.referrals.csv_import) ---------------------------------
 

@@ -415,7 +415,7 @@ class DriverController(Controller):
             raise NotFoundException("No such stop on your routes.")
         try:
             reports.flag_stop(db, stop=found.stop, route_id=found.route.id, user_id=me.user_id,
-                              kind=data.kind, detail=data.detail)
+                              kind=data.kind, detail=data.detail, now=clock_of(request).now())
         except FieldError as exc:
             raise _bad_request(str(exc)) from None
         db.commit()

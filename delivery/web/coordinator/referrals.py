@@ -39,7 +39,7 @@ from delivery.models import (
     User,
 )
 from delivery.program import orders, program_settings, waitlist
-from delivery.referrals import geocoding, intake, reviews
+from delivery.referrals import geocoding, intake, needs, reviews
 from delivery.referrals.schemas import (
     AddressIn,
     BoxType,
@@ -446,7 +446,7 @@ class ReferralDeskController(Controller):
         today = program_today(request, food_bank)
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by((Order.status != OrderStatus.ended).desc(), Order.id.desc()).limit(1))
-        events = timeline.history(db, referral.id)
+        events = [e for e in timeline.history(db, referral.id) if e.kind not in needs.CLINIC_ONLY]
         open_items = db.scalars(select(ReviewItem).where(ReviewItem.patient_id == referral.patient_id,
                                                          ReviewItem.resolved_at.is_(None))).all()
         clinic = db.get(Organization, referral.clinic_id)
