@@ -20,6 +20,7 @@ from delivery.models.loop import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from delivery.models.messages import InboundText, ReplyMeaning, TextKind, TextMessage, TextState
 from delivery.models.people import (
     ApiToken,
     AuditEvent,
@@ -73,6 +74,11 @@ from delivery.models.referrals import (
 from delivery.models.timeline import EventKind, OutboxMessage, OutboxState, ReferralEvent
 
 __all__ = [
+    "InboundText",
+    "ReplyMeaning",
+    "TextKind",
+    "TextMessage",
+    "TextState",
     "NAMING",
     "OPEN_STATUSES",
     "ApiToken",

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -80,6 +81,8 @@ class Organization(Base):
     waitlist_horizon_weeks: Mapped[int] = mapped_column(Integer, server_default="8")
     staff_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="15")
     driver_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="60")
+    # Texts to patients go out only when the program turns them on (off: listed, never sent).
+    texts_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
