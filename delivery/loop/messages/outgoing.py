@@ -116,7 +116,7 @@ def event_text(db: Session, event: ReferralEvent, now: dt.datetime) -> TextMessa
         stop_id = event.data["stop_id"]
         at = event.at.astimezone(zone(tz)).time()
         body = templates.render(kind, language, time=templates.clock_time(at, language))
-        after = max(now, event.recorded_at + UNDO_WINDOW)  # the driver may still take it back
+        after = now + UNDO_WINDOW  # the driver may still take it back (the send checks again)
     return _add(db, food_bank, patient, f"event:{event.id}", kind, body, rules.not_before(after, tz),
                 stop_id)
 
