@@ -152,6 +152,23 @@ def publish_day(database: Database, program: Program, settings: Settings) -> dic
         return {stop.patient.mrn: stop.id for stop in stops}
 
 
+def driver_confirms(database: Database, stop_id: int, outcome: str, clock: FixedClock) -> None:
+    """The stop's driver confirms it now (the confirmation service, as the driver's page does)."""
+    with database.writer() as db:
+        stop = db.get(Stop, stop_id)
+        user_id = db.get(Route, stop.route_id).driver.user_id  # type: ignore[union-attr]
+        confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=None,  # type: ignore[arg-type]
+                     occurred_at=clock.now(), idempotency_key=f"{stop_id}-{outcome}", now=clock.now())
+        db.commit()
+
+
+def texting_day(database: Database, pages: TestClient, program: Program, settings: Settings) -> dict[str, int]:
+    """Everyone referred, texting turned on by the coordinator, the day published."""
+    refer_everyone(database, pages, program)
+    turn_texting(pages, program, on=True)
+    return publish_day(database, program, settings)
+
+
 def reply(base_url: str, from_number: str, body: str, sid: str, *, signature: str | None = None) -> httpx.Response:
     """Twilio posting a patient's text to our webhook, signed as Twilio signs."""
     url = base_url + "/sms/inbound"
@@ -174,9 +191,7 @@ def test_the_sms_story(program: Program, database: Database, text_settings: Sett
     """Publish → day-before texts in Spanish, Chinese, Vietnamese at 10 am (none to the patient who did
     not agree) → "2" removes the stop and tells the coordinator → DỪNG stops texts → a delivery is
     texted after the undo window, with the time in the patient's language."""
-    refer_everyone(database, pages, program)
-    turn_texting(pages, program, on=True)
-    stop_of = publish_day(database, program, text_settings)
+    stop_of = texting_day(database, pages, program, text_settings)
 
     run_jobs(database, text_settings)
     assert twilio.sent == []  # made, waiting for 10 am the day before
@@ -233,13 +248,8 @@ def test_the_sms_story(program: Program, database: Database, text_settings: Sett
 
     # Tuesday: Mei's box is left at her door at 10:42, Lan's delivered at 10:50
     clock.set(dt.datetime(2026, 12, 1, 10, 42, tzinfo=LA))
-    for mrn, outcome in (("A-2", "left_at_door"), ("A-3", "delivered")):
-        with database.writer() as db:
-            stop = db.get(Stop, stop_of[mrn])
-            user_id = db.get(Route, stop.route_id).driver.user_id  # type: ignore[union-attr]
-            confirm_stop(db, stop=stop, user_id=user_id, outcome=outcome, note=None,  # type: ignore[arg-type]
-                         occurred_at=clock.now(), idempotency_key=f"{mrn}-{outcome}", now=clock.now())
-            db.commit()
+    driver_confirms(database, stop_of["A-2"], "left_at_door", clock)
+    driver_confirms(database, stop_of["A-3"], "delivered", clock)
     run_jobs(database, text_settings)
     assert len(twilio.sent) == 3  # the driver may still undo it: not yet
     clock.set(dt.datetime(2026, 12, 1, 10, 48, tzinfo=LA))
@@ -258,16 +268,9 @@ def test_a_missed_attempt_is_texted_with_the_retry_day(program: Program, databas
                                                         text_settings: Settings, clock: FixedClock,
                                                         twilio: FakeTwilio, pages: TestClient) -> None:
     """No answer at the door → rescheduled a week later → "we'll try again on martes"."""
-    refer_everyone(database, pages, program)
-    turn_texting(pages, program, on=True)
-    stop_of = publish_day(database, program, text_settings)
+    stop_of = texting_day(database, pages, program, text_settings)
     clock.set(dt.datetime(2026, 12, 1, 11, 0, tzinfo=LA))
-    with database.writer() as db:
-        stop = db.get(Stop, stop_of["A-1"])
-        user_id = db.get(Route, stop.route_id).driver.user_id  # type: ignore[union-attr]
-        confirm_stop(db, stop=stop, user_id=user_id, outcome="no_answer", note=None,  # type: ignore[arg-type]
-                     occurred_at=clock.now(), idempotency_key="miss", now=clock.now())
-        db.commit()
+    driver_confirms(database, stop_of["A-1"], "no_answer", clock)
     run_jobs(database, text_settings)
     assert sent_to(twilio, "+15105550101") == ["Hoy no lo encontramos; lo intentaremos de nuevo el martes."]
 
@@ -292,9 +295,7 @@ def test_an_invalid_number_is_given_up_at_once_and_recorded(program: Program, da
                                                               twilio: FakeTwilio, pages: TestClient) -> None:
     """Twilio's 21211 is final: the text is failed with the code, its job is done (no retry), audited."""
     twilio.invalid_numbers.add("+15105550102")
-    refer_everyone(database, pages, program)
-    turn_texting(pages, program, on=True)
-    publish_day(database, program, text_settings)
+    texting_day(database, pages, program, text_settings)
     clock.set(MONDAY_9AM.replace(hour=10))
     run_jobs(database, text_settings)
     mei = next(t for t in texts(database) if t.to_number == "+15105550102")
@@ -311,9 +312,7 @@ def test_the_rate_limit_is_retried_with_backoff(program: Program, database: Data
                                                  text_settings: Settings, clock: FixedClock,
                                                  twilio: FakeTwilio, pages: TestClient) -> None:
     """429 (code 20429) and a 500 fail the attempt; the runner tries again after its backoff."""
-    refer_everyone(database, pages, program)
-    turn_texting(pages, program, on=True)
-    publish_day(database, program, text_settings)
+    texting_day(database, pages, program, text_settings)
     twilio.behaviours.extend(["429", "500"])
     clock.set(MONDAY_9AM.replace(hour=10))
     run_jobs(database, text_settings)
@@ -328,16 +327,9 @@ def test_a_delivery_confirmed_at_night_is_texted_at_8am(program: Program, databa
                                                          text_settings: Settings, clock: FixedClock,
                                                          twilio: FakeTwilio, pages: TestClient) -> None:
     """Quiet hours: a box left at the door at 7:58 pm is told at 8 am the next morning, not at 8:03 pm."""
-    refer_everyone(database, pages, program)
-    turn_texting(pages, program, on=True)
-    stop_of = publish_day(database, program, text_settings)
+    stop_of = texting_day(database, pages, program, text_settings)
     clock.set(dt.datetime(2026, 12, 1, 19, 58, tzinfo=LA))
-    with database.writer() as db:
-        stop = db.get(Stop, stop_of["A-1"])
-        user_id = db.get(Route, stop.route_id).driver.user_id  # type: ignore[union-attr]
-        confirm_stop(db, stop=stop, user_id=user_id, outcome="left_at_door", note=None,  # type: ignore[arg-type]
-                     occurred_at=clock.now(), idempotency_key="late", now=clock.now())
-        db.commit()
+    driver_confirms(database, stop_of["A-1"], "left_at_door", clock)
     run_jobs(database, text_settings)
     clock.set(dt.datetime(2026, 12, 1, 23, 0, tzinfo=LA))
     run_jobs(database, text_settings)
@@ -363,3 +355,26 @@ def test_a_forged_or_repeated_webhook(program: Program, database: Database, text
     with database.reader() as db:
         only = db.scalars(select(InboundText)).one()
         assert (only.meaning, only.patient_id, only.needs_attention) == ("other", None, True)
+
+
+def test_the_inbox_marks_replies_handled_and_only_coordinators_see_it(
+        program: Program, database: Database, text_settings: Settings, live: str, pages: TestClient,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reply a person must read stays open until a coordinator marks it handled (audited); clinic
+    staff are refused the page; no log line carries the text or the number."""
+    refer_everyone(database, pages, program)
+    caplog.clear()
+    assert reply(live, "+15105550101", "¿Pueden venir después de las 3?", "SM" + "1" * 32).status_code == 200
+    assert not any("después" in r.getMessage() or "555" in r.getMessage() for r in caplog.records)
+    with database.reader() as db:
+        item = db.scalars(select(InboundText)).one()
+        assert item.needs_attention and item.handled_at is None and item.patient is not None
+    sign_in(pages, program.clinic1)
+    assert pages.get("/coordinator/texts", follow_redirects=False).status_code == 403
+    csrf = sign_in(pages, program.coordinator)
+    page = pages.post(f"/coordinator/texts/inbox/{item.id}/handled", headers={"x-csrf-token": csrf}).text
+    assert "Mark handled" not in page and "¿Pueden venir después de las 3?" in page
+    assert pages.post("/coordinator/texts/inbox/999/handled", headers={"x-csrf-token": csrf}).status_code == 404
+    with database.reader() as db:
+        assert db.get(InboundText, item.id).handled_at is not None  # type: ignore[union-attr]
+        assert db.scalars(select(AuditEvent.detail).where(AuditEvent.resource == "inbound_text")).all() == ["handled"]
