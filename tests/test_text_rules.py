@@ -51,7 +51,8 @@ def test_quiet_hours_are_the_programs_local_8pm_to_8am(moment: dt.datetime, tz: 
     # Europe changes on other dates: Lisbon's clocks go back on 25 Oct 2026
     (at("2026-10-24", "23:00", "Europe/Lisbon"), "Europe/Lisbon", at("2026-10-25", "08:00", "Europe/Lisbon")),
 ])
-def test_a_text_in_quiet_hours_waits_until_8am_local(moment: dt.datetime, tz: str, expected: dt.datetime) -> None:
+def test_a_text_in_quiet_hours_waits_until_8am_local(moment: dt.datetime, tz: str,
+                                                      expected: dt.datetime) -> None:
     got = rules.not_before(moment.astimezone(dt.UTC), tz)
     assert got == expected
     assert got.astimezone(ZoneInfo(tz)).time() == expected.astimezone(ZoneInfo(tz)).time()
@@ -97,7 +98,8 @@ def test_the_day_before_text_across_a_time_zone_keeps_local_10am() -> None:
     ("Can you come after 3?", ReplyMeaning.other), ("", ReplyMeaning.other),
 ])
 def test_what_a_reply_means(body: str, meaning: ReplyMeaning) -> None:
-    """1/2 (full-width digits too), opt-out words in every language (accents or not), else a person reads it."""
+    """1/2 (full-width digits too), opt-out words in every language (accents or not), else a person
+    reads it."""
     assert rules.meaning(body) is meaning
 
 

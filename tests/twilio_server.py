@@ -98,7 +98,8 @@ def serving(fake: FakeTwilio) -> Iterator[FakeTwilio]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode(), keep_blank_values=True).items()}
+            raw_form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+            form = {k: v[0] for k, v in raw_form.items()}
             status, body = fake.answer(self.path, self.headers.get("authorization"), form)
             raw = json.dumps(body).encode()
             self.send_response(status)

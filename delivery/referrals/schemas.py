@@ -85,7 +85,8 @@ class PatientIn(Closed, kw_only=True):
     do_not_contact: Annotated[bool, Meta(description="Default false")] | None = None
     consent_to_text: Annotated[bool, Meta(description=(
         "Default false. The patient agreed to texts about their deliveries (the day before, on "
-        "delivery, after a missed attempt), in their language; they can reply STOP at any time"))] | None = None
+        "delivery, after a missed attempt), in their language; they can reply STOP at any time"))
+    ] | None = None
 
     def __post_init__(self) -> None:
         if self.birth_date.year < 1900:

@@ -74,7 +74,8 @@ class TextsController(Controller):
     def texts(self, request: Request, db: DB, settings: Config) -> Template:
         """Replies to read, then every text (sent, queued for 8 am, or what would have gone)."""
         ids = principal(request).organizations_with(*COORDINATORS)
-        programs = db.scalars(select(Organization).where(Organization.id.in_(ids)).order_by(Organization.name)).all()
+        programs = db.scalars(select(Organization).where(Organization.id.in_(ids))
+                              .order_by(Organization.name)).all()
         return page(request, "coordinator/texts.html", programs=programs,
                     inbox=replies.inbox(db, ids), outbox=outgoing.recent(db, ids),
                     configured=outgoing.configured(settings))

@@ -271,7 +271,8 @@ def gave_up(db: Session, job: Job) -> None:
 
 def job_kinds() -> list[jobs.Kind]:
     """text_send retried after about 30 s, 1, 2, 4, 8 minutes (Twilio's rate limit passes in seconds)."""
-    return [jobs.Kind(SEND_JOB, send, backoff=jobs.exponential(first_s=30.0, max_s=900.0), on_give_up=gave_up),
+    return [jobs.Kind(SEND_JOB, send, backoff=jobs.exponential(first_s=30.0, max_s=900.0),
+                      on_give_up=gave_up),
             jobs.Kind(patient_texts.EVENT_JOB, from_event),
             jobs.Kind(patient_texts.DAY_BEFORE_JOB, day_before)]
 

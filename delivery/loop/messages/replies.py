@@ -128,7 +128,8 @@ def _skip(db: Session, settings: Settings, answered: TextMessage, now: dt.dateti
         edits.remove_stop(db, plan.id, plan.version, stop.id, SKIP_REASON, settings)
     except (edits.EditError, edits.EditConflict) as exc:
         return f"Asked to skip this week; the stop could not be taken off {when}: {exc}"
-    republish = " Republish the day so the driver's route drops it." if plan.status == PlanStatus.published else ""
+    published = plan.status == PlanStatus.published
+    republish = " Republish the day so the driver's route drops it." if published else ""
     return f"Skipping this week: the stop was taken off {when}.{republish}"
 
 
