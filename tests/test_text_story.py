@@ -381,5 +381,6 @@ def test_the_inbox_marks_replies_handled_and_only_coordinators_see_it(
     assert other.status_code == 404
     with database.reader() as db:
         assert db.get(InboundText, item.id).handled_at is not None  # type: ignore[union-attr]
-        details = db.scalars(select(AuditEvent.detail).where(AuditEvent.resource == "inbound_text")).all()
-        assert details == ["handled"]
+        told = db.execute(select(AuditEvent.action, AuditEvent.detail)
+                          .where(AuditEvent.resource == "inbound_text")).all()
+        assert ("U", "handled") in told and ("R", None) in told  # the page showing their words is a read

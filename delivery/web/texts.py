@@ -21,6 +21,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from delivery.loop.messages import outgoing, replies
 from delivery.models import Organization
+from delivery.platform import audit as audit_trail
 from delivery.platform.settings import Settings
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
@@ -71,14 +72,17 @@ class TextsController(Controller):
     path = "/coordinator/texts"
 
     @get("/", opt=POLICY, sync_to_thread=True)
-    def texts(self, request: Request, db: DB, settings: Config) -> Template:
-        """Replies to read, then every text (sent, queued for 8 am, or what would have gone)."""
+    def texts(self, request: Request, db: DB, settings: Config, audit: Audit) -> Template:
+        """Replies to read, then every text (sent, queued for 8 am, or what would have gone).
+        The patients' own words are PHI: showing them is audited."""
         ids = principal(request).organizations_with(*COORDINATORS)
         programs = db.scalars(select(Organization).where(Organization.id.in_(ids))
                               .order_by(Organization.name)).all()
-        return page(request, "coordinator/texts.html", programs=programs,
-                    inbox=replies.inbox(db, ids), outbox=outgoing.recent(db, ids),
-                    configured=outgoing.configured(settings))
+        inbox = replies.inbox(db, ids)
+        audit_trail.record_reads(request.app.state.database, audit, "inbound_text",
+                                 [(item.id, item.patient_id) for item in inbox])
+        return page(request, "coordinator/texts.html", programs=programs, inbox=inbox,
+                    outbox=outgoing.recent(db, ids), configured=outgoing.configured(settings))
 
     @post("/inbox/{item_id:int}/handled", opt=POLICY, sync_to_thread=True)
     def mark_handled(self, request: Request, db: DB, audit: Audit, item_id: PathId) -> Redirect:

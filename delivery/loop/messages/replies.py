@@ -36,6 +36,7 @@ from delivery.models import (
 from delivery.plans import edits
 from delivery.platform import audit
 from delivery.platform.audit import AuditContext
+from delivery.platform.clock import zone
 from delivery.platform.errors import NotFoundError
 from delivery.platform.settings import Settings
 
@@ -121,7 +122,7 @@ def _skip(db: Session, settings: Settings, answered: TextMessage, now: dt.dateti
     when = f"{plan.date:%a %d %b}"
     if stop.status != StopStatus.pending:
         return f"Asked to skip this week, but the stop of {when} is already {stop.status}."
-    if settings.clock.today(food_bank.timezone) >= plan.date:
+    if now.astimezone(zone(food_bank.timezone)).date() >= plan.date:
         return (f"Asked to skip this week, but {when} is today or past: the driver may be on the way. "
                 "Call the driver, or take the stop off the day by hand.")
     try:
