@@ -94,6 +94,7 @@ def test_the_day_before_text_across_a_time_zone_keeps_local_10am() -> None:
     ("unsubscribe", ReplyMeaning.stop), ("ALTO", ReplyMeaning.stop), ("alto", ReplyMeaning.stop),
     ("Baja", ReplyMeaning.stop), ("停止", ReplyMeaning.stop), ("退訂", ReplyMeaning.stop),
     ("dừng", ReplyMeaning.stop), ("DỪNG LẠI", ReplyMeaning.stop), ("Hủy", ReplyMeaning.stop),
+    ("START", ReplyMeaning.start), ("unstop", ReplyMeaning.start),
     ("12", ReplyMeaning.other), ("stop by at noon please", ReplyMeaning.other),
     ("Can you come after 3?", ReplyMeaning.other), ("", ReplyMeaning.other),
 ])

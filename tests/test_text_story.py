@@ -258,6 +258,9 @@ def test_the_sms_story(program: Program, database: Database, text_settings: Sett
     run_jobs(database, text_settings)
     assert sent_to(twilio, "+15105550102")[-1] == "您的蔬果箱已于10:42放在您的门口。"
     assert len(sent_to(twilio, "+15105550103")) == 1  # Lan said DỪNG: nothing more
+    assert reply(live, "+15105550103", "START", "SM" + "9" * 32).status_code == 200
+    with database.reader() as db:  # she takes it back: texts again from now on
+        assert db.scalars(select(Patient.texts_stopped_at).where(Patient.mrn == "A-3")).one() is None
 
     # anything else goes to the inbox for a person
     reply(live, "+15105550102", "我的邻居可以帮我收", "SM" + "d" * 32)

@@ -33,6 +33,7 @@ class ReplyMeaning(StrEnum):
     home = "home"  # 1: I'll be home
     skip = "skip"  # 2: skip this week
     stop = "stop"  # an opt-out word
+    start = "start"  # START / UNSTOP after an opt-out: texts again (carriers' standard words)
     other = "other"  # anything else: a coordinator reads it
 
 

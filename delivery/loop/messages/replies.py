@@ -3,6 +3,7 @@
 `receive` takes one inbound text (Twilio's webhook, its signature already checked by the caller):
 - an opt-out word in any language (STOP, ALTO, 停止, DỪNG…): every patient with that number stops
   getting texts at once (`Patient.texts_stopped_at`, audited) and their queued texts are cancelled;
+  START or UNSTOP takes that back (for patients who had agreed to texts);
 - 1: the patient will be home; noted on the text it answers;
 - 2: skip this week: the stop of the day-before text it answers is taken off the day through the
   one stop-removal path (`delivery.plans.edits.remove_stop`, which writes the timeline) while its
@@ -78,6 +79,8 @@ def receive(db: Session, settings: Settings, *, sid: str, from_number: str, body
                        needs_attention=False, received_at=now)
     if meaning is ReplyMeaning.stop:
         item.outcome = _opt_out(db, patients or ([patient] if patient else []), now)
+    elif meaning is ReplyMeaning.start:
+        item.outcome = _resume(db, patients)
     elif meaning is ReplyMeaning.home:
         item.outcome = "Will be home for the delivery."
     elif meaning is ReplyMeaning.skip:
@@ -109,6 +112,16 @@ def _opt_out(db: Session, patients: list[Patient], now: dt.datetime) -> str:
     if not patients:
         return "Opt-out from a number we do not know: nothing to stop."
     return f"Opted out of texts: no more will be sent ({cancelled} queued cancelled)."
+
+
+def _resume(db: Session, patients: list[Patient]) -> str:
+    """START after STOP: texts again for those who had agreed to them (never a new consent)."""
+    resumed = [p for p in patients if p.texts_stopped_at is not None and p.text_consent]
+    for patient in resumed:
+        patient.texts_stopped_at = None
+        audit.record(db, outgoing.WORKER, "U", "patient", patient.id, patient_id=patient.id,
+                     detail="texts resumed by reply (START)")
+    return "Texts resumed at the patient's request." if resumed else "START, but nothing was stopped."
 
 
 def _skip(db: Session, settings: Settings, answered: TextMessage, now: dt.datetime) -> str:

@@ -24,7 +24,8 @@ OPT_OUT = {
     "zh": {"停止", "退订", "退訂", "取消", "不要再发", "不要再發"},
     "vi": {"DUNG", "DUNG LAI", "NGUNG", "HUY", "THOI"},
 }
-HOME = {"1", "YES", "SI", "是", "CO"}
+RESUME = {"START", "UNSTOP"}  # what carriers and Twilio take back an opt-out with
+HOME = {"1", "SI", "是", "CO"}
 SKIP = {"2", "SKIP", "OMITIR", "跳过", "跳過", "BO QUA"}
 
 
@@ -38,7 +39,7 @@ def normalise(text: str) -> str:
 
 
 def meaning(body: str) -> ReplyMeaning:
-    """1 (home), 2 (skip this week), an opt-out word in any language, or anything else."""
+    """1 (home), 2 (skip this week), an opt-out word in any language, START after one, or anything else."""
     said = normalise(body)
     if said in HOME:
         return ReplyMeaning.home
@@ -46,6 +47,8 @@ def meaning(body: str) -> ReplyMeaning:
         return ReplyMeaning.skip
     if any(said in words for words in OPT_OUT.values()):
         return ReplyMeaning.stop
+    if said in RESUME:
+        return ReplyMeaning.start
     return ReplyMeaning.other
 
 
