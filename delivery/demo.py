@@ -211,7 +211,10 @@ def _referral_body(row: dict[str, str]) -> dict[str, Any]:
                "language": row["language"], "address": address, "floor": int(row["floor"]),
                "elevator": _yes(row["elevator"]), "access_notes": row["access_notes"] or None,
                "dietary": [d for d in row["dietary"].split(";") if d],
-               "do_not_contact": _yes(row["do_not_contact"])}
+               "do_not_contact": _yes(row["do_not_contact"]),
+               # Every demo patient with a phone agreed to texts, so the coordinators' texts page
+               # shows what the program would send (texting itself stays off in the demo).
+               "consent_to_text": bool(row["phone"]) and not _yes(row["do_not_contact"])}
     screening = {"hunger_worried": row["hunger_worried"], "hunger_ran_out": row["hunger_ran_out"],
                  "transportation_barrier": _yes(row["transportation_barrier"]),
                  "mobility_barrier": _yes(row["mobility_barrier"]),

@@ -50,6 +50,17 @@ def test_staff_member_refers_a_patient_and_sees_home_delivery(client, program, d
         assert patient.floor == 3
         assert patient.elevator is False
         assert patient.consent_to_share is True
+        assert patient.text_consent is False  # texts need their own tick
+
+
+def test_consent_to_texts_is_its_own_tick(client, program, database) -> None:
+    """Ticking "agreed to texts" is stored on the patient (texts go only to those who agreed)."""
+    token = sign_in(client, program.clinic1)
+    response = client.post("/clinic/referrals", data=form(**{"patient.consent_to_text": "true"}),
+                           headers={**HTMX, "X-CSRF-Token": token})
+    assert response.status_code == 200 and response.headers["hx-redirect"]
+    with database.reader() as db:
+        assert db.scalar(select(Patient.text_consent)) is True
 
 
 def test_every_bad_field_gets_its_own_message_and_nothing_is_saved(client, program, database) -> None:

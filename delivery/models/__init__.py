@@ -20,6 +20,7 @@ from delivery.models.loop import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from delivery.models.messages import InboundText, ReplyMeaning, TextKind, TextMessage, TextState
 from delivery.models.needs import CLOSED_STEPS, BenefitsCase, BenefitsStep, Need, NeedKind, NeedStatus
 from delivery.models.partnerships import AllocationUnit, Partnership
 from delivery.models.people import (
@@ -107,6 +108,7 @@ __all__ = [
     "GeocodeStatus",
     "Holiday",
     "HungerAnswer",
+    "InboundText",
     "Invite",
     "Job",
     "JobState",
@@ -131,6 +133,7 @@ __all__ = [
     "Referral",
     "ReferralEvent",
     "ReferralStatus",
+    "ReplyMeaning",
     "ReviewItem",
     "ReviewKind",
     "Role",
@@ -144,6 +147,9 @@ __all__ = [
     "SpreadWork",
     "Stop",
     "StopStatus",
+    "TextKind",
+    "TextMessage",
+    "TextState",
     "UTCDateTime",
     "User",
     "UserSession",

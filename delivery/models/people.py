@@ -84,6 +84,8 @@ class Organization(Base):
     driver_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="60")
     # A clinic past its weekly allocation may use what other clinics left unused this week.
     lend_allocation: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Texts to patients go out only when the program turns them on (off: listed, never sent).
+    texts_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

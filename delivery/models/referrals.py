@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -121,6 +122,10 @@ class Patient(Base):
     dietary: Mapped[list[str]] = mapped_column(default=list)
     consent_to_share: Mapped[bool] = mapped_column(Boolean, default=False)
     do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The patient agreed to texts about their deliveries; an opt-out reply (STOP, ALTO…) stops them
+    # at once and is kept as when it came, so a later re-sent referral cannot quietly undo it.
+    text_consent: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    texts_stopped_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -49,6 +49,7 @@ from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
 from delivery.platform.errors import ConflictError
 from delivery.platform.settings import Settings
+from delivery.timeline import patient_texts
 
 log = logging.getLogger("delivery.plans.publishing")
 
@@ -232,6 +233,7 @@ def publish(db: Session, plan: Plan, actor: AuditContext, settings: Settings) ->
                              changed=changed, first=first))
     plan.status = PlanStatus.published
     plan.published_version, plan.published_at = plan.version, now
+    patient_texts.queue_day_before(db, plan.id)
     db.flush()
     return out
 

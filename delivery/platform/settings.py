@@ -55,6 +55,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     is sent and the admin is shown the links instead."""
     mail_from: str = ""
     """The From address of invites and resets; empty: no-reply@ the base URL's host."""
+    twilio_account_sid: str = ""
+    """Texts to patients go through Twilio with this account (AC…); empty: no text is sent, and the
+    outbox page lists what would have been."""
+    twilio_auth_token: str = ""
+    """Authenticates the API calls and checks the X-Twilio-Signature of replies and status callbacks."""
+    twilio_from: str = ""
+    """The sending number (+1…) or a Messaging Service SID (MG…)."""
+    twilio_api_url: str = ""
+    """Twilio's REST API base (default https://api.twilio.com); tests point it at a loopback server."""
+    twilio_timeout_s: float = 10.0
     photo_dir: str = ""
     """Where delivery photos are kept (default var/photos); back it up with the database."""
     demo: bool = False

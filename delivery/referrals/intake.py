@@ -250,7 +250,8 @@ def pickup_advice(db: Session, food_bank: Organization, patient: Patient) -> str
 
 
 NEW_PATIENT_DEFAULTS: dict[str, object] = {"phone": None, "language": "en", "floor": 0, "elevator": False,
-                                           "access_notes": None, "dietary": [], "do_not_contact": False}
+                                           "access_notes": None, "dietary": [], "do_not_contact": False,
+                                           "text_consent": False}
 
 
 def _details(p: PatientIn) -> dict[str, object]:
@@ -260,7 +261,8 @@ def _details(p: PatientIn) -> dict[str, object]:
             "language": p.language.lower() if p.language else None, "floor": p.floor, "elevator": p.elevator,
             "access_notes": (p.access_notes or "").strip() or None,
             "dietary": [str(d) for d in p.dietary] if p.dietary else None,
-            "consent_to_share": p.consent_to_share, "do_not_contact": p.do_not_contact}
+            "consent_to_share": p.consent_to_share, "do_not_contact": p.do_not_contact,
+            "text_consent": p.consent_to_text}
 
 
 def _shown(value: object) -> str | None:

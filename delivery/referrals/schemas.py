@@ -83,6 +83,10 @@ class PatientIn(Closed, kw_only=True):
     """The patient agreed to share name, address and phone with the food bank and its drivers.
     A clinic system attests it under its data-sharing agreement; false refuses the referral."""
     do_not_contact: Annotated[bool, Meta(description="Default false")] | None = None
+    consent_to_text: Annotated[bool, Meta(description=(
+        "Default false. The patient agreed to texts about their deliveries (the day before, on "
+        "delivery, after a missed attempt), in their language; they can reply STOP at any time"))
+    ] | None = None
 
     def __post_init__(self) -> None:
         if self.birth_date.year < 1900:

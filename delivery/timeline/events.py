@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from delivery.models import EventKind, Referral, ReferralEvent, utcnow
-from delivery.timeline import outbox, payloads, text
+from delivery.timeline import outbox, patient_texts, payloads, text
 from delivery.timeline.payloads import PAYLOADS, Payload
 
 
@@ -40,6 +40,7 @@ def record(db: Session, referral: Referral, kind: EventKind, data: Payload, *,
     db.flush()  # the outbox row refers to the event's id
     db.add(outbox.message_for(event, referral))
     outbox.queue(db)
+    patient_texts.queue_for_event(db, event)
     return event
 
 

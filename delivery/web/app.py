@@ -33,6 +33,7 @@ from delivery.web import (
     i18n,
     partnerships,
     setup,
+    texts,
     webhooks,
 )
 from delivery.web.api import allocation as api_allocation
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, setup.SetupController, admin.AdminController,
                 clinic.ClinicController, benefits.BenefitsController, *coordinator.CONTROLLERS,
-                driver.DriverController, webhooks.WebhookController, partnerships.PartnershipController]),
+                driver.DriverController, webhooks.WebhookController, partnerships.PartnershipController,
+                texts.TextsController, texts.TwilioWebhooks]),
             api.ReferralApi,
             api_plans.PlanApi,
             api_allocation.AllocationApi,

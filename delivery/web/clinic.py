@@ -95,7 +95,7 @@ def nest(form: dict[str, Any]) -> dict[str, Any]:
 CHANGEABLE = {"given_name": "given name", "family_name": "family name", "birth_date": "birth date",
               "phone": "phone", "language": "language", "floor": "floor", "elevator": "elevator",
               "access_notes": "access notes", "dietary": "dietary needs",
-              "do_not_contact": "do not contact", "address": "address"}
+              "do_not_contact": "do not contact", "text_consent": "consent to texts", "address": "address"}
 
 
 def changed_fields(query: str) -> list[tuple[str, bool]]:
