@@ -47,6 +47,14 @@ def test_an_order_is_accepted_and_a_planned_stop_is_in_progress() -> None:
     assert (state.status, state.business_status) == ("in-progress", "scheduled")
 
 
+def test_out_for_delivery_stays_in_progress_until_the_door() -> None:
+    out = (EventKind.out_for_delivery, p.StopPlanned(stop_id=7, **STOP))
+    state = task_state(entries(*ACCEPTED, SCHEDULED, out), today=TODAY)
+    assert (state.status, state.business_status) == ("in-progress", "out-for-delivery")
+    done = task_state(entries(*ACCEPTED, SCHEDULED, out, delivered(7)), today=TODAY)
+    assert (done.status, done.business_status) == ("in-progress", "delivered")
+
+
 def test_each_delivery_is_an_output_and_an_ending_after_deliveries_completes() -> None:
     state = task_state(entries(*ACCEPTED, SCHEDULED, delivered(7), delivered(8),
                                (EventKind.ended, p.Ended(order_id=1, reason="Six months served."))),
