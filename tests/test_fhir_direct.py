@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from delivery.models import AuditEvent, FhirTask, Order, OrderStatus, Organization, Referral
 from delivery.platform.db import Database
-from tests.builders import Program, api_token
+from delivery.program import program_settings
+from tests.builders import Program, api_token, sign_in
 from tests.fhir_checks import (
     FHIR_JSON,
     check_service_request,
@@ -206,6 +207,30 @@ def test_waitlisted_is_accepted_with_place_and_wait(client, clinic1, database: D
     status, notes = service["extension"][0]["extension"]
     assert status["valueCodeableConcept"]["coding"][0]["code"] == "waitlist"
     assert notes["valueString"].startswith("About 1 waiting")
+
+
+def test_a_program_may_answer_waitlisted_as_rejected_for_no_capacity(client, clinic1, database: Database,
+                                                                     program: Program) -> None:
+    """The program's strict reading (an admin's choice on the program page): the same waiting referral
+    is a rejected Task whose statusReason.text says there is no capacity and where it waits; the
+    default reading (the test above) still holds for programs that did not choose it."""
+    token = sign_in(client, program.admin)
+    with database.reader() as db:
+        fb = db.get(Organization, program.food_bank_id)
+        form = {c.name: str(getattr(fb, c.name)) for c in program_settings.CHOICES}
+    assert "Tell FHIR clinics a waitlisted referral is rejected" in client.get("/coordinator/program").text
+    saved = client.post(f"/coordinator/program/{program.food_bank_id}/choices",
+                        data={**form, "box_types": ["standard"], "require_upstairs": "true",
+                              "waitlisted_is_rejected": "true", "csrf_token": token})
+    assert "a waitlisted FHIR referral is accepted (waitlisted) → rejected (no capacity)" in saved.text
+    client.cookies.clear()
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 0
+        db.commit()
+    task = check_task(refer(client, clinic1))
+    assert (task["status"], task.get("businessStatus")) == ("rejected", None)
+    assert task["statusReason"]["text"].startswith("No capacity: the program is full. On the waitlist at "
+                                                   "position 1")
 
 
 def test_healthcare_service_has_capacity_when_there_is_room(client, clinic1, program: Program) -> None:

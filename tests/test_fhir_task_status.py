@@ -115,6 +115,18 @@ def test_waitlisted_is_accepted_with_the_live_place() -> None:
     assert task_state(entries(*waiting, moved), today=TODAY).business_status is None
 
 
+def test_a_program_that_reads_capacity_strictly_rejects_while_the_referral_waits() -> None:
+    waiting = [ACCEPTED[0], (EventKind.waitlisted, p.Waitlisted(order_id=1, position=4)),
+               (EventKind.outcome, p.OutcomeDecided(outcome="waitlisted", reason="Full."))]
+    state = task_state(entries(*waiting), today=TODAY, waitlist_note="On the waitlist at position 2.",
+                       waitlisted_is_rejected=True)
+    assert (state.status, state.business_status, state.reason) == (
+        "rejected", None, "No capacity: the program is full. On the waitlist at position 2.")
+    moved = (EventKind.moved_off_waitlist, p.MovedOffWaitlist(order_id=1, first_delivery=DAY))
+    room = task_state(entries(*waiting, moved), today=TODAY, waitlisted_is_rejected=True)
+    assert (room.status, room.reason) == ("accepted", None)
+
+
 EVENTS = [*ACCEPTED, SCHEDULED, delivered(7), failed(8), failed(9, "refused"),
           (EventKind.out_for_delivery, p.StopPlanned(stop_id=9, **STOP)),
           (EventKind.paused, p.Paused(order_id=1, until=DAY, reason="Away")),

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -80,6 +81,9 @@ class Organization(Base):
     waitlist_horizon_weeks: Mapped[int] = mapped_column(Integer, server_default="8")
     staff_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="15")
     driver_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="60")
+    # FHIR: a referral that waits on the waitlist is a `rejected` Task (the SDOH guide's strict reading:
+    # no capacity now) instead of an accepted one with businessStatus waitlisted.
+    waitlisted_is_rejected: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
