@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from sqlalchemy import func, select
 
-from delivery.models import AuditEvent, FhirTask, Order, OrderStatus, Organization, Referral
+from delivery.models import AuditEvent, FhirTask, Order, OrderStatus, Organization, Referral, User
 from delivery.platform.db import Database
 from delivery.program import program_settings
 from tests.builders import Program, api_token, sign_in
@@ -379,3 +379,30 @@ def test_transaction_response_parses_as_bundle_with_msgspec_roundtrip(client, cl
     """The body is plain JSON a client can re-read (no NaN, no Python reprs)."""
     response = post_bundle(client, clinic1, sample_bundle())
     assert msgspec.json.decode(response.content)["resourceType"] == "Bundle"
+
+
+def test_refused_patient_data_requests_leave_fail_audit_rows(client, clinic1, clinic2, database: Database,
+                                                             program: Program) -> None:
+    """401 (no token), 403 (a coordinator's token) and 404 (another clinic's Task) on patient-data
+    routes are audited as failures with who and what; public and program routes are not."""
+    task = refer(client, clinic1)
+    with database.reader() as db:
+        before = db.scalar(select(func.count(AuditEvent.id)))
+    assert client.get(f"/fhir/Task/{task['id']}").status_code == 401
+    assert client.get("/fhir/Task", headers=token_of(database, program.coordinator)).status_code == 403
+    assert client.get(f"/fhir/Task/{task['id']}", headers=clinic2).status_code == 404
+    assert client.get("/fhir/Procedure/999", headers=clinic1).status_code == 404
+    assert client.get("/fhir/HealthcareService").status_code == 401  # the program, no patient data
+    assert client.get("/fhir/metadata").status_code == 200
+    with database.reader() as db:
+        rows = list(db.scalars(select(AuditEvent).order_by(AuditEvent.id).offset(before)))
+        coordinator = db.scalar(select(User.id).where(User.email == program.coordinator))
+        staff1, staff2 = (db.scalar(select(User.id).where(User.email == e))
+                          for e in (program.clinic1, program.clinic2))
+    failed = [(r.action, r.resource, r.resource_id, r.outcome, r.user_id, r.detail[:3]) for r in rows
+              if r.outcome == "fail"]
+    assert failed == [("R", "fhir:Task", task["id"], "fail", None, "401"),
+                      ("R", "fhir:Task", None, "fail", coordinator, "403"),
+                      ("R", "fhir:Task", task["id"], "fail", staff2, "404"),
+                      ("R", "fhir:Procedure", "999", "fail", staff1, "404")]
+    assert all(r.ip and r.request_id for r in rows if r.outcome == "fail")
