@@ -22,7 +22,7 @@ from litestar.template.config import TemplateConfig
 from delivery.models import Role
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, setup, webhooks
+from delivery.web import account, admin, clinic, coordinator, driver, fhir, fhir_admin, i18n, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             Router("/", include_in_schema=False, route_handlers=[
                 account.AccountController, setup.SetupController, admin.AdminController,
                 clinic.ClinicController, *coordinator.CONTROLLERS, driver.DriverController,
-                webhooks.WebhookController]),
+                webhooks.WebhookController, fhir_admin.FhirAdminController]),
             api.ReferralApi,
             api_plans.PlanApi,
             *static_routers(),

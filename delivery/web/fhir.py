@@ -125,8 +125,7 @@ class FhirController(Controller):
             "token_endpoint": token_url(settings), "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": smart.ALGORITHMS,
-            "scopes_supported": ["system/Task.rsu", "system/Patient.c", "system/ServiceRequest.cr",
-                                 "system/Procedure.r", "system/HealthcareService.rs"],
+            "scopes_supported": list(smart.SCOPES_SUPPORTED),
             "capabilities": ["client-confidential-asymmetric"]})
 
     @post("/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
