@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from delivery.field import followup
 from delivery.loop import sender
+from delivery.loop.fhir import light
 from delivery.plans import solve_job
 from delivery.platform.db import Database
 from delivery.platform.jobs import Kind, Runner
@@ -22,7 +23,7 @@ from delivery.referrals import geocoding
 
 def kinds() -> list[Kind]:
     """Every kind of job a worker can run."""
-    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind()]
+    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind(), light.job_kind()]
 
 
 def runner(database: Database, settings: Settings, only: Iterable[str] | None = None) -> Runner:
