@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from delivery.field.confirmations import confirm_stop
 from delivery.loop.fhir import light
 from delivery.models import (
+    AuditEvent,
     FhirConnection,
     FhirRemoteTask,
     Job,
@@ -244,3 +245,34 @@ def test_the_story_in_direct_light(database: Database, program: Program, setting
     assert poll(database, settings, clock) == 1
     assert clinic_server.get("Task", "t1")["status"] == "completed"
     assert len(clinic_server.store["Procedure"]) == 1, "one Procedure per delivery, however often we poll"
+
+
+def test_an_admin_connects_a_clinic_server_and_sees_how_its_polls_go(
+        loop_client, database: Database, program: Program, loop_settings: Settings,
+        clinic_server: ClinicServer) -> None:
+    """The page refuses what it cannot use (and never echoes the token), queues the first poll, and
+    then shows the last successful poll, the last error and the counts."""
+    from tests.builders import sign_in
+
+    token = sign_in(loop_client, program.admin)
+    form = {"clinic_id": str(program.clinic1_id), "base_url": "http://ehr.example.org/fhir",
+            "owner_reference": OWNER, "bearer_token": "s3cret-token-value", "csrf_token": token}
+    refused = loop_client.post("/fhir-admin/connections", data=form)
+    assert refused.status_code == 422 and "must be https://" in refused.text
+    assert "s3cret-token-value" not in refused.text
+    assert loop_client.post("/fhir-admin/connections", data=form | {"base_url": "https://ehr.example.org/fhir",
+                                                                 "interval_minutes": "5"}
+                       ).status_code == 422
+    seed(clinic_server, 1, mrn="P-1")
+    made = loop_client.post("/fhir-admin/connections", data=form | {"base_url": clinic_server.base_url,
+                                                                "bearer_token": clinic_server.token})
+    assert made.status_code == 200 and "first poll runs within a minute" in made.text
+    assert clinic_server.token not in made.text and "never yet" in made.text
+    clock = FakeClock(utcnow() + dt.timedelta(seconds=1))
+    assert poll(database, loop_settings, clock) == 1
+    page = loop_client.get("/fhir-admin/").text
+    assert "1 (1 referrals, 0 refused)" in page and "never yet" not in page
+    with database.reader() as db:
+        audited = db.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.resource == "fhir_connection"))
+    assert audited == 1

@@ -1,9 +1,13 @@
 """The admins' FHIR page (`/fhir-admin`): clinic systems registered for SMART Backend Services (add by
-public keys, revoke). Rules and audit rows live in `delivery.loop.fhir.clients`; an admin sees the
-clinics they administer (a food bank's admin: every clinic of the program), as for webhooks."""
+public keys, revoke), and Direct Light connections to clinics' own FHIR servers (add; each with its
+last successful poll, last error and counts). Rules and audit rows live in
+`delivery.loop.fhir.clients` and `delivery.loop.fhir.light`; an admin sees the clinics they
+administer (a food bank's admin: every clinic of the program), as for webhooks. Stored secrets (a
+bearer token, our private key) are never shown back."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import httpx
@@ -14,7 +18,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.orm import Session
 
 from delivery.loop import endpoints
-from delivery.loop.fhir import clients
+from delivery.loop.fhir import clients, light
 from delivery.models import Organization, Role
 from delivery.web.render import DB, Audit, Config, clock_of, page, principal
 
@@ -35,11 +39,16 @@ class FhirAdminController(Controller):
         return self._page(request, db)
 
     def _page(self, request: Request, db: Session, *, errors: dict[str, str] | None = None,
-              values: dict[str, Any] | None = None, said: str | None = None, status_code: int = 200) -> Template:
+              values: dict[str, Any] | None = None, said: str | None = None,
+              conn_errors: dict[str, str] | None = None, conn_values: dict[str, Any] | None = None,
+              status_code: int = 200) -> Template:
         clinics = clinics_of(db, request)
         return page(request, "fhir_admin/overview.html", clinics=clinics,
                     systems=clients.listing(db, [c.id for c in clinics]), default_scopes=clients.DEFAULT_SCOPES,
-                    errors=errors or {}, values=values or {}, said=said, status_code=status_code)
+                    connections=light.summaries(db, [c.id for c in clinics]),
+                    min_interval=light.MIN_INTERVAL_MINUTES,
+                    errors=errors or {}, values=values or {}, said=said, conn_errors=conn_errors or {},
+                    conn_values=conn_values or {}, status_code=status_code)
 
     @post("/clients", opt=POLICY, sync_to_thread=True, status_code=200)
     def add_client(self, request: Request, db: DB, settings: Config, audit: Audit,
@@ -77,3 +86,41 @@ class FhirAdminController(Controller):
             return self._page(request, db, errors={"revoke": str(exc)}, status_code=404)
         db.commit()
         return Redirect("/fhir-admin/", status_code=303)
+
+    @post("/connections", opt=POLICY, sync_to_thread=True, status_code=200)
+    def add_connection(self, request: Request, db: DB, settings: Config, audit: Audit,
+                       data: FormData) -> Template:
+        """Connect a clinic's FHIR server (Direct Light); its first poll is queued at once."""
+        text = {k: str(data.get(k) or "").strip() for k in (
+            "clinic_id", "base_url", "owner_reference", "bearer_token", "token_url", "remote_client_id", "private_jwk",
+            "interval_minutes", "hours_start", "hours_end")}
+        shown = {k: v for k, v in text.items() if k not in ("bearer_token", "private_jwk")}  # never echoed
+        try:
+            numbers = {}
+            for name, default in (("interval_minutes", light.DEFAULT_INTERVAL_MINUTES), ("hours_start", 8),
+                                  ("hours_end", 18)):
+                if text[name] and not text[name].isdigit():
+                    raise light.ConnectionRefused("Enter whole numbers.", name)
+                numbers[name] = int(text[name]) if text[name] else default
+            jwk = None
+            if text["private_jwk"]:
+                try:
+                    jwk = json.loads(text["private_jwk"])
+                except ValueError:
+                    raise light.ConnectionRefused("The private key is not JSON (a JWK).", "private_jwk") from None
+            clinic = next((c for c in clinics_of(db, request) if str(c.id) == text["clinic_id"]), None)
+            if clinic is None:
+                raise light.ConnectionRefused("Choose one of your clinics.", "clinic_id")
+            made = light.add_connection(
+                db, audit, clinic, base_url=text["base_url"], owner_reference=text["owner_reference"],
+                bearer_token=text["bearer_token"] or None, token_url=text["token_url"] or None,
+                client_id=text["remote_client_id"] or None, private_jwk=jwk, interval_minutes=numbers["interval_minutes"],
+                hours=(numbers["hours_start"], numbers["hours_end"]),
+                allow_loopback=settings.webhook_allow_loopback, now=clock_of(request).now())
+        except light.ConnectionRefused as exc:
+            db.rollback()
+            return self._page(request, db, conn_errors={exc.field or "base_url": str(exc)}, conn_values=shown,
+                              status_code=422)
+        db.commit()
+        return self._page(request, db, said=f"Connected {clinic.name}'s FHIR server ({made.base_url}); the "
+                                            "first poll runs within a minute.")
