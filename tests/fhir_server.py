@@ -8,13 +8,14 @@ bearer token it was given, and records every request it saw.
 # No `from __future__ import annotations`: fhirstarter reads the handlers' annotations as classes.
 
 import datetime as dt
+import json
 import os
 import socket
 import threading
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 os.environ.setdefault("FHIR_SEQUENCE", "R4B")  # fhirstarter picks its FHIR models when imported
 
@@ -26,6 +27,8 @@ from fhir.resources.R4B.patient import Patient  # noqa: E402
 from fhir.resources.R4B.procedure import Procedure  # noqa: E402
 from fhir.resources.R4B.servicerequest import ServiceRequest  # noqa: E402
 from fhir.resources.R4B.task import Task  # noqa: E402
+from joserfc import jws, jwt  # noqa: E402
+from joserfc.jwk import import_key  # noqa: E402
 from fhirstarter import FHIRProvider, FHIRStarter, InteractionContext  # noqa: E402
 from fhirstarter.exceptions import FHIRResourceNotFoundError  # noqa: E402
 from starlette.requests import Request  # noqa: E402
@@ -43,6 +46,8 @@ class ClinicServer:
         self.failures: deque[tuple[int, dict[str, str]]] = deque()
         self.seen: list[str] = []  # "METHOD path?query" of every request that reached it
         self.writes = 0
+        self.client_keys: dict[str, Any] = {}  # SMART Backend Services: client id → its public JWK
+        self.assertions: list[dict[str, Any]] = []  # the verified claims of each token request
         self.lock = threading.Lock()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -109,12 +114,31 @@ class ClinicServer:
                 return JSONResponse({"resourceType": "OperationOutcome", "issue": [
                     {"severity": "error", "code": "transient", "diagnostics": "scripted"}]},
                     status_code=status, headers=headers)
+            if request.url.path == "/auth/token":
+                return await self._issue_token(request)
             if request.headers.get("authorization") != f"Bearer {self.token}":
                 return JSONResponse({"resourceType": "OperationOutcome", "issue": [
                     {"severity": "error", "code": "login"}]}, status_code=401)
             return await call_next(request)
 
         return app
+
+    async def _issue_token(self, request: Request) -> Response:
+        """SMART Backend Services, checked with joserfc: the assertion must verify with the client's
+        registered key and name this endpoint as its audience."""
+        form = dict(parse_qsl((await request.body()).decode()))
+        assertion = form.get("client_assertion", "")
+        try:
+            issuer = json.loads(jws.extract_compact(assertion.encode()).payload)["iss"]
+            claims = jwt.decode(assertion, import_key(self.client_keys[issuer]),
+                                algorithms=["ES384", "RS384"]).claims
+        except Exception:  # a bad or unknown assertion, whatever joserfc says about it
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        if claims.get("aud") != f"{self.base_url}/auth/token" or form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        self.assertions.append(claims)
+        return JSONResponse({"access_token": self.token, "token_type": "bearer", "expires_in": 300,
+                             "scope": form.get("scope", "")})
 
     def _reader(self, kind: str) -> Any:
         model = MODELS[kind]

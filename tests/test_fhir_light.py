@@ -276,3 +276,31 @@ def test_an_admin_connects_a_clinic_server_and_sees_how_its_polls_go(
         audited = db.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.resource == "fhir_connection"))
     assert audited == 1
+
+
+def test_a_connection_with_smart_backend_services_signs_for_its_token(
+        database: Database, program: Program, settings: Settings, clinic_server: ClinicServer) -> None:
+    """Our assertion, signed ES384 with the stored private key, verifies on their side (joserfc) with
+    the public key they registered; the token it gets reads their Tasks."""
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-384", parameters={"kid": "ours-1"})
+    clinic_server.client_keys["produce-box"] = key.as_dict(private=False)
+    seed(clinic_server, 1, mrn="K-1")
+    clock = FakeClock(MONDAY_9AM_PT)
+    with database.writer() as db:
+        light.add_connection(db, AuditContext.for_command("test"), db.get(Organization, program.clinic1_id),
+                             base_url=clinic_server.base_url, owner_reference=OWNER,
+                             token_url=f"{clinic_server.base_url}/auth/token", client_id="produce-box",
+                             private_jwk=key.as_dict(private=True), allow_loopback=True, now=clock.now())
+        with pytest.raises(light.ConnectionRefused, match="private key"):
+            light.add_connection(db, AuditContext.for_command("test"), db.get(Organization, program.clinic1_id),
+                                 base_url=clinic_server.base_url, owner_reference=OWNER,
+                                 token_url=f"{clinic_server.base_url}/auth/token", client_id="produce-box",
+                                 private_jwk=key.as_dict(private=False), allow_loopback=True, now=clock.now())
+        db.commit()
+    assert poll(database, settings, clock) == 1
+    (claims,) = clinic_server.assertions
+    assert (claims["iss"], claims["sub"], claims["aud"]) == ("produce-box", "produce-box",
+                                                             f"{clinic_server.base_url}/auth/token")
+    assert clinic_server.get("Task", "t1")["status"] == "accepted"
