@@ -231,6 +231,9 @@ def test_a_program_may_answer_waitlisted_as_rejected_for_no_capacity(client, cli
     assert (task["status"], task.get("businessStatus")) == ("rejected", None)
     assert task["statusReason"]["text"].startswith("No capacity: the program is full. On the waitlist at "
                                                    "position 1")
+    service = parses(client.get("/fhir/HealthcareService", headers=clinic1).json())["entry"][0]["resource"]
+    status, _ = service["extension"][0]["extension"]
+    assert status["valueCodeableConcept"]["coding"][0]["code"] == "no-capacity"
 
 
 def test_healthcare_service_has_capacity_when_there_is_room(client, clinic1, program: Program) -> None:
