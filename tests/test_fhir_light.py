@@ -134,13 +134,16 @@ def test_each_task_is_taken_once_through_an_unreliable_server(
         database: Database, program: Program, settings: Settings, clinic_server: ClinicServer) -> None:
     """Down, then 500, then 429 with Retry-After: each failure is recorded and retried later (backing
     off, after Retry-After); then two pages of Tasks become referrals once each — accepted, not
-    eligible (rejected, with the reason), a Task without Consent rejected with what is missing — and
-    a Task owned by another organization is left alone. Polling again creates nothing new."""
+    eligible (rejected, with the reason), a Task without Consent rejected with what is missing, a Task
+    whose screening cannot be read rejected saying so — and a Task owned by another organization is
+    left alone. Polling again creates nothing new."""
     seed(clinic_server, 1, mrn="L-1")
     seed(clinic_server, 2, mrn="L-2")
     seed(clinic_server, 3, mrn="L-3", screen="LA28398-8")  # never: not food insecure
     seed(clinic_server, 4, mrn="L-4", consent=False)
     seed(clinic_server, 5, mrn="L-5", owner="Organization/someone-else")
+    seed(clinic_server, 6, mrn="L-6")
+    del clinic_server.store["Observation"]["obs6-2"]  # their ServiceRequest names what they no longer have
     clock = FakeClock(MONDAY_9AM_PT)
     conn_id = connect(database, program, clinic_server, clock)
 
@@ -170,20 +173,25 @@ def test_each_task_is_taken_once_through_an_unreliable_server(
     assert done.next_poll_at == clock.now() + dt.timedelta(hours=1)
     searches = [s for s in clinic_server.seen if s.startswith("GET /Task?")]
     assert any("_page=2" in s for s in searches), "the second page was followed"
-    tasks = {n: parses(clinic_server.get("Task", f"t{n}")) for n in range(1, 6)}
-    assert count(database, Referral) == 3 and count(database, FhirRemoteTask) == 4
-    assert [tasks[n]["status"] for n in range(1, 6)] == ["accepted", "accepted", "rejected", "rejected",
-                                                          "requested"]
+    tasks = {n: parses(clinic_server.get("Task", f"t{n}")) for n in range(1, 7)}
+    assert count(database, Referral) == 3 and count(database, FhirRemoteTask) == 5
+    assert [tasks[n]["status"] for n in range(1, 7)] == ["accepted", "accepted", "rejected", "rejected",
+                                                          "requested", "rejected"]
+    assert "could not be read" in tasks[6]["statusReason"]["text"]
     assert "Hunger Vital Sign screen is negative" in tasks[3]["statusReason"]["text"]
     assert "Consent" in tasks[4]["statusReason"]["text"]
     with database.reader() as db:
         refused = db.scalar(select(FhirRemoteTask).where(FhirRemoteTask.remote_id == "t4"))
         assert refused.referral_id is None and "Consent" in refused.refusal  # type: ignore[union-attr]
 
+    with database.reader() as db:
+        created = db.scalars(select(AuditEvent).where(AuditEvent.client_id == f"fhir-poll:{conn_id}")).all()
+    assert len(created) == 3 and all(a.action == "C" and a.patient_id for a in created)
+
     writes = clinic_server.writes
     clock.advance(3600)
     assert poll(database, settings, clock) == 1
-    assert count(database, Referral) == 3 and count(database, FhirRemoteTask) == 4
+    assert count(database, Referral) == 3 and count(database, FhirRemoteTask) == 5
     assert clinic_server.writes == writes, "nothing changed here: nothing is written there again"
     latest = [unquote(s) for s in clinic_server.seen if s.startswith("GET /Task?")][-1]
     assert f"_lastUpdated=gt{done.cursor}" in latest, "the search goes on from the cursor"

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from delivery.loop.fhir import codes, direct
 from delivery.loop.fhir import resources as fhir
 from delivery.loop.fhir.bundle import BundleError, read_bundle
-from delivery.models import FhirConnection, FhirRemoteTask, FhirTask, Organization
+from delivery.models import FhirConnection, FhirRemoteTask, FhirTask, Organization, Referral
 from delivery.platform import audit, jobs
 from delivery.platform.audit import AuditContext
 from delivery.platform.clock import Clock
@@ -70,9 +70,15 @@ class ConnectionRefused(FieldError):
 class RemoteError(Exception):
     """The clinic's server did not answer usefully; `retry_after` in seconds when it said so."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.status = retry_after, status
+
+    @property
+    def about_the_resource(self) -> bool:
+        """Their answer was about what was asked (not found, gone, invalid), not about the server or
+        our credentials: the Task that led there is refused, the poll goes on."""
+        return self.status is not None and 400 <= self.status < 500 and self.status not in (401, 403, 429)
 
 
 # --- the schedule (plain rules) ---------------------------------------------------------------
@@ -227,7 +233,8 @@ class Remote:
             raise RemoteError(f"{method} {url}: HTTP {answer.status_code}.",
                               parse_retry_after(answer.headers.get("retry-after"), self.now))
         if answer.status_code >= 400:
-            raise RemoteError(f"{method} {url}: HTTP {answer.status_code}: {answer.text[:200]}")
+            raise RemoteError(f"{method} {url}: HTTP {answer.status_code}: {answer.text[:200]}",
+                              status=answer.status_code)
         if not answer.content:
             return {"location": answer.headers.get("location", "")}
         try:
@@ -292,7 +299,7 @@ def valid(resource: dict[str, Any], kind: str) -> dict[str, Any]:
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         raise RemoteError(f"Their {kind} is not valid FHIR R4: {first['msg']} at "
-                          f"{'.'.join(str(p) for p in first['loc'])}.") from None
+                          f"{'.'.join(str(p) for p in first['loc'])}.", status=422) from None
     return resource
 
 
@@ -321,6 +328,15 @@ class Found:
 def gather(remote: Remote, task: dict[str, Any], included: dict[str, dict[str, Any]]) -> Found:
     """The Task's ServiceRequest, Patient and supporting resources as a referral transaction Bundle.
     A Task that points at nothing usable is `problem` (rejected there), not an error of the poll."""
+    try:
+        return _gather(remote, task, included)
+    except RemoteError as exc:
+        if not exc.about_the_resource:
+            raise
+        return Found(task, problem=f"A resource the Task refers to could not be read: {exc}"[:1000])
+
+
+def _gather(remote: Remote, task: dict[str, Any], included: dict[str, dict[str, Any]]) -> Found:
     focus = local((task.get("focus") or {}).get("reference", ""), remote.base)
     if not focus.startswith("ServiceRequest/"):
         return Found(task, problem="Task.focus must reference the ServiceRequest for home-delivered food.")
@@ -354,8 +370,14 @@ def take(db: Session, connection: FhirConnection, found: Found, clock: Clock) ->
                                                  connection.base_url),
                          refusal=found.problem, procedures={})
     if found.bundle is not None:
-        row.referral_id = direct.receive(db, read_bundle(found.bundle), clinic_id=connection.clinic_id,
-                                         actor_id=None, clock=clock).task.referral_id
+        received = direct.receive(db, read_bundle(found.bundle), clinic_id=connection.clinic_id,
+                                  actor_id=None, clock=clock)
+        row.referral_id = received.task.referral_id
+        if received.created:
+            referral = db.get(Referral, row.referral_id)
+            audit.record(db, AuditContext(client_id=f"fhir-poll:{connection.id}"), "C", "fhir:Task",
+                         received.task.id, patient_id=referral.patient_id if referral else None,
+                         detail=f"from Task/{row.remote_id} at {connection.base_url}"[:500])
     db.add(row)
     db.flush()
     return row
