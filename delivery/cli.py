@@ -109,6 +109,19 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--url", required=True)
     add.add_argument("--events", default="", metavar="KIND,...", help="event kinds (default: every kind)")
 
+    fhir = sub.add_parser("fhir-client", help="clinic systems registered for SMART Backend Services")
+    fhir_sub = fhir.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fadd = fhir_sub.add_parser("add", help="register a clinic's system by its public keys; prints its client id")
+    fadd.add_argument("--clinic", required=True, metavar="NAME")
+    keys = fadd.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-url", metavar="URL", help="where the system publishes its public keys (read now)")
+    keys.add_argument("--jwks-file", type=Path, metavar="FILE", help="its public keys as a JWKS file")
+    fadd.add_argument("--scope", default=None, help="system/ scopes granted (default: what /fhir needs)")
+    fadd.add_argument("--client-id", default=None, help="the id the system signs as (default: made up)")
+    fhir_sub.add_parser("list", help="registered systems and whether they are live")
+    frevoke = fhir_sub.add_parser("revoke", help="stop a system: its tokens stop working at once")
+    frevoke.add_argument("client_id", metavar="CLIENT_ID")
+
     report = sub.add_parser("report", help="the funder report for a period (JSON, CSV or PDF)")
     report.add_argument("--from", dest="start", required=True, type=_date, metavar="YYYY-MM-DD")
     report.add_argument("--to", dest="end", required=True, type=_date, metavar="YYYY-MM-DD")
@@ -238,6 +251,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.command == "webhook":
             return webhook_command(database, settings, args)
+        if args.command == "fhir-client":
+            return fhir_client_command(database, settings, args)
         if args.command == "report":
             return report_command(database, settings, args)
         if args.command == "setup":
@@ -305,6 +320,47 @@ def webhook_command(database, settings: Settings, args: argparse.Namespace) -> i
         db.commit()
     print(f"endpoint {made.endpoint.id} for {clinic.name}: {made.endpoint.url}")
     print(f"secret (shown once): {made.secret}")
+    return 0
+
+
+def fhir_client_command(database, settings: Settings, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from delivery.loop import endpoints
+    from delivery.loop.fhir import clients
+    from delivery.platform.audit import AuditContext
+
+    actor = AuditContext.for_command(f"fhir-client {args.action}")
+    if args.action == "list":
+        with database.reader() as db:
+            for client, clinic in clients.listing(db):
+                state = f"revoked {client.revoked_at:%Y-%m-%d}" if client.revoked_at else "live"
+                print(f"{client.client_id}\t{clinic.name}\t{state}\t{client.scopes}")
+        return 0
+    try:
+        if args.action == "add":  # the key set is read before the database is touched
+            if args.jwks_url:
+                with httpx.Client() as http:
+                    jwks = clients.fetch_jwks(args.jwks_url, http, allow_loopback=settings.webhook_allow_loopback)
+            else:
+                try:
+                    jwks = clients.read_jwks(args.jwks_file.read_bytes())
+                except OSError as exc:
+                    raise CommandError(f"cannot read {args.jwks_file}: {exc.strerror}") from None
+        with database.writer() as db:
+            if args.action == "revoke":
+                clients.revoke(db, actor, args.client_id, settings.clock)
+                db.commit()
+                print(f"revoked {args.client_id}")
+                return 0
+            clinic = endpoints.find_clinic(db, args.clinic)
+            made = clients.add(db, actor, clinic, jwks, jku=args.jwks_url, scope=args.scope,
+                               client_id=args.client_id)
+            db.commit()
+            print(f"client {made.client_id} for {clinic.name}: token URL {settings.base_url.rstrip('/')}"
+                  f"/fhir/auth/token, scopes {made.scopes}")
+    except (clients.ClientError, endpoints.EndpointError) as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from delivery.field import followup
 from delivery.loop import sender
+from delivery.loop.fhir import light
 from delivery.loop.messages import outgoing
 from delivery.plans import solve_job
 from delivery.platform.db import Database
@@ -23,7 +24,7 @@ from delivery.referrals import geocoding
 
 def kinds() -> list[Kind]:
     """Every kind of job a worker can run."""
-    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind(),
+    return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind(), light.job_kind(),
             *outgoing.job_kinds()]
 
 

@@ -157,8 +157,8 @@ def test_two_failed_attempts_put_the_order_on_the_review_list_and_tell_the_clini
     driver_confirms(database, second, "refused", dt.datetime(2026, 12, 8, 18, tzinfo=dt.UTC))
     worker_follows_up(database, loop_settings)
     worker_runs(database, loop_settings)
-    assert received_kinds(receiver)[-4:] == ["attempt_failed", "rescheduled", "attempt_failed",
-                                             "held_for_review"]
+    assert received_kinds(receiver)[-6:] == ["out_for_delivery", "attempt_failed", "rescheduled",
+                                             "out_for_delivery", "attempt_failed", "held_for_review"]
     with database.reader() as db:
         item = db.scalars(select(ReviewItem).where(ReviewItem.kind == "failed_attempts")).one()
         assert item.details == {"order_id": order_id, "reasons": ["no_answer", "refused"]}

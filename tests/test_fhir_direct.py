@@ -10,9 +10,10 @@ import msgspec
 import pytest
 from sqlalchemy import func, select
 
-from delivery.models import AuditEvent, FhirTask, Order, OrderStatus, Organization, Referral
+from delivery.models import AuditEvent, FhirTask, Order, OrderStatus, Organization, Referral, User
 from delivery.platform.db import Database
-from tests.builders import Program, api_token
+from delivery.program import program_settings
+from tests.builders import Program, api_token, sign_in
 from tests.fhir_checks import (
     FHIR_JSON,
     check_service_request,
@@ -208,6 +209,33 @@ def test_waitlisted_is_accepted_with_place_and_wait(client, clinic1, database: D
     assert notes["valueString"].startswith("About 1 waiting")
 
 
+def test_a_program_may_answer_waitlisted_as_rejected_for_no_capacity(client, clinic1, database: Database,
+                                                                     program: Program) -> None:
+    """The program's strict reading (an admin's choice on the program page): the same waiting referral
+    is a rejected Task whose statusReason.text says there is no capacity and where it waits; the
+    default reading (the test above) still holds for programs that did not choose it."""
+    token = sign_in(client, program.admin)
+    with database.reader() as db:
+        fb = db.get(Organization, program.food_bank_id)
+        form = {c.name: str(getattr(fb, c.name)) for c in program_settings.CHOICES}
+    assert "Tell FHIR clinics a waitlisted referral is rejected" in client.get("/coordinator/program").text
+    saved = client.post(f"/coordinator/program/{program.food_bank_id}/choices",
+                        data={**form, "box_types": ["standard"], "require_upstairs": "true",
+                              "waitlisted_is_rejected": "true", "csrf_token": token})
+    assert "a waitlisted FHIR referral is accepted (waitlisted) → rejected (no capacity)" in saved.text
+    client.cookies.clear()
+    with database.writer() as db:
+        db.get(Organization, program.food_bank_id).boxes_per_delivery_day = 0
+        db.commit()
+    task = check_task(refer(client, clinic1))
+    assert (task["status"], task.get("businessStatus")) == ("rejected", None)
+    assert task["statusReason"]["text"].startswith("No capacity: the program is full. On the waitlist at "
+                                                   "position 1")
+    service = parses(client.get("/fhir/HealthcareService", headers=clinic1).json())["entry"][0]["resource"]
+    status, _ = service["extension"][0]["extension"]
+    assert status["valueCodeableConcept"]["coding"][0]["code"] == "no-capacity"
+
+
 def test_healthcare_service_has_capacity_when_there_is_room(client, clinic1, program: Program) -> None:
     """Room on the next delivery day: capacity, with the number of free boxes."""
     service = parses(client.get(f"/fhir/HealthcareService/{program.food_bank_id}", headers=clinic1).json())
@@ -354,3 +382,30 @@ def test_transaction_response_parses_as_bundle_with_msgspec_roundtrip(client, cl
     """The body is plain JSON a client can re-read (no NaN, no Python reprs)."""
     response = post_bundle(client, clinic1, sample_bundle())
     assert msgspec.json.decode(response.content)["resourceType"] == "Bundle"
+
+
+def test_refused_patient_data_requests_leave_fail_audit_rows(client, clinic1, clinic2, database: Database,
+                                                             program: Program) -> None:
+    """401 (no token), 403 (a coordinator's token) and 404 (another clinic's Task) on patient-data
+    routes are audited as failures with who and what; public and program routes are not."""
+    task = refer(client, clinic1)
+    with database.reader() as db:
+        before = db.scalar(select(func.count(AuditEvent.id)))
+    assert client.get(f"/fhir/Task/{task['id']}").status_code == 401
+    assert client.get("/fhir/Task", headers=token_of(database, program.coordinator)).status_code == 403
+    assert client.get(f"/fhir/Task/{task['id']}", headers=clinic2).status_code == 404
+    assert client.get("/fhir/Procedure/999", headers=clinic1).status_code == 404
+    assert client.get("/fhir/HealthcareService").status_code == 401  # the program, no patient data
+    assert client.get("/fhir/metadata").status_code == 200
+    with database.reader() as db:
+        rows = list(db.scalars(select(AuditEvent).order_by(AuditEvent.id).offset(before)))
+        coordinator = db.scalar(select(User.id).where(User.email == program.coordinator))
+        staff1, staff2 = (db.scalar(select(User.id).where(User.email == e))
+                          for e in (program.clinic1, program.clinic2))
+    failed = [(r.action, r.resource, r.resource_id, r.outcome, r.user_id, r.detail[:3]) for r in rows
+              if r.outcome == "fail"]
+    assert failed == [("R", "fhir:Task", task["id"], "fail", None, "401"),
+                      ("R", "fhir:Task", None, "fail", coordinator, "403"),
+                      ("R", "fhir:Task", task["id"], "fail", staff2, "404"),
+                      ("R", "fhir:Procedure", "999", "fail", staff1, "404")]
+    assert all(r.ip and r.request_id for r in rows if r.outcome == "fail")

@@ -42,6 +42,10 @@ def test_bundle_to_delivered_procedure(client, database: Database, program: Prog
     with database.writer() as db:
         publishing.publish(db, db.get(Plan, plan_id), AuditContext.for_command("publish"), settings)
         db.commit()
+    published = check_task(client.get(f"/fhir/Task/{task['id']}", headers=clinic).json())
+    assert (published["status"], published["businessStatus"]["coding"][0]["code"]) == ("in-progress",
+                                                                                      "scheduled")
+    with database.writer() as db:
         stop = db.scalar(select(Stop).join(Order, Order.id == Stop.order_id).where(Stop.plan_id == plan_id))
         assert stop is not None and stop.route_id is not None, "the referral's order is on a route"
         # the door's time, as the phone tells it (a plausible clock: the timeline keeps it)

@@ -47,6 +47,14 @@ def test_an_order_is_accepted_and_a_planned_stop_is_in_progress() -> None:
     assert (state.status, state.business_status) == ("in-progress", "scheduled")
 
 
+def test_out_for_delivery_stays_in_progress_until_the_door() -> None:
+    out = (EventKind.out_for_delivery, p.StopPlanned(stop_id=7, **STOP))
+    state = task_state(entries(*ACCEPTED, SCHEDULED, out), today=TODAY)
+    assert (state.status, state.business_status) == ("in-progress", "out-for-delivery")
+    done = task_state(entries(*ACCEPTED, SCHEDULED, out, delivered(7)), today=TODAY)
+    assert (done.status, done.business_status) == ("in-progress", "delivered")
+
+
 def test_each_delivery_is_an_output_and_an_ending_after_deliveries_completes() -> None:
     state = task_state(entries(*ACCEPTED, SCHEDULED, delivered(7), delivered(8),
                                (EventKind.ended, p.Ended(order_id=1, reason="Six months served."))),
@@ -105,6 +113,18 @@ def test_waitlisted_is_accepted_with_the_live_place() -> None:
         "accepted", "waitlisted", "On the waitlist at position 2.")
     moved = (EventKind.moved_off_waitlist, p.MovedOffWaitlist(order_id=1, first_delivery=DAY))
     assert task_state(entries(*waiting, moved), today=TODAY).business_status is None
+
+
+def test_a_program_that_reads_capacity_strictly_rejects_while_the_referral_waits() -> None:
+    waiting = [ACCEPTED[0], (EventKind.waitlisted, p.Waitlisted(order_id=1, position=4)),
+               (EventKind.outcome, p.OutcomeDecided(outcome="waitlisted", reason="Full."))]
+    state = task_state(entries(*waiting), today=TODAY, waitlist_note="On the waitlist at position 2.",
+                       waitlisted_is_rejected=True)
+    assert (state.status, state.business_status, state.reason) == (
+        "rejected", None, "No capacity: the program is full. On the waitlist at position 2.")
+    moved = (EventKind.moved_off_waitlist, p.MovedOffWaitlist(order_id=1, first_delivery=DAY))
+    room = task_state(entries(*waiting, moved), today=TODAY, waitlisted_is_rejected=True)
+    assert (room.status, room.reason) == ("accepted", None)
 
 
 EVENTS = [*ACCEPTED, SCHEDULED, delivered(7), failed(8), failed(9, "refused"),

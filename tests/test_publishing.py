@@ -10,7 +10,19 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from delivery.models import AuditEvent, Organization, Plan, Route, RouteLink, Stop
+from delivery.field.confirmations import confirm_stop
+from delivery.models import (
+    AuditEvent,
+    Driver,
+    EventKind,
+    Order,
+    Organization,
+    Plan,
+    ReferralEvent,
+    Route,
+    RouteLink,
+    Stop,
+)
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
@@ -18,6 +30,7 @@ from delivery.platform.audit import AuditContext
 from delivery.platform.auth import token_hash
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
+from delivery.timeline import events as timeline
 from tests.builders import Program
 from tests.day_builders import DAY, add_driver, make_day
 
@@ -121,3 +134,42 @@ def test_route_link_for_a_driver_without_stops_on_a_published_day_says_so(
     assert publishing.route_link_command(database, settings, "driver3@example.org", DAY) == 2
     err = capsys.readouterr().err
     assert "Driver 3 has no stops on Tue 5 Mar" in err and "publish" not in err
+
+
+def _kinds(db, kind: EventKind) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """(referral, stop) of every event of this kind."""
+    return sorted((e.referral_id, e.data["stop_id"])
+                  for e in db.scalars(select(ReferralEvent).where(ReferralEvent.kind == kind)))
+
+
+def test_publishing_schedules_each_stop_once_and_the_first_confirmation_sends_its_route_out(
+        database: Database, planned: int, settings: Settings) -> None:
+    """`scheduled` (with the day) per stop at publication, none again on republishing; the route's
+    first confirmation puts every stop of that route, and only that route, out for delivery, once."""
+    with database.writer() as db:
+        plan = db.get(Plan, planned)
+        first = publishing.publish(db, plan, ACTOR, settings)
+        db.commit()
+        stops = db.scalars(select(Stop).where(Stop.plan_id == planned, Stop.route_id.is_not(None))).all()
+        referral_of = {s.id: db.get(Order, s.order_id).referral_id for s in stops}
+        assert _kinds(db, EventKind.scheduled) == sorted((r, s) for s, r in referral_of.items())
+        assert {e.data["date"] for e in db.scalars(select(ReferralEvent).where(
+            ReferralEvent.kind == EventKind.scheduled))} == {DAY.isoformat()}
+        a = db.get(Route, first[0].route_id)
+        on_a = db.scalars(select(Stop).where(Stop.route_id == a.id).order_by(Stop.seq)).all()
+        plan_edits.move_stop(db, planned, plan.version, on_a[0].id, a.id, 2, settings)
+        db.commit()
+        publishing.publish(db, plan, ACTOR, settings)
+        db.commit()
+        assert len(_kinds(db, EventKind.scheduled)) == len(stops), "republishing schedules nothing again"
+
+        driver = db.get(Driver, a.driver_id)
+        at = dt.datetime(2030, 3, 5, 17, tzinfo=dt.UTC)
+        for n, stop in enumerate(on_a[:2]):
+            confirm_stop(db, stop=stop, user_id=driver.user_id, outcome="delivered", note=None,
+                         occurred_at=at + dt.timedelta(minutes=n), idempotency_key=f"k-{n}",
+                         now=at + dt.timedelta(minutes=n))
+            db.commit()
+        assert _kinds(db, EventKind.out_for_delivery) == sorted((referral_of[s.id], s.id) for s in on_a)
+        kinds = [e.kind for e in timeline.history(db, referral_of[on_a[0].id])]
+        assert kinds[-3:] == [EventKind.scheduled, EventKind.out_for_delivery, EventKind.delivered]

@@ -45,6 +45,7 @@ from delivery.models import (
     StopStatus,
     utcnow,
 )
+from delivery.plans import stop_events
 from delivery.platform.errors import FieldError
 from delivery.timeline import events as timeline
 from delivery.timeline import payloads
@@ -236,6 +237,8 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
         kind, data = timeline_event(locked, confirmation)
         # The door's time is the device's, unless that clock looks wrong (R7.5): then ours.
         at = confirmation.received_at if clock_flag(occurred_at, confirmation.received_at) else occurred_at
+        if locked.route_id is not None:
+            stop_events.route_started(db, locked.route_id, actor_id=user_id, occurred_at=at)
         timeline.record(db, referral, kind, data, actor_id=user_id, occurred_at=at)
         if not wanted.delivered_food:
             followup.enqueue(db, locked, actor_id=user_id)

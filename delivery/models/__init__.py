@@ -3,7 +3,14 @@
 Everything is re-exported here, so `from delivery.models import Stop` works and Alembic sees every table."""
 
 from delivery.models.base import NAMING, Base, UTCDateTime, utcnow
-from delivery.models.fhir import FhirAccessToken, FhirAssertionUse, FhirClient, FhirTask
+from delivery.models.fhir import (
+    FhirAccessToken,
+    FhirAssertionUse,
+    FhirClient,
+    FhirConnection,
+    FhirRemoteTask,
+    FhirTask,
+)
 from delivery.models.field import (
     Confirmation,
     ConfirmationAmendment,
@@ -101,6 +108,8 @@ __all__ = [
     "FhirAccessToken",
     "FhirAssertionUse",
     "FhirClient",
+    "FhirConnection",
+    "FhirRemoteTask",
     "FhirTask",
     "FieldReport",
     "FieldReportKind",

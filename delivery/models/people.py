@@ -86,6 +86,9 @@ class Organization(Base):
     lend_allocation: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Texts to patients go out only when the program turns them on (off: listed, never sent).
     texts_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # FHIR: a referral that waits on the waitlist is a `rejected` Task (the SDOH guide's strict reading:
+    # no capacity now) instead of an accepted one with businessStatus waitlisted.
+    waitlisted_is_rejected: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

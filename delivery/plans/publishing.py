@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from delivery.models import (
     DeliveryToken,
     Driver,
+    EventKind,
     Organization,
     Plan,
     PlanStatus,
@@ -43,7 +44,7 @@ from delivery.models import (
     User,
     utcnow,
 )
-from delivery.plans import planning
+from delivery.plans import planning, stop_events
 from delivery.platform import audit, auth
 from delivery.platform.audit import AuditContext
 from delivery.platform.db import Database
@@ -186,7 +187,8 @@ def publish(db: Session, plan: Plan, actor: AuditContext, settings: Settings) ->
 
     First publication: a personal link per route with stops. Republishing: routes whose stops or
     times changed since their driver got them are marked (`published_version`) and their drivers
-    told; unchanged routes are left alone (their links keep working).
+    told; unchanged routes are left alone (their links keep working). Each stop's referral gets
+    a `scheduled` event the first time its stop is published.
     """
     plan = planning.lock_plan(db, plan.id)
     if planning.active_job(db, plan) is not None:
@@ -231,6 +233,8 @@ def publish(db: Session, plan: Plan, actor: AuditContext, settings: Settings) ->
                              driver_name=user.display_name if user else "",
                              driver_email=user.email if user else "", stops=len(mine), link=link,
                              changed=changed, first=first))
+    # Each referral's timeline (and so its clinic, through webhooks and FHIR) learns its day once.
+    stop_events.announce(db, stops, EventKind.scheduled, actor_id=actor.user_id)
     plan.status = PlanStatus.published
     plan.published_version, plan.published_at = plan.version, now
     patient_texts.queue_day_before(db, plan.id)

@@ -110,6 +110,9 @@ CHOICES = (
     Choice("driver_idle_minutes", "Driver idle sign-out", "Minutes without activity before a driver is "
            "signed out; longer, as they drive between stops.", 15, 240, "min"),
 )
+WAITLIST_REJECTED_HELP = ("For clinics connected through FHIR: a referral that has to wait is answered "
+                         "'rejected, no capacity' (the SDOH guide's strict reading) instead of 'accepted, "
+                         "waitlisted'. The patient still waits on the waitlist here either way.")
 UPSTAIRS_HELP = ("Stops above the first floor without a lift go only to drivers who carry boxes upstairs. "
                  "Turn off when every driver does, or boxes are left at the building door.")
 
@@ -120,10 +123,11 @@ LEND_HELP = ("A clinic past its weekly referral allocation may use what other cl
 
 def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
                    require_upstairs: bool, box_types: list[str],
-                   lend_allocation: bool | None = None) -> list[str]:
+                   lend_allocation: bool | None = None, waitlisted_is_rejected: bool | None = None
+                   ) -> list[str]:
     """Change how the program works; every change is written to the audit trail with its old value.
     Returns the changes, in words (refused as a whole when any value is out of bounds).
-    `lend_allocation` None leaves lending as it is."""
+    `lend_allocation` and `waitlisted_is_rejected` None leave those choices as they are."""
 
     changes = []
     for choice in CHOICES:
@@ -145,6 +149,11 @@ def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, valu
         changes.append("lend clinics' unused allocation: "
                        f"{words[food_bank.lend_allocation]} → {words[lend_allocation]}")
         food_bank.lend_allocation = lend_allocation
+    if waitlisted_is_rejected is not None and waitlisted_is_rejected != food_bank.waitlisted_is_rejected:
+        words = {True: "rejected (no capacity)", False: "accepted (waitlisted)"}
+        changes.append("a waitlisted FHIR referral is "
+                       f"{words[food_bank.waitlisted_is_rejected]} → {words[waitlisted_is_rejected]}")
+        food_bank.waitlisted_is_rejected = waitlisted_is_rejected
     offered = sorted({BoxType(b).value for b in box_types})
     if not offered:
         raise ProgramError("Offer at least one box type.", "box_types")

@@ -79,7 +79,8 @@ def view(db: Session, row: FhirTask, clock: Clock, entries: list[events.Entry] |
     assert clinic is not None and food_bank is not None
     today = clock.today(food_bank.timezone)
     entries = events.history(db, referral.id) if entries is None else entries
-    state = task_state(entries, today=today, waitlist_note=waitlist_note(db, referral, food_bank, today))
+    state = task_state(entries, today=today, waitlist_note=waitlist_note(db, referral, food_bank, today),
+                       waitlisted_is_rejected=food_bank.waitlisted_is_rejected)
     return TaskView(row, referral, state, clinic, food_bank)
 
 

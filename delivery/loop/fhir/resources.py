@@ -93,8 +93,9 @@ def capacity(status: ProgramStatus, *, rejects_when_full: bool = False) -> tuple
 
 
 def healthcare_service(food_bank: Organization, status: ProgramStatus) -> Json:
-    """The program, with the guide's capacity-status extension computed from live numbers."""
-    code, note = capacity(status)
+    """The program, with the guide's capacity-status extension computed from live numbers (no-capacity
+    rather than waitlist for a program that answers waitlisted referrals as rejected)."""
+    code, note = capacity(status, rejects_when_full=food_bank.waitlisted_is_rejected)
     return {
         "resourceType": "HealthcareService", "id": str(food_bank.id), "active": True,
         "providedBy": organization_ref(food_bank),

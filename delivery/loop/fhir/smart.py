@@ -24,6 +24,8 @@ ALGORITHMS = ["RS384", "ES384"]  # what SMART Backend Services asks servers to s
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = dt.timedelta(seconds=300)
 MAX_ASSERTION_LIFETIME = dt.timedelta(seconds=300)
+SCOPES_SUPPORTED = ("system/Task.rsu", "system/Patient.c", "system/ServiceRequest.cr", "system/Procedure.r",
+                    "system/HealthcareService.rs")
 
 
 class TokenError(ValueError):

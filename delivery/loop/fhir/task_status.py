@@ -40,9 +40,20 @@ class TaskState:
     last_updated: dt.datetime | None = None
 
 
-def task_state(entries: list[Entry], *, today: dt.date, waitlist_note: str | None = None) -> TaskState:
+def task_state(entries: list[Entry], *, today: dt.date, waitlist_note: str | None = None,
+               waitlisted_is_rejected: bool = False) -> TaskState:
     """The Task's status after these events (oldest first). `waitlist_note` is the live place and
-    expected wait, told while the referral waits."""
+    expected wait, told while the referral waits. A waiting referral is accepted (businessStatus
+    waitlisted), or, when the program chose the guide's strict capacity reading
+    (`waitlisted_is_rejected`), rejected for no capacity; either way it is accepted once it comes
+    off the waitlist."""
+    def wait() -> None:
+        note = waitlist_note or "On the waitlist."
+        if waitlisted_is_rejected:
+            _set(state, "rejected", None, f"No capacity: the program is full. {note}")
+        else:
+            _set(state, "accepted", BusinessStatus.waitlisted, note)
+
     state = TaskState()
     started = False  # a delivery was planned: a later refusal is a cancellation, not a rejection
     failures: list[str] = []
@@ -56,11 +67,11 @@ def task_state(entries: list[Entry], *, today: dt.date, waitlist_note: str | Non
             if outcome in DECLINED:
                 _set(state, "cancelled" if started else "rejected", None, data.reason)
             elif outcome == Outcome.waitlisted:
-                _set(state, "accepted", BusinessStatus.waitlisted, waitlist_note or "On the waitlist.")
+                wait()
             elif not started:
                 _set(state, "accepted", None, None)
         elif kind is EventKind.waitlisted:
-            _set(state, "accepted", BusinessStatus.waitlisted, waitlist_note or "On the waitlist.")
+            wait()
         elif kind in (EventKind.order_created, EventKind.moved_off_waitlist) and not started:
             _set(state, "accepted", None, None)
         elif kind is EventKind.scheduled:

@@ -672,11 +672,13 @@ class ReferralDeskController(Controller):
         choices = {c.name: str(getattr(food_bank, c.name)) for c in program_settings.CHOICES}
         choices |= {"require_upstairs": "true" if food_bank.require_upstairs else "",
                     "lend_allocation": "true" if food_bank.lend_allocation else "",
+                    "waitlisted_is_rejected": "true" if food_bank.waitlisted_is_rejected else "",
                     "box_types": food_bank.box_types or [b.value for b in BoxType]}
         return {"food_bank": food_bank, "status": status, "values": current | (values or {}),
                 "errors": errors or {}, "notice": notice, "over": over or [],
                 "choices": program_settings.CHOICES, "upstairs_help": program_settings.UPSTAIRS_HELP,
                 "lend_help": program_settings.LEND_HELP,
+                "waitlist_rejected_help": program_settings.WAITLIST_REJECTED_HELP,
                 "box_type_options": [b.value for b in BoxType],
                 "choice_values": choices | (choice_values or {}), "choice_errors": choice_errors or {},
                 "choice_notice": choice_notice}
@@ -695,7 +697,7 @@ class ReferralDeskController(Controller):
     def update_choices(self, request: Request, db: DB, audit: Audit, food_bank_id: PathId,
                        data: FormData) -> Response | Template:
         """How the program works (admins): service times, the upstairs rule, link grace, the capacity
-        horizon, idle sign-out, box types; each change goes on the audit trail."""
+        horizon, idle sign-out, box types, how FHIR tells a waitlisted referral; each change goes on the audit trail."""
         if food_bank_id not in programs(request):
             raise NotFoundException("No such program.")
         food_bank = db.scalar(select(Organization).where(Organization.id == food_bank_id).with_for_update())
@@ -716,7 +718,8 @@ class ReferralDeskController(Controller):
                 changes = program_settings.update_choices(
                     db, audit, food_bank, numbers, require_upstairs=data.get("require_upstairs") == "true",
                     box_types=boxes if isinstance(boxes, list) else [boxes],
-                    lend_allocation=data.get("lend_allocation") == "true")
+                    lend_allocation=data.get("lend_allocation") == "true",
+                    waitlisted_is_rejected=data.get("waitlisted_is_rejected") == "true")
             except program_settings.ProgramError as exc:
                 errors = {exc.field or "form": str(exc)}
             except ValueError:
@@ -728,6 +731,7 @@ class ReferralDeskController(Controller):
                 k: v for k, v in data.items() if k != "csrf_token"} | {
                     "require_upstairs": data.get("require_upstairs", ""),
                     "lend_allocation": data.get("lend_allocation", ""),
+                    "waitlisted_is_rejected": data.get("waitlisted_is_rejected", ""),
                     "box_types": boxes if isinstance(boxes, list) else [boxes]})
             status_code = 422
         else:
