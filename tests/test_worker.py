@@ -43,7 +43,8 @@ def test_an_unknown_kind_is_refused_with_the_known_ones(
     worker = start_worker("--kinds", "geocode,outboks")
     assert worker.wait(60) == 2
     said = (tmp_path / "worker-0.log").read_text()
-    assert "unknown job kind outboks: choose from followup, geocode, outbox, plan_solve" in said
+    assert ("unknown job kind outboks: choose from fhir_poll, followup, geocode, outbox, plan_solve, "
+            "text_day_before, text_event, text_send") in said
 
 
 def test_a_plan_whose_worker_is_killed_mid_solve_is_finished_by_another_worker(
