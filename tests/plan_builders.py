@@ -29,8 +29,13 @@ from delivery.models import (
 from delivery.plans import publishing
 from delivery.platform import auth
 from tests.builders import Program
+from tests.log_guard import watch
 
 CANARY = "PHI-CANARY-123"
+# A patient whose MRN and birth date are found nowhere else: neither may reach a driver, a webhook
+# or a log line (R3.4, R10.4). The date in every form a page or a log would write it.
+CANARY_BIRTH = dt.date(1931, 7, 19)
+CANARIES = (CANARY, "1931-07-19", "07/19/1931", "19/07/1931", "July 19, 1931", "19 July 1931")
 
 
 @dataclass
@@ -152,7 +157,7 @@ def make_day(db: Session, program: Program, *, date: dt.date,
 
 def make_link(db: Session, route_id: int, *, expires_at: dt.datetime | None = None) -> str:
     """A personal route link (raw token, only its hash stored), as publishing.issue_link makes."""
-    raw = secrets.token_urlsafe(32)
+    raw = watch(secrets.token_urlsafe(32))
     db.add(RouteLink(route_id=route_id, token_hash=auth.token_hash(raw),
                      expires_at=expires_at or utcnow() + dt.timedelta(days=1)))
     db.flush()
