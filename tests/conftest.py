@@ -77,10 +77,19 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+BOTH_DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BOTH_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    return empty_database(request, tmp_path, sqlite_template)
+
+
+def empty_database(request: pytest.FixtureRequest, directory: Path, sqlite_template: Path) -> str:
+    """A migrated database with no rows: a copy of the SQLite template, or the run's PostgreSQL
+    database truncated (module-scoped fixtures build their data once with it)."""
     if request.param == "sqlite":
-        path = tmp_path / "test.db"
+        path = directory / "test.db"
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")

@@ -53,6 +53,7 @@ class StopSpec:
     do_not_contact: bool = False
     mrn: str | None = None
     line1: str = "1234 98th Ave"
+    birth_date: dt.date = dt.date(1948, 3, 2)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def make_stop(db: Session, program: Program, plan: Plan, route: Route | None, se
               eta: int | None, spec: StopSpec) -> Stop:
     n = next(_serial)
     patient = Patient(clinic_id=program.clinic1_id, mrn=spec.mrn or f"MRN-{n}", given_name=spec.given,
-                      family_name=spec.family, birth_date=dt.date(1948, 3, 2), phone=spec.phone,
+                      family_name=spec.family, birth_date=spec.birth_date, phone=spec.phone,
                       address_line1=spec.line1, unit=spec.unit, city="Oakland", state="CA",
                       postal_code="94603", lat=37.75 + n / 10000, lon=-122.17, floor=spec.floor,
                       elevator=spec.elevator, access_notes=spec.access_notes, dietary=spec.dietary,

@@ -1,0 +1,163 @@
+"""Every route the app registers × every principal, generated from the routes' own `opt` policy, so a
+route added later is in the matrix the day it is added (R3.1–R3.3), with the PHI canary checked in
+every answer that is not its own clinic's or program's staff's (R3.4).
+
+The cells, for a route's policy and a principal:
+- public: answers, never a 5xx;
+- no credential this path takes (anonymous; a system token on a page): pages send to sign in (303),
+  the API answers 401;
+- a role the policy does not name: 403 from the guard;
+- a role it names, reading (GET) on its own side: 200; from across a boundary (driver B, clinic 2,
+  another program) with the own side's ids: 403 or 404, never 200 (object level);
+- a role it names, writing: on its own side, pages without the CSRF token stop at the token check
+  (403 "security token": the role check passed and nothing ran), the API with ids no row has and a
+  body that is not an object stops at the handler (400/404/405/415/422); across a boundary, with the
+  real ids and a valid CSRF token, the handler refuses (400/403/404/409/422), never a 2xx or 3xx.
+
+One world per database (tests/access_world.py), built once for the module: the routes are many and
+each cell is one request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from delivery.models import Role
+from delivery.platform.db import Database
+from delivery.platform.settings import Settings
+from delivery.web.app import create_app
+from delivery.web.security import is_api_path
+from tests.access_world import MORNING, OTHER, OWN, Who, World, build
+from tests.conftest import BASE_URL, BOTH_DATABASES, SECRET_KEY, empty_database
+from tests.plan_builders import CANARIES
+
+STAFF_WHO_MAY_SEE_PHI = (Role.admin, Role.coordinator, Role.clinic_staff)  # their own side's patients
+SAFE = ("GET", "HEAD")
+# Routes whose object every principal holding the role shares, so no side is "other" for it.
+SHARED = {"/fhir/HealthcareService/{service_id:int}": "the program's service: every clinic refers to it"}
+# Routes that answer 404 to everyone allowed, by design.
+ALWAYS_404 = {"/schema/{path:str}": "Litestar's catch-all for schema paths that do not exist"}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    opt: dict[str, Any]
+
+    @property
+    def has_ids(self) -> bool:
+        """A record id in the path: an object one side owns (a date or a report's name is not)."""
+        return ":int}" in self.path and self.path not in SHARED
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def cases(app: Litestar) -> list[Case]:
+    """Every (method, path) the app answers, with its handler's policy (Litestar's automatic
+    OPTIONS answers carry no data and no policy)."""
+    found = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            for method in sorted(getattr(handler, "http_methods", ())):
+                if method != "OPTIONS":
+                    found.append(Case(method, route.path, dict(handler.opt)))
+    return found
+
+
+def _app_for_listing() -> Litestar:
+    settings = Settings(database_url="sqlite://", secret_key=SECRET_KEY, base_url=BASE_URL, geocoder="none")
+    return create_app(settings, Database(settings.database_url))
+
+
+CASES = cases(_app_for_listing())
+
+
+@pytest.fixture(scope="module", params=BOTH_DATABASES)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          sqlite_template: Path) -> Iterator[World]:
+    directory = tmp_path_factory.mktemp("matrix")
+    url = empty_database(request, directory, sqlite_template)
+    settings = Settings(database_url=url, secret_key=SECRET_KEY, base_url=BASE_URL, geocoder="none",
+                        secure_cookies=True, photo_dir=str(directory / "photos"))
+    database = Database(url)
+    app = create_app(settings, database)
+    with time_machine.travel(MORNING, tick=False), TestClient(app=app, base_url=BASE_URL) as client:
+        yield build(app, client, database, settings)
+    database.dispose()
+
+
+def expected(case: Case, who: Who) -> tuple[set[int], str]:
+    """The statuses the policy allows for this cell, and why."""
+    api = is_api_path(case.path)
+    if case.opt.get("public"):
+        return set(range(100, 500)), "public"
+    if not who.credentials(case.path):
+        return ({401}, "no bearer token") if api else ({303}, "not signed in")
+    if who.role not in case.opt["roles"]:
+        return {403}, "role not in the policy"
+    if case.method in SAFE:
+        if case.path in ALWAYS_404:
+            return {404}, ALWAYS_404[case.path]
+        if who.side == OWN or not case.has_ids:
+            return {200}, "allowed"
+        return {403, 404}, "another side's object"
+    if who.side == OWN or not case.has_ids:  # no object to protect: like the own side
+        return ({400, 404, 405, 415, 422}, "allowed; no such row") if api else ({403}, "allowed; no CSRF token")
+    return {400, 403, 404, 409, 422}, "another side's object, written"
+
+
+def call(world: World, case: Case, who: Who):  # type: ignore[no-untyped-def]
+    allowed_write = (case.method not in SAFE and not case.opt.get("public")
+                     and who.credentials(case.path) and who.role in case.opt["roles"])
+    across = allowed_write and who.side == OTHER and case.has_ids
+    path = world.path(case.path, nowhere=allowed_write and not across, writing=case.method not in SAFE)
+    if not allowed_write:
+        return world.call(case.method, path, who)
+    if is_api_path(case.path):
+        return world.call(case.method, path, who, json={} if across else [])
+    return world.call(case.method, path, who, with_csrf=across)
+
+
+@pytest.mark.req("R3.2")
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_route_answers_every_principal_as_its_policy_says(world: World, case: Case) -> None:
+    wrong, leaked = [], []
+    for who in world.people:
+        response = call(world, case, who)
+        statuses, why = expected(case, who)
+        if response.status_code not in statuses:
+            wrong.append(f"{who.name}: {response.status_code}, expected {sorted(statuses)[:6]} ({why}): "
+                         f"{response.text[:160]!r}")
+        elif why == "allowed; no CSRF token" and "security token" not in response.text:
+            wrong.append(f"{who.name}: refused for another reason than the CSRF token: {response.text[:160]!r}")
+        elif why == "not signed in" and not response.headers.get("location", "").startswith("/login"):
+            wrong.append(f"{who.name}: 303 to {response.headers.get('location')!r}, not to sign in")
+        may_see = who.side == OWN and who.role in STAFF_WHO_MAY_SEE_PHI
+        if not may_see and any(c in response.text for c in CANARIES):
+            leaked.append(f"{who.name}: {response.status_code}")
+    assert not leaked, f"the PHI canary reached: {leaked}"
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.has_ids and not c.opt.get("public")], ids=str)
+def test_every_route_with_an_id_is_called_from_across_a_boundary(world: World, case: Case) -> None:
+    """The object-level cells above are not vacuous: for each route with an id in its path, some
+    principal on the other side holds a role the policy names."""
+    assert any(w.side == OTHER and w.role in case.opt["roles"] for w in world.people), str(case)
+
+
+def test_the_matrix_covers_every_role(world: World) -> None:
+    held = {w.role for w in world.people if w.side == OWN}
+    assert set(Role) <= held
+    print(f"\naccess matrix: {len(CASES)} routes x {len(world.people)} principals = "
+          f"{len(CASES) * len(world.people)} cells")
