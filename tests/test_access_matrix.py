@@ -20,6 +20,7 @@ each cell is one request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ import pytest
 import time_machine
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy import select
 
-from delivery.models import Role
+from delivery.models import AuditEvent, Role
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.web.app import create_app
@@ -161,3 +163,66 @@ def test_the_matrix_covers_every_role(world: World) -> None:
     assert set(Role) <= held
     print(f"\naccess matrix: {len(CASES)} routes x {len(world.people)} principals = "
           f"{len(CASES) * len(world.people)} cells")
+
+
+# --- R10.1: PHI reads are audited, one row per record shown; refusals leave one "fail" row -------
+
+PHI_READS = [c for c in CASES if c.opt.get("phi") and c.method in SAFE]
+ONE_RECORD = ("referral_id", "stop_id", "confirmation_id", "task_id", "request_id", "procedure_id")
+CANARY_NAME = "Canary"  # the canary patient's given name: what any page about them shows
+
+
+def first_own(world: World, case: Case) -> Who:
+    return next(w for w in world.people if w.side == OWN and w.role in case.opt["roles"])
+
+
+def rows_of(world: World, response) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
+    with world.database.reader() as db:
+        return list(db.scalars(select(AuditEvent).where(
+            AuditEvent.request_id == response.headers["x-request-id"]).order_by(AuditEvent.id)))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.method == "GET" and not c.opt.get("public")
+                                  and not c.opt.get("phi")], ids=str)
+def test_a_route_that_shows_a_patient_declares_it(world: World, case: Case) -> None:
+    """The PHI classification cannot fall behind: a page or answer that shows the canary patient
+    to its own staff must carry `opt["phi"]` (and so be audited, below)."""
+    for who in (w for w in world.people if w.side == OWN and w.role in case.opt["roles"]):
+        response = world.call(case.method, world.path(case.path), who)
+        assert CANARY_NAME not in response.text and CANARIES[0] not in response.text, (
+            f"{case} shows the canary patient to {who.name} but declares no opt['phi']")
+
+
+@pytest.mark.parametrize("case", PHI_READS, ids=str)
+def test_every_phi_read_leaves_one_audit_row_per_record(world: World, case: Case) -> None:
+    who = first_own(world, case)
+    response = world.call(case.method, world.path(case.path), who, headers={"User-Agent": "matrix/1"})
+    assert response.status_code == 200, response.text[:200]
+    rows = rows_of(world, response)
+    action, resource = case.opt["phi"]
+    assert rows, f"{case}: no audit row"
+    for row in rows:
+        assert (row.action, row.resource, row.outcome) == (action, resource, "ok")
+        assert (row.user_id, row.role, row.ip, row.user_agent) == (who.user_id, who.role, "testclient", "matrix/1")
+        assert row.patient_id is not None and row.resource_id is not None
+    records = [(row.resource_id, row.patient_id) for row in rows]
+    assert len(records) == len(set(records)), f"{case}: a record audited twice: {records}"
+    ids = re.findall(r"\{(\w+):int\}", case.path)
+    if ids and ids[-1] in ONE_RECORD:
+        last = ids[-1]
+        assert records == [(str(world.ids[last]), records[0][1])], records
+
+
+@pytest.mark.parametrize("case", PHI_READS, ids=str)
+def test_every_refused_phi_read_leaves_one_fail_row(world: World, case: Case) -> None:
+    refused = [w for w in world.people if not w.credentials(case.path)][:1]
+    refused += [w for w in world.people if w.credentials(case.path) and w.role not in case.opt["roles"]][:1]
+    if case.has_ids:  # across a boundary: another side's record
+        refused += [w for w in world.people if w.side == OTHER and w.role in case.opt["roles"]][:1]
+    for who in refused:
+        response = world.call(case.method, world.path(case.path), who)
+        assert response.status_code in (303, 401, 403, 404), (who.name, response.status_code)
+        rows = rows_of(world, response)
+        assert [(r.action, r.resource, r.user_id) for r in rows] == [("fail", case.opt["phi"][1], who.user_id)], (
+            who.name, [(r.action, r.resource, r.outcome) for r in rows])
+        assert rows[0].outcome in ("401", "403", "404")

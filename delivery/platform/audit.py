@@ -72,15 +72,17 @@ def record(db: Session, ctx: AuditContext, action: str, resource: str, resource_
 
 
 def record_reads(database: Database, ctx: AuditContext, resource: str,
-                 reads: Iterable[tuple[object, int | None]], detail: str | None = None) -> None:
-    """Audit reads of patient data, (resource id, patient id) each, in one short write of their own:
-    the GET that read them holds only a reader (R10.1 audits reads; GETs never write otherwise)."""
+                 reads: Iterable[tuple[object, int | None]], detail: str | None = None,
+                 action: str = "R") -> None:
+    """Audit reads (or an export, action "E") of patient data, (resource id, patient id) each, in
+    one short write of their own: the GET that read them holds only a reader (R10.1 audits reads;
+    GETs never write otherwise)."""
     reads = list(reads)
     if not reads:
         return
     with database.writer() as db:
         for resource_id, patient_id in reads:
-            record(db, ctx, "R", resource, resource_id, patient_id=patient_id, detail=detail)
+            record(db, ctx, action, resource, resource_id, patient_id=patient_id, detail=detail)
         db.commit()
 
 
