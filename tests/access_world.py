@@ -151,6 +151,7 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
                                   boxes_per_delivery_day=50, delivery_weekday=1)
         db.add(other_bank)
         db.flush()
+        other_bank_id = other_bank.id
         auth.create_user(db, email="admin@westside.example.org", display_name="Wes Admin", password=None,
                          memberships=[(other_bank.id, Role.admin)]).password_hash = password_hash()
         known = {Role.admin: program.admin, Role.coordinator: program.coordinator,
@@ -213,7 +214,9 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         "service_id": program.food_bank_id, "procedure_id": canary_stop,
         "date": DAY.isoformat(), "name": next(iter(CHARTS)),
         "path": "openapi.yaml", "file_path": "css/app.css",
-        "raw": "not-a-link-0000", "token": "not-a-link-0000"}
+        "raw": "not-a-link-0000", "token": "not-a-link-0000",
+        "other_stop_id": day.stop_ids[1][0], "other_driver_id": day.driver_ids[1],  # driver B's
+        "other_food_bank_id": other_bank_id}
     return World(app, client, database, settings, program, people, ids, canary_patient, canary_referral)
 
 

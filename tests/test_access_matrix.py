@@ -20,6 +20,8 @@ each cell is one request.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,16 +31,20 @@ from typing import Any
 import pytest
 import time_machine
 from litestar import Litestar
+from litestar.params import HeaderParameter
 from litestar.testing import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from delivery.models import AuditEvent, Role
+from delivery.models import AuditEvent, Base, OutboxMessage, Role, Stop
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.web.app import create_app
+from delivery.web.driver import DriverStop, driver_stop
 from delivery.web.security import is_api_path
 from tests.access_world import MORNING, OTHER, OWN, Who, World, build
+from tests.builders import referral_body
 from tests.conftest import BASE_URL, BOTH_DATABASES, SECRET_KEY, empty_database
+from tests.fhir_checks import FHIR_JSON, sample_bundle
 from tests.plan_builders import CANARIES
 
 STAFF_WHO_MAY_SEE_PHI = (Role.admin, Role.coordinator, Role.clinic_staff)  # their own side's patients
@@ -226,3 +232,131 @@ def test_every_refused_phi_read_leaves_one_fail_row(world: World, case: Case) ->
         assert [(r.action, r.resource, r.user_id) for r in rows] == [("fail", case.opt["phi"][1], who.user_id)], (
             who.name, [(r.action, r.resource, r.outcome) for r in rows])
         assert rows[0].outcome in ("401", "403", "404")
+
+
+# --- R3.4: what a driver sees of a stop is an allowlist; the canary reaches no driver, no webhook --
+
+DRIVER_STOP_FIELDS = {"stop_id", "seq", "eta", "window", "display_name", "language", "greeting", "address",
+                      "floor", "elevator", "access_notes", "phone", "boxes", "box_type", "dietary",
+                      "navigate_url", "status", "outcome", "confirmation_id", "undo_until"}
+
+
+def test_the_drivers_stop_payload_is_exactly_the_allowlist(world: World) -> None:
+    """Compared as a set: a field added to what drivers get fails here until it is agreed. The
+    canary's payload carries none of its MRN, birth date or family name."""
+    assert {f.name for f in dataclasses.fields(DriverStop)} == DRIVER_STOP_FIELDS
+    with world.database.reader() as db:
+        payload = dataclasses.asdict(driver_stop(db.get(Stop, world.ids["stop_id"])))  # type: ignore[arg-type]
+    assert set(payload) == DRIVER_STOP_FIELDS
+    text = json.dumps(payload, default=str)
+    assert payload["display_name"] == "Canary B."
+    assert not [c for c in (*CANARIES, "Bird", "1931") if c in text], text
+
+
+def test_no_webhook_payload_carries_the_canary(world: World) -> None:
+    """Every outbox row the world's referrals, deliveries and FHIR Tasks wrote: ids and statuses
+    only (R9.5), never the canary's MRN, birth date or name."""
+    with world.database.reader() as db:
+        bodies = [json.dumps(p) for p in db.scalars(select(OutboxMessage.payload))]
+    assert len(bodies) >= 3  # the canary's delivery, the FHIR referral, clinic 2's referral
+    for body in bodies:
+        assert not [c for c in (*CANARIES, CANARY_NAME, "Bird") if c in body], body
+
+
+# --- R3.6: drivers have no list-all, search, bulk or export routes -------------------------------
+
+DRIVER_QUERY_PARAMS = {"notice", "reason_for"}  # a page's own notices, never a search
+
+
+def driver_cases() -> list[Case]:
+    return [c for c in CASES if Role.driver in c.opt.get("roles", ())]
+
+
+@pytest.mark.req("R3.6")
+def test_drivers_have_no_list_all_search_or_export_routes(world: World) -> None:
+    """Generated from the routes a driver may call: none is an export or search by its name or
+    answer type, none takes a free query, and the ones without an id answer only the driver's own
+    things (driver B's list does not show driver A's route). The staff's lists and exports answer
+    a driver 403 (the matrix above)."""
+    for case in driver_cases():
+        words = set(re.split(r"[/{}.:_-]+", case.path.lower()))
+        assert not words & {"export", "search", "all", "bulk", "csv", "pdf", "list"}, str(case)
+        handler = handler_of(world, case)
+        queries = {name for name, p in handler.parsed_fn_signature.parameters.items()
+                   if name not in ("request", "db", "settings", "audit", "data", "body")
+                   and f"{{{name}:" not in case.path and not isinstance(p.kwarg_definition, HeaderParameter)}
+        assert queries <= DRIVER_QUERY_PARAMS, (str(case), queries)
+    driver_b = next(w for w in world.people if w.name.startswith("driver B"))
+    for case in driver_cases():
+        if case.method == "GET" and not case.has_ids:
+            page = world.call("GET", case.path, driver_b).text
+            assert f"/driver/routes/{world.ids['route_id']}" not in page and CANARY_NAME not in page, str(case)
+    for staff_list in ("/coordinator/referrals", "/coordinator/plans", "/api/v1/referrals",
+                       f"/coordinator/plans/{world.ids['plan_id']}/export.csv", "/reports/pdf", "/fhir/Task"):
+        driver_a = next(w for w in world.people if w.role == Role.driver and w.side == OWN)
+        assert world.call("GET", staff_list, driver_a).status_code == 403, staff_list
+
+
+# --- R3.7: no mass assignment through any JSON body ---------------------------------------------
+
+EXTRAS = ("organization_id", "status", "id", "driver_id", "clinic_id", "stop_id", "patient_id", "user_id",
+          "food_bank_id")
+# Writes whose body the app reads only a named part of, so nothing else in it can land anywhere.
+READS_ONLY_PART = {("PUT", "/fhir/Task/{task_id:int}"): "only status and statusReason (the requester cancels)",
+                   ("PATCH", "/fhir/Task/{task_id:int}"): "only the JSON Patch replacing /status",
+                   ("POST", "/fhir/auth/token"): "an OAuth form: grant, scope and the signed assertion",
+                   ("PUT", "/api/v1/stops/{stop_id:int}/confirmations/photo"): "an image, not JSON"}
+
+
+def valid_bodies(world: World) -> dict[tuple[str, str], tuple[Any, dict[str, str]]]:
+    """A body each JSON write would accept, with the headers it needs."""
+    occurred = {"outcome": "delivered", "occurred_at": MORNING.isoformat()}
+    return {("POST", "/api/v1/referrals"): (referral_body(patient__mrn="MASS-1"), {}),
+            ("POST", "/api/v1/referrals/{referral_id:int}/receipt"): ({"received": True}, {}),
+            ("POST", "/api/v1/plans"): ({"date": MORNING.date().isoformat(), "time_limit_s": 1}, {}),
+            ("POST", "/api/v1/stops/{stop_id:int}/confirmations"): (occurred, {"Idempotency-Key": "mass-1"}),
+            ("POST", "/fhir/Bundle"): (sample_bundle(), FHIR_JSON),
+            ("POST", "/fhir"): (sample_bundle(), FHIR_JSON)}
+
+
+def row_counts(world: World) -> dict[str, int]:
+    with world.database.reader() as db:
+        return {t.name: db.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables
+                if t.name not in ("audit_events", "user_sessions", "api_tokens")}
+
+
+@pytest.mark.req("R3.7")
+def test_no_json_write_takes_a_field_it_does_not_declare(world: World) -> None:
+    """Every API write that takes a body (found from the handlers' signatures) refuses each of
+    organization_id, status, id, driver_id, clinic_id, stop_id, patient_id, user_id, food_bank_id
+    added to a body it would otherwise accept: 4xx naming the field, or, where the field is its
+    own (a referral's clinic_id), refused as another clinic's; no row anywhere changes."""
+    bodies = valid_bodies(world)
+    others = {"clinic_id": world.program.clinic2_id, "organization_id": world.program.clinic2_id,
+              "stop_id": world.ids["other_stop_id"], "driver_id": world.ids["other_driver_id"],
+              "food_bank_id": world.ids["other_food_bank_id"]}
+    writes = [c for c in CASES if c.method not in SAFE and is_api_path(c.path) and not c.opt.get("public")
+              and {"data", "body"} & set(handler_of(world, c).parsed_fn_signature.parameters)]
+    assert {(c.method, c.path) for c in writes} <= set(bodies) | set(READS_ONLY_PART), (
+        "a JSON write without a valid body here: add it to valid_bodies")
+    checked = 0
+    for case in writes:
+        if (case.method, case.path) in READS_ONLY_PART:
+            continue
+        body, headers = bodies[(case.method, case.path)]
+        who = first_own(world, case)
+        before = row_counts(world)
+        for key in EXTRAS:  # another side's ids where there is one: clinic 2, driver B's stop
+            sent = {**body, key: "amended" if key == "status" else others.get(key, 1)}
+            response = world.call(case.method, world.path(case.path), who, content=json.dumps(sent).encode(),
+                                  headers={"Content-Type": "application/json", **headers})
+            assert 400 <= response.status_code < 500, (str(case), key, response.status_code, response.text[:200])
+            assert key in response.text or response.status_code in (403, 404), (str(case), key, response.text)
+            checked += 1
+        assert row_counts(world) == before, str(case)
+    assert checked >= 5 * len(EXTRAS)
+
+
+def handler_of(world: World, case: Case):  # type: ignore[no-untyped-def]
+    return next(h for r in world.app.routes for h in getattr(r, "route_handlers", [])
+                if r.path == case.path and case.method in h.http_methods)
