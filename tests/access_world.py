@@ -181,7 +181,8 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         canary = db.get(Stop, canary_stop)
         canary_patient, canary_order = canary.patient_id, canary.order_id  # type: ignore[union-attr]
         db.commit()
-    people.append(Who("clinic 2 system token", Role.clinic_staff, OTHER, bearer=system_token(client, "clinic2-ehr")))
+    people.append(Who("clinic 2 system token", Role.clinic_staff, OTHER,
+                      bearer=system_token(client, "clinic2-ehr")))
 
     own = {w.role: w for w in people if w.side == OWN and w.role}
     staff1 = {"Authorization": f"Bearer {own[Role.clinic_staff].bearer}"}

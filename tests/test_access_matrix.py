@@ -120,7 +120,9 @@ def expected(case: Case, who: Who) -> tuple[set[int], str]:
             return {200}, "allowed"
         return {403, 404}, "another side's object"
     if who.side == OWN or not case.has_ids:  # no object to protect: like the own side
-        return ({400, 404, 405, 415, 422}, "allowed; no such row") if api else ({403}, "allowed; no CSRF token")
+        if api:
+            return {400, 404, 405, 415, 422}, "allowed; no such row"
+        return {403}, "allowed; no CSRF token"
     return {400, 403, 404, 409, 422}, "another side's object, written"
 
 
@@ -147,7 +149,8 @@ def test_every_route_answers_every_principal_as_its_policy_says(world: World, ca
             wrong.append(f"{who.name}: {response.status_code}, expected {sorted(statuses)[:6]} ({why}): "
                          f"{response.text[:160]!r}")
         elif why == "allowed; no CSRF token" and "security token" not in response.text:
-            wrong.append(f"{who.name}: refused for another reason than the CSRF token: {response.text[:160]!r}")
+            wrong.append(f"{who.name}: refused for another reason than the CSRF token: "
+                         f"{response.text[:160]!r}")
         elif why == "not signed in" and not response.headers.get("location", "").startswith("/login"):
             wrong.append(f"{who.name}: 303 to {response.headers.get('location')!r}, not to sign in")
         may_see = who.side == OWN and who.role in STAFF_WHO_MAY_SEE_PHI
@@ -209,7 +212,8 @@ def test_every_phi_read_leaves_one_audit_row_per_record(world: World, case: Case
     assert rows, f"{case}: no audit row"
     for row in rows:
         assert (row.action, row.resource, row.outcome) == (action, resource, "ok")
-        assert (row.user_id, row.role, row.ip, row.user_agent) == (who.user_id, who.role, "testclient", "matrix/1")
+        assert (row.user_id, row.role, row.ip, row.user_agent) == (
+            who.user_id, who.role, "testclient", "matrix/1")
         assert row.patient_id is not None and row.resource_id is not None
     records = [(row.resource_id, row.patient_id) for row in rows]
     assert len(records) == len(set(records)), f"{case}: a record audited twice: {records}"
@@ -229,7 +233,8 @@ def test_every_refused_phi_read_leaves_one_fail_row(world: World, case: Case) ->
         response = world.call(case.method, world.path(case.path), who)
         assert response.status_code in (303, 401, 403, 404), (who.name, response.status_code)
         rows = rows_of(world, response)
-        assert [(r.action, r.resource, r.user_id) for r in rows] == [("fail", case.opt["phi"][1], who.user_id)], (
+        wanted = [("fail", case.opt["phi"][1], who.user_id)]
+        assert [(r.action, r.resource, r.user_id) for r in rows] == wanted, (
             who.name, [(r.action, r.resource, r.outcome) for r in rows])
         assert rows[0].outcome in ("401", "403", "404")
 
@@ -290,7 +295,8 @@ def test_drivers_have_no_list_all_search_or_export_routes(world: World) -> None:
     for case in driver_cases():
         if case.method == "GET" and not case.has_ids:
             page = world.call("GET", case.path, driver_b).text
-            assert f"/driver/routes/{world.ids['route_id']}" not in page and CANARY_NAME not in page, str(case)
+            assert f"/driver/routes/{world.ids['route_id']}" not in page, str(case)
+            assert CANARY_NAME not in page, str(case)
     for staff_list in ("/coordinator/referrals", "/coordinator/plans", "/api/v1/referrals",
                        f"/coordinator/plans/{world.ids['plan_id']}/export.csv", "/reports/pdf", "/fhir/Task"):
         driver_a = next(w for w in world.people if w.role == Role.driver and w.side == OWN)
@@ -302,7 +308,7 @@ def test_drivers_have_no_list_all_search_or_export_routes(world: World) -> None:
 EXTRAS = ("organization_id", "status", "id", "driver_id", "clinic_id", "stop_id", "patient_id", "user_id",
           "food_bank_id")
 # Writes whose body the app reads only a named part of, so nothing else in it can land anywhere.
-READS_ONLY_PART = {("PUT", "/fhir/Task/{task_id:int}"): "only status and statusReason (the requester cancels)",
+READS_ONLY_PART = {("PUT", "/fhir/Task/{task_id:int}"): "only status and statusReason (a cancellation)",
                    ("PATCH", "/fhir/Task/{task_id:int}"): "only the JSON Patch replacing /status",
                    ("POST", "/fhir/auth/token"): "an OAuth form: grant, scope and the signed assertion",
                    ("PUT", "/api/v1/stops/{stop_id:int}/confirmations/photo"): "an image, not JSON"}
@@ -321,7 +327,8 @@ def valid_bodies(world: World) -> dict[tuple[str, str], tuple[Any, dict[str, str
 
 def row_counts(world: World) -> dict[str, int]:
     with world.database.reader() as db:
-        return {t.name: db.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables
+        return {t.name: db.scalar(select(func.count()).select_from(t)) or 0
+                for t in Base.metadata.sorted_tables
                 if t.name not in ("audit_events", "user_sessions", "api_tokens")}
 
 
@@ -350,7 +357,8 @@ def test_no_json_write_takes_a_field_it_does_not_declare(world: World) -> None:
             sent = {**body, key: "amended" if key == "status" else others.get(key, 1)}
             response = world.call(case.method, world.path(case.path), who, content=json.dumps(sent).encode(),
                                   headers={"Content-Type": "application/json", **headers})
-            assert 400 <= response.status_code < 500, (str(case), key, response.status_code, response.text[:200])
+            assert 400 <= response.status_code < 500, (str(case), key, response.status_code,
+                                                       response.text[:200])
             assert key in response.text or response.status_code in (403, 404), (str(case), key, response.text)
             checked += 1
         assert row_counts(world) == before, str(case)

@@ -28,6 +28,7 @@ from delivery.models import (
     Role,
     Source,
 )
+from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
 from delivery.referrals import csv_import, geocoding, intake
@@ -35,7 +36,6 @@ from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events as timeline
 from delivery.web.api.referrals import visible_referral
 from delivery.web.forms import convert
-from delivery.platform import audit as audit_trail
 from delivery.web.render import DB, Audit, PathId, clock_of, page, principal, program_today
 
 STAFF = (Role.clinic_staff,)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from delivery.loop import polling, receipts
 from delivery.models import Order, OrderStatus, Referral, ReferralStatus, Role, Source
+from delivery.platform import audit as audit_trail
 from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
@@ -21,7 +22,6 @@ from delivery.referrals import geocoding, intake
 from delivery.referrals.schemas import ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
 from delivery.web.errors import error_responses
-from delivery.platform import audit as audit_trail
 from delivery.web.render import DB, Audit, PathId, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)

@@ -23,9 +23,9 @@ from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
+from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
-from delivery.platform import audit as audit_trail
 from delivery.web.render import DB, Audit, Config, PathId, page, principal, program_today
 
 COORDINATORS = (Role.coordinator, Role.admin)

@@ -38,6 +38,7 @@ from delivery.models import (
     SpreadWork,
     User,
 )
+from delivery.platform import audit as audit_trail
 from delivery.program import orders, program_settings, waitlist
 from delivery.referrals import geocoding, intake, reviews
 from delivery.referrals.schemas import (
@@ -53,7 +54,6 @@ from delivery.referrals.schemas import (
 from delivery.timeline import events as timeline
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.forms import Errors, FormData, convert
-from delivery.platform import audit as audit_trail
 from delivery.web.render import DB, Audit, PathId, page, principal, program_today
 
 POLICY = {"roles": COORDINATORS}

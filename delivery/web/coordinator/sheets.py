@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import Driver, Organization, Plan, Route, Stop, StopStatus
+from delivery.platform import audit as audit_trail
+from delivery.platform.audit import AuditContext
 from delivery.platform.spreadsheets import safe_cell
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.driver import DriverStop, clock, day_label, driver_stop
-from delivery.platform import audit as audit_trail
-from delivery.platform.audit import AuditContext
 from delivery.web.render import DB, Audit, PathId, page, principal
 
 POLICY = {"roles": COORDINATORS}
@@ -166,7 +166,8 @@ class SheetsController(Controller):
                 stop.boxes, stop.box_type,
                 " ".join(p.dietary or []), stop.status, stop.outcome or "", stop.unassigned_reason or ""]])
         audit_trail.record_reads(request.app.state.database, audit, "stop",
-                                 ((s.id, s.patient_id) for s in ordered), detail="day export (CSV)", action="E")
+                                 ((s.id, s.patient_id) for s in ordered), detail="day export (CSV)",
+                                 action="E")
         filename = f"delivery-{plan.date.isoformat()}.csv"
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
