@@ -36,7 +36,9 @@ def day(program: Program, database: Database):  # type: ignore[no-untyped-def]
     stops = [[*DEFAULT_STOPS[0],
               StopSpec("Canary", "Bird", mrn=CANARY, access_notes="side door", phone="+15105550177",
                        do_not_contact=True)], DEFAULT_STOPS[1]]
-    with database.writer() as db:
+    # Published an hour before MORNING by the test's clock, not the wall clock's hour (make_day
+    # stamps publication from "now").
+    with time_machine.travel(MORNING, tick=False), database.writer() as db:
         built = make_day(db, program, date=DAY, stops=stops)
         db.commit()
     return built
