@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from delivery.models import Depot, Organization, OrganizationKind, Role
 from delivery.platform import auth
 from delivery.platform.clock import FixedClock
+from tests.log_guard import watch
 
 PASSWORD = "correct horse battery staple"
 
@@ -91,13 +92,14 @@ def referral_body(**changes: Any) -> dict[str, Any]:
 
 def api_token(db: Session, email: str) -> dict[str, str]:
     """Authorization headers with a fresh token for this user (the caller commits)."""
-    return {"Authorization": f"Bearer {auth.create_api_token(db, email)}"}
+    return {"Authorization": f"Bearer {watch(auth.create_api_token(db, email))}"}
 
 
 def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> str:
     """Sign in through the real form; returns the page's CSRF token for later posts."""
     response = client.post("/login", data={"email": email, "password": password}, follow_redirects=True)
     assert response.status_code == 200, response.text
+    watch(client.cookies.get("__Host-session") or "")
     return csrf_token(response.text)
 
 

@@ -21,13 +21,33 @@ from delivery.platform.db import Database, upgrade
 from delivery.platform.jobs import Runner
 from delivery.platform.settings import ROOT, Settings
 from delivery.web.app import create_app
-from tests.builders import Program, make_program
+from tests import log_guard
+from tests.builders import PASSWORD, Program, make_program
 from tests.job_builders import running_worker
 from tests.mailbox import mailbox  # noqa: F401 (a fixture: a loopback SMTP server)
+from tests.plan_builders import CANARIES
 from tests.webhook_receiver import Receiver, serve
 
 POSTGRES_URL = os.environ.get("DELIVERY_TEST_POSTGRES_URL", "")
 BASE_URL = "https://testserver.local"  # https, so the Secure __Host- cookies are sent back
+SECRET_KEY = "test-secret"
+log_guard.always(*CANARIES, PASSWORD, SECRET_KEY)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[log_guard.LeakCatcher]:
+    """R10.4: every test fails if a log record carries the PHI canary, the test password, the
+    secret key, a bearer token, a session cookie or a token the test was given (tests/log_guard.py).
+    Records from every logger, at every level the logger lets through."""
+    catcher = log_guard.LeakCatcher()
+    watched = log_guard.loggers()
+    for logger in watched:
+        logger.addHandler(catcher)
+    yield catcher
+    for logger in watched:
+        logger.removeHandler(catcher)
+    log_guard.reset()
+    assert not catcher.caught, "secret or PHI in the log:\n" + "\n".join(catcher.caught)
 
 
 @pytest.fixture(scope="session")
@@ -57,10 +77,19 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+BOTH_DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BOTH_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    return empty_database(request, tmp_path, sqlite_template)
+
+
+def empty_database(request: pytest.FixtureRequest, directory: Path, sqlite_template: Path) -> str:
+    """A migrated database with no rows: a copy of the SQLite template, or the run's PostgreSQL
+    database truncated (module-scoped fixtures build their data once with it)."""
     if request.param == "sqlite":
-        path = tmp_path / "test.db"
+        path = directory / "test.db"
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
@@ -81,7 +110,7 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, secret_key="test-secret", base_url=BASE_URL,
+    return Settings(database_url=database_url, secret_key=SECRET_KEY, base_url=BASE_URL,
                     geocoder="none", secure_cookies=True, photo_dir=str(tmp_path / "photos"))
 
 

@@ -29,8 +29,13 @@ from delivery.models import (
 from delivery.plans import publishing
 from delivery.platform import auth
 from tests.builders import Program
+from tests.log_guard import watch
 
 CANARY = "PHI-CANARY-123"
+# A patient whose MRN and birth date are found nowhere else: neither may reach a driver, a webhook
+# or a log line (R3.4, R10.4). The date in every form a page or a log would write it.
+CANARY_BIRTH = dt.date(1931, 7, 19)
+CANARIES = (CANARY, "1931-07-19", "07/19/1931", "19/07/1931", "July 19, 1931", "19 July 1931")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class StopSpec:
     do_not_contact: bool = False
     mrn: str | None = None
     line1: str = "1234 98th Ave"
+    birth_date: dt.date = dt.date(1948, 3, 2)
 
 
 @dataclass
@@ -79,7 +85,7 @@ def make_stop(db: Session, program: Program, plan: Plan, route: Route | None, se
               eta: int | None, spec: StopSpec) -> Stop:
     n = next(_serial)
     patient = Patient(clinic_id=program.clinic1_id, mrn=spec.mrn or f"MRN-{n}", given_name=spec.given,
-                      family_name=spec.family, birth_date=dt.date(1948, 3, 2), phone=spec.phone,
+                      family_name=spec.family, birth_date=spec.birth_date, phone=spec.phone,
                       address_line1=spec.line1, unit=spec.unit, city="Oakland", state="CA",
                       postal_code="94603", lat=37.75 + n / 10000, lon=-122.17, floor=spec.floor,
                       elevator=spec.elevator, access_notes=spec.access_notes, dietary=spec.dietary,
@@ -152,7 +158,7 @@ def make_day(db: Session, program: Program, *, date: dt.date,
 
 def make_link(db: Session, route_id: int, *, expires_at: dt.datetime | None = None) -> str:
     """A personal route link (raw token, only its hash stored), as publishing.issue_link makes."""
-    raw = secrets.token_urlsafe(32)
+    raw = watch(secrets.token_urlsafe(32))
     db.add(RouteLink(route_id=route_id, token_hash=auth.token_hash(raw),
                      expires_at=expires_at or utcnow() + dt.timedelta(days=1)))
     db.flush()

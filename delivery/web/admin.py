@@ -8,21 +8,24 @@ page shows them to the admin, once, and says so.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromQuery, QueryParameter
 from litestar.response import Template
 from msgspec import Meta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import Depot, Invite, Membership, Organization, OrganizationKind, Role, User
+from delivery.platform import audit as audit_trail
 from delivery.platform import mail, resets
 from delivery.platform.audit import AuditContext
 from delivery.platform.settings import Settings
@@ -31,6 +34,9 @@ from delivery.web.forms import Errors, FormData, convert
 from delivery.web.render import DB, Audit, Config, PathId, clock_of, page, principal
 
 POLICY = {"roles": (Role.admin,)}
+AUDIT_PAGE_ROWS = 50
+PatientFilter = Annotated[int, QueryParameter(ge=0, le=2**31 - 1, description="A patient id; 0 for all")]
+PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=10**6, description="1 is the newest rows")]
 ROLE_OPTIONS = [(r.value, people.ROLE_NAMES[r]) for r in (Role.coordinator, Role.clinic_staff, Role.benefits,
                                                           Role.driver, Role.admin)]
 
@@ -246,6 +252,60 @@ class AdminController(Controller):
         return self._people(request, db, report=report,
                             notice=f"{report.imported} drivers added. They sign in through the personal "
                                    "route links you send them; invite them to give them a password too.")
+
+    # --- the audit trail (R10.5): review and export, each itself audited ------------------------------
+
+    def _audit_filter(self, request: Request, db: Session, patient: int, user: str, since: dt.date | None,
+                      until: dt.date | None) -> tuple[audit_trail.Filter, str | None]:
+        food_bank = food_bank_of(db, request)
+        orgs = [food_bank.id, *(c.id for c in clinics_of(db, food_bank))]
+        user_id, problem = None, None
+        if user.strip():
+            user_id = db.scalar(select(User.id).where(User.email == user.strip().lower()))
+            if user_id is None:
+                problem = f"No account has the email {user.strip()}: showing no rows."
+                user_id = 0  # matches nothing
+        if since and until and since > until:
+            problem = "The first day is after the last day: showing no rows."
+        return audit_trail.Filter(orgs, patient_id=patient or None, user_id=user_id, since=since,
+                                  until=until), problem
+
+    @staticmethod
+    def _described(f: audit_trail.Filter) -> str:
+        return (f"patient={f.patient_id or ''} user={f.user_id or ''} since={f.since or ''} "
+                f"until={f.until or ''}")
+
+    @get("/audit", opt=POLICY, sync_to_thread=True)
+    def audit_review(self, request: Request, db: DB, audit: Audit, patient: FromQuery[PatientFilter] = 0,
+                     user: FromQuery[Annotated[str, QueryParameter(max_length=254)]] = "",
+                     since: FromQuery[dt.date | None] = None, until: FromQuery[dt.date | None] = None,
+                     page_number: PageNumber = 1) -> Template:
+        """Who saw or changed what, newest first, filtered by patient, person and UTC days."""
+        f, problem = self._audit_filter(request, db, patient, user, since, until)
+        rows, total = ([], 0) if problem else audit_trail.page_of(db, f, page=page_number,
+                                                                  per_page=AUDIT_PAGE_ROWS)
+        audit_trail.record_now(request.app.state.database, audit, "R", "audit_events",
+                               detail=f"review page {page_number}: {self._described(f)}")
+        query = {"patient": patient or "", "user": user, "since": since or "", "until": until or ""}
+        return page(request, "admin/audit.html", rows=rows, total=total, page_number=page_number,
+                    pages=max(1, -(-total // AUDIT_PAGE_ROWS)), query=query, problem=problem)
+
+    @get("/audit.csv", opt=POLICY, sync_to_thread=True)
+    def audit_export(self, request: Request, db: DB, audit: Audit, patient: FromQuery[PatientFilter] = 0,
+                     user: FromQuery[Annotated[str, QueryParameter(max_length=254)]] = "",
+                     since: FromQuery[dt.date | None] = None,
+                     until: FromQuery[dt.date | None] = None) -> Response[str]:
+        """The same rows as a spreadsheet-safe CSV; the export is on the trail too (R10.2)."""
+        f, problem = self._audit_filter(request, db, patient, user, since, until)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(audit_trail.EXPORT_COLUMNS)
+        if not problem:
+            writer.writerows(audit_trail.export_rows(db, f))
+        audit_trail.record_now(request.app.state.database, audit, "E", "audit_events",
+                               detail=f"export: {self._described(f)}")
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
 
     # --- partners ---------------------------------------------------------------------------------
 

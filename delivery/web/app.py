@@ -42,7 +42,7 @@ from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
-from delivery.web.audit import RequestIdMiddleware, audit_context
+from delivery.web.audit import RequestIdMiddleware, audit_context, audit_refusal
 from delivery.web.errors import HANDLERS
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
 from delivery.web.security import (
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                     AuthMiddleware(settings, database)],
         # One place maps every error to HTTP: JSON for API clients, a page for people.
         exception_handlers={**HANDLERS, NotAuthorizedException: redirect_to_login},
+        after_exception=[audit_refusal],
         template_config=TemplateConfig(instance=template_engine()),
         plugins=[HTMXPlugin()],
         openapi_config=OpenAPIConfig(

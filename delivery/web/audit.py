@@ -3,17 +3,20 @@ and the `AuditContext` services receive to record who acted, from where."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
+import anyio
 from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from delivery.platform.audit import AuditContext, widest_role
+from delivery.platform.audit import AuditContext, record_now, widest_role
 from delivery.platform.auth import Principal
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REFUSALS = frozenset({401, 403, 404})
 
 
 class RequestIdMiddleware(ASGIMiddleware):
@@ -42,3 +45,21 @@ def audit_context(request: Request) -> AuditContext:
                         ip=request.client.host if request.client else None,
                         user_agent=request.headers.get("user-agent"),
                         request_id=request.scope.get("state", {}).get("request_id"))
+
+
+async def audit_refusal(exc: Exception, scope: Scope) -> None:
+    """A PHI route (`opt["phi"] = (action, resource)`) that refused (401, 403, 404) leaves one "fail"
+    row naming who asked for which record (R10.1), wherever the refusal came from: the policy
+    guard, a scope guard or a handler not finding the record among the caller's. Its own short
+    write: the request's transaction, if any, is rolled back."""
+    handler = scope.get("route_handler")
+    status = getattr(exc, "status_code", None)
+    if handler is None or not handler.opt.get("phi") or status not in REFUSALS:
+        return
+    request: Request = Request(scope)
+    ids = [v for v in (scope.get("path_params") or {}).values() if isinstance(v, int)]
+    _, resource = handler.opt["phi"]
+    record = functools.partial(record_now, scope["litestar_app"].state.database, audit_context(request),
+                               "fail", resource, ids[-1] if ids else None, outcome=str(status),
+                               detail=f"{request.method} {request.url.path}")
+    await anyio.to_thread.run_sync(record)

@@ -141,8 +141,8 @@ def form_context(request: Request, db: Session, clinic: Organization) -> dict[st
 class ClinicController(Controller):
     path = "/clinic"
 
-    @get("/", opt={"roles": STAFF}, sync_to_thread=True)
-    def referrals(self, request: Request, db: DB,
+    @get("/", opt={"roles": STAFF, "phi": ("R", "referral")}, sync_to_thread=True)
+    def referrals(self, request: Request, db: DB, audit: Audit,
                   show: FromQuery[clinic_view.Filter | None] = None) -> Template:
         """The clinic's referrals, newest first, by state, with the program's capacity and the
         share of patients who received boxes each week."""
@@ -158,7 +158,10 @@ class ClinicController(Controller):
         week_start = today - dt.timedelta(days=today.weekday())
         if show is not None:
             rows = [(r, o) for r, o in rows if clinic_view.matches(show, r, last.get(r.id), week_start)]
-        return page(request, "clinic/referrals.html", rows=rows[:200], show=show, filters=FILTERS,
+        rows = rows[:200]
+        audit_trail.record_reads(request.app.state.database, audit, "referral",
+                                 ((r.id, r.patient_id) for r, _ in rows), detail="clinic's referral list")
+        return page(request, "clinic/referrals.html", rows=rows, show=show, filters=FILTERS,
                     last=last, weeks=clinic_view.weekly_share(db, clinic.id, today),
                     **form_context(request, db, clinic))
 
@@ -202,10 +205,12 @@ class ClinicController(Controller):
         return page(request, "clinic/referral_new.html", block=fragment, status_code=422, values=data,
                     errors=errors, **form_context(request, db, clinic))
 
-    @get("/referrals/{referral_id:int}", opt={"roles": STAFF}, sync_to_thread=True)
-    def referral_detail(self, request: Request, db: DB, referral_id: PathId,
+    @get("/referrals/{referral_id:int}", opt={"roles": STAFF, "phi": ("R", "referral")}, sync_to_thread=True)
+    def referral_detail(self, request: Request, db: DB, audit: Audit, referral_id: PathId,
                         already: FromQuery[bool] = False, changed: FromQuery[str] = "") -> Template:
         referral = visible_referral(db, principal(request), referral_id)
+        audit_trail.record_reads(request.app.state.database, audit, "referral",
+                                 [(referral.id, referral.patient_id)])
         order = db.scalar(select(Order).where(Order.referral_id == referral.id)
                           .order_by(Order.id.desc()))
         return self._referral_page(request, db, referral, order, already=already,

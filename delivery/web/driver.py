@@ -329,7 +329,7 @@ class DriverController(Controller):
                   for route, plan, food_bank in rows if access.is_visible(plan, food_bank, now)]
         return driver_page(request, db, "driver/routes.html", routes=routes)
 
-    @get("/driver/routes/{route_id:int}", opt={"roles": DRIVERS}, sync_to_thread=True)
+    @get("/driver/routes/{route_id:int}", opt={"roles": DRIVERS, "phi": ("R", "stop")}, sync_to_thread=True)
     def route(self, request: Request, db: DB, settings: Config, audit: Audit, route_id: PathId,
               notice: FromQuery[str] = "", reason_for: FromQuery[int] = 0) -> Template:
         """The day: overview, progress, the next stop on top with its card, done stops folded away.

@@ -154,7 +154,8 @@ class FhirController(Controller):
         """The same, POSTed to the base as FHIR clients send a transaction."""
         return _refer(request, db, settings, body)
 
-    @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),)}, sync_to_thread=True)
+    @get("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "r"),), "phi": ("R", "fhir:Task")},
+         sync_to_thread=True)
     def read_task(self, request: Request, db: DB, settings: Config, task_id: PathId) -> Response:
         task = self._task(db, request, task_id)
         audit_read(request, "Task", (task_id, task.referral.patient_id))
@@ -233,14 +234,16 @@ class FhirController(Controller):
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
                                        food_bank=task.food_bank, base_url=settings.base_url))
 
-    @get("/ServiceRequest/{request_id:int}", opt={**CLINIC, "scope": (("ServiceRequest", "r"),)},
+    @get("/ServiceRequest/{request_id:int}",
+         opt={**CLINIC, "scope": (("ServiceRequest", "r"),), "phi": ("R", "fhir:ServiceRequest")},
          sync_to_thread=True)
     def read_service_request(self, request: Request, db: DB, request_id: PathId) -> Response:
         task = self._task(db, request, request_id, kind="ServiceRequest")
         audit_read(request, "ServiceRequest", (request_id, task.referral.patient_id))
         return fhir_response(fhir.service_request(task.row, task.referral))
 
-    @get("/Procedure/{procedure_id:int}", opt={**CLINIC, "scope": (("Procedure", "r"),)}, sync_to_thread=True)
+    @get("/Procedure/{procedure_id:int}",
+         opt={**CLINIC, "scope": (("Procedure", "r"),), "phi": ("R", "fhir:Procedure")}, sync_to_thread=True)
     def read_procedure(self, request: Request, db: DB, procedure_id: PathId) -> Response:
         found = direct.delivery(db, procedure_id, clinics_of(request), clock_of(request))
         if found is None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from delivery.loop import polling, receipts
 from delivery.models import Order, OrderStatus, Referral, ReferralStatus, Role, Source
+from delivery.platform import audit as audit_trail
 from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
@@ -21,7 +22,7 @@ from delivery.referrals import geocoding, intake
 from delivery.referrals.schemas import ReferralIn, ReferralOut, TimelineEvent
 from delivery.timeline import events
 from delivery.web.errors import error_responses
-from delivery.web.render import DB, PathId, clock_of, principal
+from delivery.web.render import DB, Audit, PathId, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
 Cursor = Annotated[str, msgspec.Meta(max_length=40)]
@@ -149,7 +150,11 @@ class ReferralApi(Controller):
         out.changes = changes
         return out
 
-    @get("/{referral_id:int}", opt={"roles": READERS}, sync_to_thread=True, responses=error_responses(404),
-         summary="A referral with its timeline")
-    def get_referral(self, request: Request, db: DB, referral_id: PathId) -> ReferralOut:
-        return referral_out(db, visible_referral(db, principal(request), referral_id), with_timeline=True)
+    @get("/{referral_id:int}", opt={"roles": READERS, "phi": ("R", "referral")}, sync_to_thread=True,
+         responses=error_responses(404), summary="A referral with its timeline")
+    def get_referral(self, request: Request, db: DB, audit: Audit, referral_id: PathId) -> ReferralOut:
+        referral = visible_referral(db, principal(request), referral_id)
+        out = referral_out(db, referral, with_timeline=True)
+        audit_trail.record_reads(request.app.state.database, audit, "referral",
+                                 [(referral.id, referral.patient_id)])
+        return out

@@ -198,7 +198,8 @@ class BoardController(Controller):
             return self._board(request, db, plan_id, block="live")
         return Redirect(f"/coordinator/plans/{plan_id}/board")
 
-    @get("/confirmations/{confirmation_id:int}/photo", opt=POLICY, sync_to_thread=True)
+    @get("/confirmations/{confirmation_id:int}/photo", opt={**POLICY, "phi": ("R", "photo")},
+         sync_to_thread=True)
     def photo(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
               confirmation_id: PathId) -> Response[bytes]:
         """A delivery photo, for the program's coordinators only, as a download (R4.5)."""

@@ -23,6 +23,7 @@ from delivery.models import Driver, Organization, Plan, PlanJobStatus, Role
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
+from delivery.platform import audit as audit_trail
 from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
 from delivery.web.render import DB, Audit, Config, PathId, page, principal, program_today
@@ -232,8 +233,9 @@ class PlanController(Controller):
         return self._day_block(request, db, plan, settings, warnings=result.warnings,
                                message=result.message)
 
-    @get("/plans/{plan_id:int}/stops/{stop_id:int}/edit", opt=POLICY, sync_to_thread=True)
-    def edit_form(self, request: Request, db: DB, plan_id: PathId, stop_id: PathId) -> Template:
+    @get("/plans/{plan_id:int}/stops/{stop_id:int}/edit", opt={**POLICY, "phi": ("R", "stop")},
+         sync_to_thread=True)
+    def edit_form(self, request: Request, db: DB, audit: Audit, plan_id: PathId, stop_id: PathId) -> Template:
         """The edit controls of one stop (move: route and position; lock; remove with a reason),
         loaded when asked so the day page stays light with hundreds of stops."""
         from delivery.models import Route, Stop
@@ -244,6 +246,7 @@ class PlanController(Controller):
             raise NotFoundException(f"No stop {stop_id} on this day.")
         routes = db.scalars(select(Route).where(Route.plan_id == plan.id)
                             .order_by(Route.colour, Route.id)).all()
+        audit_trail.record_reads(request.app.state.database, audit, "stop", [(stop.id, stop.patient_id)])
         return page(request, "coordinator/plan_stop_edit.html", s=stop, plan=plan, routes=routes)
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/move", opt=POLICY, sync_to_thread=True, status_code=200)

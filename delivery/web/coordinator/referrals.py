@@ -38,6 +38,7 @@ from delivery.models import (
     SpreadWork,
     User,
 )
+from delivery.platform import audit as audit_trail
 from delivery.program import orders, program_settings, waitlist
 from delivery.referrals import geocoding, intake, needs, reviews
 from delivery.referrals.schemas import (
@@ -261,10 +262,14 @@ class ReferralDeskController(Controller):
 
     # --- review queue ---------------------------------------------------------------------------
 
-    @get("/reviews", opt=POLICY, sync_to_thread=True)
-    def review_queue(self, request: Request, db: DB) -> Template:
+    @get("/reviews", opt={**POLICY, "phi": ("R", "review_item")}, sync_to_thread=True)
+    def review_queue(self, request: Request, db: DB, audit: Audit) -> Template:
         """Open review items, oldest first, each with the ways to settle it; then the latest settled."""
-        return self._reviews_page(request, db)
+        shown = self._reviews_page(request, db)
+        items = shown.context["items"] + shown.context["done"]
+        audit_trail.record_reads(request.app.state.database, audit, "review_item",
+                                 ((i.id, i.patient_id) for i in items), detail="review queue")
+        return shown
 
     def _reviews_page(self, request: Request, db: Session, *, failed: ReviewItem | None = None,
                       errors: Errors | None = None, values: dict[str, Any] | None = None,
@@ -413,9 +418,9 @@ class ReferralDeskController(Controller):
 
     # --- referrals ------------------------------------------------------------------------------
 
-    @get("/referrals", opt=POLICY, sync_to_thread=True)
-    def referral_list(self, request: Request, db: DB, status: FromQuery[str] = "",
-                  clinic: FromQuery[int] = 0) -> Template:
+    @get("/referrals", opt={**POLICY, "phi": ("R", "referral")}, sync_to_thread=True)
+    def referral_list(self, request: Request, db: DB, audit: Audit, status: FromQuery[str] = "",
+                      clinic: FromQuery[int] = 0) -> Template:
         """The programs' referrals, newest first, filtered by status and clinic."""
         mine = programs(request)
         clinics = db.execute(select(Organization.id, Organization.name)
@@ -429,14 +434,18 @@ class ReferralDeskController(Controller):
         if clinic:
             query = query.where(Referral.clinic_id == clinic)
         rows = db.execute(query.order_by(Referral.id.desc()).limit(REFERRAL_LIMIT)).all()
+        audit_trail.record_reads(request.app.state.database, audit, "referral",
+                                 ((r.id, r.patient_id) for r, _ in rows), detail="program's referral list")
         return page(request, "coordinator/referrals.html", rows=rows, clinics=clinics,
                     clinic_names={c.id: c.name for c in clinics}, statuses=STATUSES, status=status,
                     clinic=clinic, limit=REFERRAL_LIMIT, weekdays=orders.WEEKDAYS)
 
-    @get("/referrals/{referral_id:int}", opt=POLICY, sync_to_thread=True)
-    def referral_detail(self, request: Request, db: DB, referral_id: PathId) -> Template:
+    @get("/referrals/{referral_id:int}", opt={**POLICY, "phi": ("R", "referral")}, sync_to_thread=True)
+    def referral_detail(self, request: Request, db: DB, audit: Audit, referral_id: PathId) -> Template:
         """One referral: its timeline, the outcome override and the order controls."""
         referral = own_referral(db, request, referral_id)
+        audit_trail.record_reads(request.app.state.database, audit, "referral",
+                                 [(referral.id, referral.patient_id)])
         return page(request, "coordinator/referral.html", **self._referral_context(request, db, referral))
 
     def _referral_context(self, request: Request, db: Session, referral: Referral, *,

@@ -17,10 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from delivery.models import Driver, Organization, Plan, Route, Stop, StopStatus
+from delivery.platform import audit as audit_trail
+from delivery.platform.audit import AuditContext
 from delivery.platform.spreadsheets import safe_cell
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.driver import DriverStop, clock, day_label, driver_stop
-from delivery.web.render import DB, PathId, page, principal
+from delivery.web.render import DB, Audit, PathId, page, principal
 
 POLICY = {"roles": COORDINATORS}
 PHONE_REGION = "US"  # the programs served are in the US (the geocoder is limited to it too)
@@ -79,6 +81,16 @@ def route_sheets(db: Session, plan: Plan, route_id: int | None = None) -> list[R
             for r in routes]
 
 
+def audit_sheets(request: Request, db: Session, audit: AuditContext, sheets: list[RouteSheet],
+                 detail: str) -> None:
+    """One read per stop printed (R10.1): the sheets carry names, addresses, phones and notes."""
+    ids = [s.stop_id for sheet in sheets for s in sheet.stops]
+    patients = {stop_id: patient_id for stop_id, patient_id in
+                db.execute(select(Stop.id, Stop.patient_id).where(Stop.id.in_(ids)))}
+    audit_trail.record_reads(request.app.state.database, audit, "stop", ((i, patients[i]) for i in ids),
+                             detail=detail)
+
+
 def phone_cell(phone: str) -> str:
     """A phone as dialled from the program's country: "(510) 555-0101", "011 44 20 7946 0958".
 
@@ -104,30 +116,33 @@ CSV_COLUMNS = ["date", "route", "driver", "seq", "eta", "stop_id", "order_id", "
 class SheetsController(Controller):
     path = "/coordinator/plans/{plan_id:int}"
 
-    @get("/routes/{route_id:int}/sheet", opt=POLICY, sync_to_thread=True)
-    def route_sheet(self, request: Request, db: DB, plan_id: PathId,
+    @get("/routes/{route_id:int}/sheet", opt={**POLICY, "phi": ("R", "stop")}, sync_to_thread=True)
+    def route_sheet(self, request: Request, db: DB, audit: Audit, plan_id: PathId,
                     route_id: PathId) -> Template:
         """One route's printable manifest: stops in order with access notes, and the packing list."""
         plan, _ = coordinator_plan(db, request, plan_id)
         sheets = route_sheets(db, plan, route_id)
+        audit_sheets(request, db, audit, sheets, "route sheet")
         return page(request, "coordinator/sheet.html", plan=plan, day=day_label(plan.date), sheets=sheets)
 
-    @get("/sheets", opt=POLICY, sync_to_thread=True)
-    def all_sheets(self, request: Request, db: DB, plan_id: PathId) -> Template:
+    @get("/sheets", opt={**POLICY, "phi": ("R", "stop")}, sync_to_thread=True)
+    def all_sheets(self, request: Request, db: DB, audit: Audit, plan_id: PathId) -> Template:
         """Every route's sheet in one print, a page break between routes."""
         plan, _ = coordinator_plan(db, request, plan_id)
-        return page(request, "coordinator/sheets.html", plan=plan, day=day_label(plan.date),
-                    sheets=route_sheets(db, plan))
+        sheets = route_sheets(db, plan)
+        audit_sheets(request, db, audit, sheets, "route sheets")
+        return page(request, "coordinator/sheets.html", plan=plan, day=day_label(plan.date), sheets=sheets)
 
-    @get("/labels", opt=POLICY, sync_to_thread=True)
-    def labels(self, request: Request, db: DB, plan_id: PathId) -> Template:
+    @get("/labels", opt={**POLICY, "phi": ("R", "stop")}, sync_to_thread=True)
+    def labels(self, request: Request, db: DB, audit: Audit, plan_id: PathId) -> Template:
         """A label per box: first name, route and stop number, box type, dietary marks."""
         plan, _ = coordinator_plan(db, request, plan_id)
-        return page(request, "coordinator/labels.html", plan=plan, day=day_label(plan.date),
-                    sheets=route_sheets(db, plan))
+        sheets = route_sheets(db, plan)
+        audit_sheets(request, db, audit, sheets, "box labels")
+        return page(request, "coordinator/labels.html", plan=plan, day=day_label(plan.date), sheets=sheets)
 
-    @get("/export.csv", opt=POLICY, sync_to_thread=True)
-    def export(self, request: Request, db: DB, plan_id: PathId) -> Response[str]:
+    @get("/export.csv", opt={**POLICY, "phi": ("E", "stop")}, sync_to_thread=True)
+    def export(self, request: Request, db: DB, audit: Audit, plan_id: PathId) -> Response[str]:
         """The whole day, one row per stop (assigned or not), safe to open in a spreadsheet."""
         plan, _ = coordinator_plan(db, request, plan_id)
         routes = {r.id: (n, r) for n, r in enumerate(
@@ -150,6 +165,9 @@ class SheetsController(Controller):
                 "" if p.do_not_contact or not p.phone else phone_cell(p.phone), p.access_notes or "",
                 stop.boxes, stop.box_type,
                 " ".join(p.dietary or []), stop.status, stop.outcome or "", stop.unassigned_reason or ""]])
+        audit_trail.record_reads(request.app.state.database, audit, "stop",
+                                 ((s.id, s.patient_id) for s in ordered), detail="day export (CSV)",
+                                 action="E")
         filename = f"delivery-{plan.date.isoformat()}.csv"
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
