@@ -154,6 +154,8 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         other_bank_id = other_bank.id
         auth.create_user(db, email="admin@westside.example.org", display_name="Wes Admin", password=None,
                          memberships=[(other_bank.id, Role.admin)]).password_hash = password_hash()
+        auth.create_user(db, email="benefits@westside.example.org", display_name="Wes Benefits", password=None,
+                         memberships=[(other_bank.id, Role.benefits)]).password_hash = password_hash()
         known = {Role.admin: program.admin, Role.coordinator: program.coordinator,
                  Role.clinic_staff: program.clinic1, Role.driver: day.driver_emails[0]}
         for role in Role:  # a role added to the enum later gets a principal of its own here
@@ -167,7 +169,9 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         people += [person(db, settings, "driver B (another route)", Role.driver, day.driver_emails[1], OTHER),
                    person(db, settings, "clinic 2 staff", Role.clinic_staff, program.clinic2, OTHER),
                    person(db, settings, "admin of another program", Role.admin, "admin@westside.example.org",
-                          OTHER)]
+                          OTHER),
+                   person(db, settings, "benefits staff of another program", Role.benefits,
+                          "benefits@westside.example.org", OTHER)]
         smart.register_client(db, clinic_id=program.clinic2_id, client_id="clinic2-ehr", scope=SYSTEM_SCOPES,
                               jwks={"keys": [EC_KEY.as_dict(private=False)]})
         clinic1 = db.get(Organization, program.clinic1_id)
@@ -216,6 +220,7 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         "date": DAY.isoformat(), "name": next(iter(CHARTS)),
         "path": "openapi.yaml", "file_path": "css/app.css",
         "raw": "not-a-link-0000", "token": "not-a-link-0000",
+        "client_id": "no-such-client",  # revoking a registered system would cut the matrix's own token
         "other_stop_id": day.stop_ids[1][0], "other_driver_id": day.driver_ids[1],  # driver B's
         "other_food_bank_id": other_bank_id}
     return World(app, client, database, settings, program, people, ids, canary_patient, canary_referral)

@@ -48,8 +48,8 @@ def audit_context(request: Request) -> AuditContext:
 
 
 async def audit_refusal(exc: Exception, scope: Scope) -> None:
-    """A PHI route (`opt["phi"] = (action, resource)`) that refused (401, 403, 404) leaves one "fail"
-    row naming who asked for which record (R10.1), wherever the refusal came from: the policy
+    """A PHI route (`opt["phi"] = (action, resource)`) that refused (401, 403, 404) leaves one row
+    with outcome "fail" naming who attempted what on which record, the status first in its detail (R10.1), wherever the refusal came from: the policy
     guard, a scope guard or a handler not finding the record among the caller's. Its own short
     write: the request's transaction, if any, is rolled back."""
     handler = scope.get("route_handler")
@@ -58,8 +58,8 @@ async def audit_refusal(exc: Exception, scope: Scope) -> None:
         return
     request: Request = Request(scope)
     ids = [v for v in (scope.get("path_params") or {}).values() if isinstance(v, int)]
-    _, resource = handler.opt["phi"]
+    action, resource = handler.opt["phi"]
     record = functools.partial(record_now, scope["litestar_app"].state.database, audit_context(request),
-                               "fail", resource, ids[-1] if ids else None, outcome=str(status),
-                               detail=f"{request.method} {request.url.path}")
+                               action, resource, ids[-1] if ids else None, outcome="fail",
+                               detail=f"{status}: {request.method} {request.url.path}")
     await anyio.to_thread.run_sync(record)

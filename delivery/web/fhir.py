@@ -35,9 +35,6 @@ REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bu
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
 PAGE_SIZE, MAX_PAGE = 50, 200
-PATIENT_DATA = frozenset({"Task", "ServiceRequest", "Procedure", "Bundle", "Patient"})
-REFUSALS = frozenset({401, 403, 404})
-ACTIONS = {"GET": "R", "POST": "C", "PUT": "U", "PATCH": "U"}
 SEARCH_PARAMS = frozenset({"_id", "focus", "owner", "patient", "status", "_lastUpdated", "_include", "_count",
                            "_offset", "_format"})
 
@@ -62,23 +59,8 @@ def outcome_response(request: Request, exc: Exception) -> Response:
             source = str(e.get("source", "")).rsplit(".", 1)[-1].lower()  # ParamType.PATH -> path
             detail += f"; {source} parameter {e.get('key')}: {e.get('message')}"
     code = ISSUE_CODES.get(status, "exception")
-    if status in REFUSALS:
-        audit_refusal(request, status, detail)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
-
-
-def audit_refusal(request: Request, status: int, detail: str) -> None:
-    """A refused attempt at patient data (no token, a token without the right, another clinic's or
-    an unknown id) leaves a `fail` audit row, like a read leaves an `ok` one: probing shows up."""
-    parts = request.url.path.removeprefix("/fhir").strip("/").split("/")
-    kind = parts[0] or ("Bundle" if request.method == "POST" else "")  # POST /fhir is a transaction
-    if kind not in PATIENT_DATA:
-        return
-    with request.app.state.database.writer() as db:
-        audit.record(db, audit_context(request), ACTIONS.get(request.method, "R"), f"fhir:{kind}",
-                     parts[1] if len(parts) > 1 else None, outcome="fail", detail=f"{status}: {detail}")
-        db.commit()
 
 
 def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
@@ -162,7 +144,7 @@ class FhirController(Controller):
         return fhir_response(fhir.task(task.row, task.referral, task.state, clinic=task.clinic,
                                        food_bank=task.food_bank, base_url=settings.base_url))
 
-    @get("/Task", opt={**CLINIC, "scope": (("Task", "s"),)}, sync_to_thread=True)
+    @get("/Task", opt={**CLINIC, "scope": (("Task", "s"),), "phi": ("R", "fhir:Task")}, sync_to_thread=True)
     def search_tasks(self, request: Request, db: DB, settings: Config) -> Response:
         params = request.query_params
         unknown = sorted(set(params) - SEARCH_PARAMS)
