@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from delivery.field import confirmations, followup
 from delivery.loop import receipts
+from delivery.loop.messages import outgoing
 from delivery.models import (
     ConfirmationOutcome,
     Driver,
@@ -107,6 +108,8 @@ def _play_day(database: Database, settings: Settings, food_bank_id: int, date: d
         plan = db.get(Plan, plan_id)
         assert plan is not None
         publishing.publish(db, plan, AuditContext.for_command("demo"), on_day)
+        for text in outgoing.plan_texts(db, plan, clock.now()):  # the day_before job, on the day's clock
+            text.created_at = clock.now()
         _backdate(db, mark, clock.now())
         db.commit()
 
@@ -129,6 +132,7 @@ def _play_day(database: Database, settings: Settings, food_bank_id: int, date: d
             if not outcome.delivered_food:
                 followup.after_attempt(db, result.stop, actor_id=None)  # what the followup job does
         _backdate(db, mark, local(date, dt.time(17), zone))
+        _texts_for(db, mark, local(date, dt.time(17), zone))
         db.commit()
 
     with database.writer() as db:
@@ -155,6 +159,17 @@ def _receipts(db: Session, plan_id: int, rng: random.Random) -> None:
         if referral is None or staff is None:
             continue
         receipts.record_receipt(db, referral, received=True, note=None, actor_id=staff)
+
+
+def _texts_for(db: Session, after_id: int, now: dt.datetime) -> None:
+    """The texts the day's events call for, made as the text_event job would have made them then
+    (the queued jobs find them made and do nothing); a program with texts off lists them unsent."""
+    events = db.scalars(select(ReferralEvent).where(ReferralEvent.id > after_id).order_by(ReferralEvent.id))
+    for event in events:
+        at = event.at.replace(tzinfo=dt.UTC) if event.at.tzinfo is None else event.at
+        made = outgoing.event_text(db, event, min(at, now))
+        if made is not None:
+            made.created_at = made.send_after
 
 
 def _last_event_id(db: Session) -> int:

@@ -35,6 +35,8 @@ from delivery.models import (
     Shift,
     Source,
     Stop,
+    TextKind,
+    TextMessage,
     User,
 )
 from delivery.models.timeline import EventKind
@@ -264,6 +266,11 @@ def test_demo_history_looks_like_a_running_program(database: Database, settings:
         assert kinds[EventKind.rescheduled] > 0 and kinds[EventKind.receipt_confirmed] > 0
         retried = db.scalars(select(Stop).where(Stop.carried_from_id.is_not(None))).all()
         assert retried and all(s.date > db.get(Stop, s.carried_from_id).date for s in retried)  # type: ignore[union-attr]
+        texts = Counter(db.scalars(select(TextMessage.kind)))  # what the program would have texted
+        assert texts[TextKind.day_before] > 0 and texts[TextKind.missed] > 0
+        assert texts[TextKind.delivered] + texts[TextKind.left_at_door] > 0
+        made = db.scalar(select(func.max(TextMessage.created_at)))
+        assert made is not None and made.replace(tzinfo=dt.UTC) <= today.clock.now()
         latest = db.scalar(select(func.max(ReferralEvent.at)))
         assert latest is not None and latest.replace(tzinfo=dt.UTC) <= today.clock.now()
 

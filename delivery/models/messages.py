@@ -47,7 +47,8 @@ class TextMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     food_bank_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    stop_id: Mapped[int | None] = mapped_column(ForeignKey("stops.id"))
+    # A retry's stop can be taken off a day that is not published yet: the text outlives it.
+    stop_id: Mapped[int | None] = mapped_column(ForeignKey("stops.id", ondelete="SET NULL"))
     # What it is about, once: a second run of the job that made it finds it (e.g. "event:42").
     about: Mapped[str] = mapped_column(String(60), unique=True)
     kind: Mapped[str] = mapped_column(String(20))

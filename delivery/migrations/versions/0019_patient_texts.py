@@ -42,7 +42,8 @@ def upgrade() -> None:
     sa.Column('sent_at', delivery.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['food_bank_id'], ['organizations.id'], name=op.f('fk_text_messages_food_bank_id_organizations')),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_text_messages_patient_id_patients')),
-    sa.ForeignKeyConstraint(['stop_id'], ['stops.id'], name=op.f('fk_text_messages_stop_id_stops')),
+    sa.ForeignKeyConstraint(['stop_id'], ['stops.id'], name=op.f('fk_text_messages_stop_id_stops'),
+                            ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_text_messages')),
     sa.UniqueConstraint('about', name=op.f('uq_text_messages_about')),
     sa.UniqueConstraint('provider_sid', name=op.f('uq_text_messages_provider_sid'))
