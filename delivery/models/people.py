@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -193,3 +194,15 @@ class PasswordReset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
+
+
+class RateLimitCounter(Base):
+    """One fixed window of a rate limit (delivery.platform.throttle): shared by every app process,
+    so a limit holds however many processes serve. `store` keeps the login and API limiters apart."""
+
+    __tablename__ = "rate_limit_counters"
+
+    store: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # Unix seconds, as `limits` reads it

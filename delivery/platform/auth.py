@@ -188,6 +188,14 @@ def record_attempt(db: Session, attempt: Attempt, ctx: AuditContext) -> User | N
     return user if ok else None
 
 
+def record_locked_out(db: Session, email: str, ctx: AuditContext) -> None:
+    """A sign-in refused unchecked because the account used up its failed attempts: audited too (R1.4)."""
+    user = db.scalar(select(User).where(User.email == normalise_email(email)))
+    actor = ctx.acting_as(user.id, {m.organization_id: m.role for m in user.memberships}) if user else ctx
+    audit.record(db, actor, "fail", "session", outcome="denied",
+                 detail="too many failed sign-ins" if user else "unknown account")
+
+
 def authenticate(db: Session, ctx: AuditContext, email: str, password: str) -> User | None:
     """The user for these credentials, or None; every attempt leaves an audit row."""
     return record_attempt(db, check_password(db, email, password), ctx)

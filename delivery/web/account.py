@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import TooManyRequestsException
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -19,11 +20,13 @@ from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.program import people, setup
 from delivery.web.forms import FormData
+from delivery.web import throttle
 from delivery.web.render import DB, Audit, Config, clock_of, page
 from delivery.web.security import session_cookie, session_cookie_name
 
 log = logging.getLogger("delivery.web.account")
 
+FAILED_SIGN_IN = "failed sign-in"
 HOME_FOR_ROLE = {Role.admin: "/coordinator", Role.coordinator: "/coordinator",
                  Role.clinic_staff: "/clinic", Role.driver: "/driver"}
 
@@ -69,15 +72,22 @@ class AccountController(Controller):
         return page(request, "account/login.html", next=_safe_next(next) or "", error=None,
                     email=email[:254], notice="Password changed: sign in with it." if changed else None)
 
-    @post("/login", opt={"public": True}, sync_to_thread=True)
+    @post("/login", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
     def sign_in(self, request: Request, db: DB, settings: Config, audit: Audit,
                 data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
         database: Database = request.app.state.database
+        try:  # a locked account is refused before its password is even checked (R1.4)
+            throttle.per_account(request, FAILED_SIGN_IN, data.email, count=False)
+        except TooManyRequestsException:
+            auth.record_locked_out(db, data.email, audit)
+            db.commit()
+            raise
         with database.reader() as reader:  # the slow hash before the first query that takes the writer
             attempt = auth.check_password(reader, data.email, data.password)
         user = auth.record_attempt(db, attempt, audit)
         if user is None:
             db.commit()  # keep the audit row of the failed attempt
+            throttle.per_account(request, FAILED_SIGN_IN, data.email)
             return page(request, "account/login.html", status_code=400, next=_safe_next(data.next) or "",
                         email=data.email[:254], error="That email and password do not match an account.")
         old = request.cookies.get(session_cookie_name(settings))
@@ -126,7 +136,7 @@ class AccountController(Controller):
         invite = people.open_invite(db, raw, clock_of(request).now())
         return self._invite_page(request, invite, raw, status_code=200 if invite else 410)
 
-    @post("/invite/{raw:str}", opt={"public": True}, sync_to_thread=True)
+    @post("/invite/{raw:str}", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
     def accept_invite(self, request: Request, db: DB, audit: Audit, settings: Config, raw: FromPath[str],
                       data: FormData) -> Response:
         """Set the password, join with the invite's role, and arrive signed in on one's own pages."""
@@ -151,10 +161,11 @@ class AccountController(Controller):
     def forgot_page(self, request: Request) -> Template:
         return page(request, "account/forgot.html", sent=False)
 
-    @post("/forgot", opt={"public": True}, sync_to_thread=True)
+    @post("/forgot", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
     def forgot(self, request: Request, db: DB, audit: Audit, settings: Config, data: FormData) -> Template:
         """The same answer whether or not the address has an account; the mail leaves after answering."""
         email = str(data.get("email", ""))[:254]
+        throttle.per_account(request, "reset request", email)
         link = resets.request_reset(db, audit, email, clock_of(request).now())
         db.commit()
         response = page(request, "account/forgot.html", sent=True, email=email)
@@ -173,17 +184,18 @@ class AccountController(Controller):
         usable = resets.open_reset(db, raw, clock_of(request).now()) is not None
         return self._reset_page(request, usable, raw, status_code=200 if usable else 410)
 
-    @post("/reset/{raw:str}", opt={"public": True}, sync_to_thread=True)
+    @post("/reset/{raw:str}", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
     def reset_password(self, request: Request, db: DB, audit: Audit, raw: FromPath[str],
                        data: FormData) -> Response:
         """Save the new password; every session of the account ends, this browser signs in afresh."""
         try:
-            resets.reset_password(db, audit, raw, str(data.get("password", "")), clock_of(request).now())
+            user = resets.reset_password(db, audit, raw, str(data.get("password", "")), clock_of(request).now())
         except auth.AccountError as exc:
             db.rollback()
             usable = resets.open_reset(db, raw, clock_of(request).now()) is not None
             return self._reset_page(request, usable, raw, error=str(exc), status_code=422 if usable else 410)
         db.commit()
+        throttle.forgive(request, FAILED_SIGN_IN, user.email)
         return Redirect("/login?changed=1", status_code=303)
 
 

@@ -20,6 +20,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from delivery.models import Role
+from delivery.platform import throttle
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, setup, webhooks
@@ -30,6 +31,7 @@ from delivery.web.api_docs import ApiDocsPage
 from delivery.web.audit import RequestIdMiddleware, audit_context
 from delivery.web.errors import HANDLERS
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
+from delivery.web.throttle import throttle_guard
 from delivery.web.security import (
     AuthMiddleware,
     SecurityHeadersMiddleware,
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                       "settings": Provide(provide_settings, sync_to_thread=False),
                       "audit": Provide(audit_context, sync_to_thread=False)},
         before_request=track_sessions, after_request=release_writer,
-        guards=[policy_guard],
+        guards=[throttle_guard, policy_guard],
         middleware=[RequestIdMiddleware(), SecurityHeadersMiddleware(settings),
                     AuthMiddleware(settings, database)],
         # One place maps every error to HTTP: JSON for API clients, a page for people.
@@ -109,10 +111,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude=COMPRESSED_ALREADY),
         response_cache_config=ResponseCacheConfig(),
         logging_config=LoggingConfig(log_exceptions="always",  # a 500's trace goes to the server log
-                                     disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422}),
+                                     disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422, 429}),
         on_shutdown=[lambda: database.dispose()],
         debug=False,
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.limiters = throttle.stores(database, settings.clock)
     return app

@@ -33,7 +33,8 @@ CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
 REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bundle writes both
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
+               409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable",
+               429: "throttled"}
 PAGE_SIZE, MAX_PAGE = 50, 200
 SEARCH_PARAMS = frozenset({"_id", "focus", "owner", "patient", "status", "_lastUpdated", "_include", "_count",
                            "_offset", "_format"})
@@ -59,8 +60,9 @@ def outcome_response(request: Request, exc: Exception) -> Response:
             source = str(e.get("source", "")).rsplit(".", 1)[-1].lower()  # ParamType.PATH -> path
             detail += f"; {source} parameter {e.get('key')}: {e.get('message')}"
     code = ISSUE_CODES.get(status, "exception")
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
+    headers = {**(getattr(exc, "headers", None) or {}),  # Retry-After of a 429
+               **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return fhir_response(fhir.operation_outcome(detail, code=code), status, headers or None)
 
 
 def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
@@ -111,7 +113,7 @@ class FhirController(Controller):
                                  "system/Procedure.r", "system/HealthcareService.rs"],
             "capabilities": ["client-confidential-asymmetric"]})
 
-    @post("/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
+    @post("/auth/token", opt={"public": True, "throttle": "login"}, sync_to_thread=True, status_code=200)
     def issue_token(self, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
             media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
         """SMART Backend Services: a signed client assertion in, a five-minute access token out."""
