@@ -41,10 +41,12 @@ def _client(settings: Settings, database: Database) -> TestClient:
 
 
 @pytest.fixture
-def strict(settings: Settings, clock: FixedClock, database: Database, program: Program) -> Iterator[TestClient]:
+def strict(settings: Settings, clock: FixedClock, database: Database,
+           program: Program) -> Iterator[TestClient]:
     """Three failed sign-ins per account, eight attempts per client, three API calls per principal."""
-    with _client(limited(settings, clock, limit_login_account="3 per 15 minutes",
-                         limit_login_client="8 per 15 minutes", limit_api="3 per minute"), database) as client:
+    limits = limited(settings, clock, limit_login_account="3 per 15 minutes",
+                     limit_login_client="8 per 15 minutes", limit_api="3 per minute")
+    with _client(limits, database) as client:
         yield client
 
 
@@ -78,7 +80,8 @@ def test_an_account_locks_after_its_failed_sign_ins_and_the_reset_link_lets_its_
         db.commit()
     assert link is not None
     new_password = "a brand new passphrase for casey"
-    assert strict.post(f"/reset/{link.raw}", data={"password": new_password}, follow_redirects=False).status_code == 303
+    reset = strict.post(f"/reset/{link.raw}", data={"password": new_password}, follow_redirects=False)
+    assert reset.status_code == 303
     assert login(strict, program.coordinator, new_password).status_code == 303
 
     with database.reader() as db:  # every attempt left an audit row, the refused one too
@@ -118,7 +121,8 @@ def test_a_route_link_and_the_token_endpoint_are_limited(strict: TestClient) -> 
 
 
 @pytest.mark.req("R6.2")
-def test_api_limits_are_keyed_on_the_principal(strict: TestClient, program: Program, database: Database) -> None:
+def test_api_limits_are_keyed_on_the_principal(strict: TestClient, program: Program,
+                                               database: Database) -> None:
     with database.writer() as db:
         first, second = api_token(db, program.clinic1), api_token(db, program.clinic2)
         db.commit()
@@ -164,7 +168,8 @@ def test_login_and_api_limits_use_separate_stores_shared_by_two_app_processes(
 
 @pytest.mark.req("R6.4")
 def test_a_report_pdf_runs_once_at_a_time_per_person_and_a_dead_holder_frees_its_slot(
-        settings: Settings, clock: FixedClock, database: Database, database_url: str, program: Program) -> None:
+        settings: Settings, clock: FixedClock, database: Database, database_url: str,
+        program: Program) -> None:
     limits = limited(settings, clock, expensive_time_limit_s=60)
     with _client(limits, database) as client:
         sign_in(client, program.coordinator)

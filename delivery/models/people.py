@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -81,6 +82,8 @@ class Organization(Base):
     waitlist_horizon_weeks: Mapped[int] = mapped_column(Integer, server_default="8")
     staff_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="15")
     driver_idle_minutes: Mapped[int] = mapped_column(Integer, server_default="60")
+    # Staff of the program (and of its clinics) sign in with a second factor (R1.2); an admin's choice.
+    require_mfa: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -95,6 +98,11 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # TOTP (delivery.platform.mfa): the shared secret (base32) from the enrolment page; it counts
+    # once a first code confirms it. The last time step used, so a code is never accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[dt.datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
 
@@ -125,6 +133,18 @@ class UserSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime | None]
+    mfa_at: Mapped[dt.datetime | None]  # when this session passed the second factor
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator app; only its hash is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[dt.datetime | None]
 
 
 class ApiToken(Base):

@@ -125,6 +125,7 @@ class Principal:
     csrf_token: str | None = None
     route_id: int | None = None  # a delivery token reaches this route's stops only
     scopes: frozenset[str] | None = None  # a SMART system client's granted scopes; None: not scope-limited
+    mfa_pending: bool = False  # signed in with the password only, but a second factor is needed (R1.2)
 
     def has_role(self, *roles: str) -> bool:
         return any(role in roles for role in self.roles.values())

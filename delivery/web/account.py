@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -15,7 +16,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from delivery.models import Organization, OrganizationKind, Role
-from delivery.platform import auth, mail, resets
+from delivery.platform import auth, mail, mfa, resets
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.program import people, setup
@@ -27,6 +28,7 @@ from delivery.web.security import session_cookie, session_cookie_name
 log = logging.getLogger("delivery.web.account")
 
 FAILED_SIGN_IN = "failed sign-in"
+FAILED_CODE = "wrong second-factor code"
 HOME_FOR_ROLE = {Role.admin: "/coordinator", Role.coordinator: "/coordinator",
                  Role.clinic_staff: "/clinic", Role.driver: "/driver"}
 
@@ -38,7 +40,7 @@ class LoginForm(msgspec.Struct, kw_only=True):
     csrf_token: str = ""
 
 
-def _safe_next(target: str) -> str | None:
+def safe_next(target: str) -> str | None:
     """Only a path on this site (never //host or a scheme), so a login link cannot send people away."""
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
@@ -69,7 +71,7 @@ class AccountController(Controller):
         With no program yet there is nobody to sign in: the first-run page comes first."""
         if not setup.has_program(db):
             return Redirect("/setup")
-        return page(request, "account/login.html", next=_safe_next(next) or "", error=None,
+        return page(request, "account/login.html", next=safe_next(next) or "", error=None,
                     email=email[:254], notice="Password changed: sign in with it." if changed else None)
 
     @post("/login", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
@@ -88,21 +90,25 @@ class AccountController(Controller):
         if user is None:
             db.commit()  # keep the audit row of the failed attempt
             throttle.per_account(request, FAILED_SIGN_IN, data.email)
-            return page(request, "account/login.html", status_code=400, next=_safe_next(data.next) or "",
+            return page(request, "account/login.html", status_code=400, next=safe_next(data.next) or "",
                         email=data.email[:254], error="That email and password do not match an account.")
         old = request.cookies.get(session_cookie_name(settings))
         if old:  # a new session id at every sign-in: a planted cookie is worthless
             found = auth.resolve_session(db, old, settings)
             if found:
                 auth.end_session(db, found[1].id)
-        raw, _ = auth.start_session(db, user, settings)
+        raw, session = auth.start_session(db, user, settings)
+        second_factor = mfa.pending(db, user, session)
         db.commit()
         principal = auth.principal_for(user, via="session")
-        response = Redirect(_safe_next(data.next) or home_for(principal), status_code=303)
+        target = safe_next(data.next) or home_for(principal)
+        if second_factor:  # the password was right; the code comes next (R1.2)
+            target = "/mfa?" + urlencode({"next": target})
+        response = Redirect(target, status_code=303)
         response.set_cookie(**session_cookie(settings, raw))
         return response
 
-    @post("/logout", opt={"roles": tuple(Role)}, sync_to_thread=True)
+    @post("/logout", opt={"roles": tuple(Role), "first_factor": True}, sync_to_thread=True)
     def sign_out(self, request: Request, db: DB, settings: Config) -> Response:
         principal = request.scope["user"]
         auth.end_session(db, principal.session_id)
@@ -149,9 +155,11 @@ class AccountController(Controller):
             return self._invite_page(request, invite, raw, error=str(exc),
                                      display_name=str(data.get("display_name", ""))[:200],
                                      status_code=422 if invite else 410)
-        raw_session, _ = auth.start_session(db, user, settings)
+        raw_session, session = auth.start_session(db, user, settings)
+        second_factor = mfa.pending(db, user, session)
         db.commit()
-        response = Redirect(home_for(auth.principal_for(user, via="session")), status_code=303)
+        response = Redirect("/mfa" if second_factor else home_for(auth.principal_for(user, via="session")),
+                            status_code=303)
         response.set_cookie(**session_cookie(settings, raw_session))
         return response
 
@@ -189,7 +197,8 @@ class AccountController(Controller):
                        data: FormData) -> Response:
         """Save the new password; every session of the account ends, this browser signs in afresh."""
         try:
-            user = resets.reset_password(db, audit, raw, str(data.get("password", "")), clock_of(request).now())
+            user = resets.reset_password(db, audit, raw, str(data.get("password", "")),
+                                         clock_of(request).now())
         except auth.AccountError as exc:
             db.rollback()
             usable = resets.open_reset(db, raw, clock_of(request).now()) is not None

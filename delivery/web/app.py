@@ -23,7 +23,7 @@ from delivery.models import Role
 from delivery.platform import throttle
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
-from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, setup, webhooks
+from delivery.web import account, admin, clinic, coordinator, driver, fhir, i18n, mfa, setup, webhooks
 from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
-                account.AccountController, setup.SetupController, admin.AdminController,
+                account.AccountController, mfa.SecondFactorController, setup.SetupController,
+                admin.AdminController,
                 clinic.ClinicController, *coordinator.CONTROLLERS, driver.DriverController,
                 webhooks.WebhookController]),
             api.ReferralApi,
