@@ -29,15 +29,17 @@ from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
 from delivery.web.audit import RequestIdMiddleware, audit_context
+from delivery.web.bodies import content_type_guard
 from delivery.web.errors import HANDLERS
+from delivery.web.openapi_closed import ClosedStructSchemaPlugin
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
-from delivery.web.throttle import throttle_guard
 from delivery.web.security import (
     AuthMiddleware,
     SecurityHeadersMiddleware,
     policy_guard,
     redirect_to_login,
 )
+from delivery.web.throttle import throttle_guard
 
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
@@ -90,13 +92,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                       "settings": Provide(provide_settings, sync_to_thread=False),
                       "audit": Provide(audit_context, sync_to_thread=False)},
         before_request=track_sessions, after_request=release_writer,
-        guards=[throttle_guard, policy_guard],
+        guards=[throttle_guard, policy_guard, content_type_guard],
         middleware=[RequestIdMiddleware(), SecurityHeadersMiddleware(settings),
                     AuthMiddleware(settings, database)],
         # One place maps every error to HTTP: JSON for API clients, a page for people.
         exception_handlers={**HANDLERS, NotAuthorizedException: redirect_to_login},
         template_config=TemplateConfig(instance=template_engine()),
-        plugins=[HTMXPlugin()],
+        plugins=[HTMXPlugin(), ClosedStructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="Produce-box delivery API", version="1", render_plugins=[ApiDocsPage()],
             create_examples=False,

@@ -31,7 +31,9 @@ from delivery.web.render import DB, Config, PathId, clock_of, principal, program
 
 CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
-REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bundle writes both
+BODIES = ("application/fhir+json", "application/json")  # what a raw-body handler reads (R4.4)
+REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c")),  # a Bundle writes both
+         "media_types": BODIES}
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable",
                429: "throttled"}
@@ -192,7 +194,8 @@ class FhirController(Controller):
         reason = wanted.get("/statusReason/text") or (wanted.get("/statusReason") or {}).get("text")
         return self._cancel(request, db, settings, task_id, wanted.get("/status"), reason)
 
-    @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
+    @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),), "media_types": BODIES},
+         sync_to_thread=True)
     def update_task(self, request: Request, db: DB, settings: Config, task_id: PathId,
                     body: RawBody) -> Response:
         """The Task sent back with status cancelled: the requester cancels."""
