@@ -39,6 +39,10 @@ def content_type_guard(connection: ASGIConnection, handler: BaseRouteHandler) ->
     if accepted is None:
         return
     sent = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    headers = connection.headers
+    empty = headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
+    if not sent and empty:
+        return  # no body at all: nothing to read in a wrong type (an empty form, a bare button)
     if sent not in accepted:
         raise HTTPException(status_code=415, detail=f"Send the body as {' or '.join(accepted)} "
                                                     f"(it came as {sent or 'no type'}).")
