@@ -57,6 +57,8 @@ class DatabaseStorage(Storage):
         ).returning(table.c.hits)
         with self.database.writer() as db:
             hits = db.execute(statement).scalar_one()
+            if hits == amount:  # a window opened: forget the ones that are over, so the table stays small
+                db.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at <= now))
             db.commit()
         return int(hits)
 
@@ -96,13 +98,6 @@ class DatabaseStorage(Storage):
                                             table.c.hits > 0).values(hits=table.c.hits - amount))
             db.commit()
 
-    def prune(self) -> int:
-        """Forget windows that are over (any store)."""
-        with self.database.writer() as db:
-            count = db.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at <= self._now())
-                               ).rowcount
-            db.commit()
-        return count
 
 
 @dataclass(frozen=True)
