@@ -80,6 +80,7 @@ def test_staff_enrol_then_need_the_code_at_each_sign_in_and_a_code_works_once(
     require_mfa(client, program)
     csrf = password_only(client, program.coordinator)
     assert client.get("/coordinator").status_code == 403  # the password alone opens nothing
+    assert client.get("/", follow_redirects=False).headers["location"] == "/mfa"
     secret, codes = enrol(client, csrf, clock)
     assert len(codes) == 10
     assert client.get("/coordinator").status_code == 200

@@ -94,7 +94,7 @@ def test_an_account_locks_after_its_failed_sign_ins_and_the_reset_link_lets_its_
 
 @pytest.mark.req("R6.1")
 def test_sign_ins_from_one_client_are_limited_and_allowed_again_after_the_window(
-        strict: TestClient, program: Program, clock: FixedClock) -> None:
+        strict: TestClient, program: Program, clock: FixedClock, database: Database) -> None:
     emails = [program.coordinator, program.clinic1, program.clinic2, program.admin,
               *(f"nobody{n}@example.org" for n in range(4))]
     for email in emails:  # eight accounts, one wrong password each: under every per-account limit
@@ -103,6 +103,11 @@ def test_sign_ins_from_one_client_are_limited_and_allowed_again_after_the_window
     # X-Forwarded-For from the client itself does not pick another bucket (R6.2).
     assert_refused(login(strict, program.admin, PASSWORD, **{"X-Forwarded-For": "203.0.113.9"}), 15 * 60)
     assert strict.post("/forgot", data={"email": program.admin}).status_code == 429  # reset requests too
+
+    with database.reader() as db:  # each refused attempt is on the audit trail too (R1.4)
+        refused = db.scalars(select(AuditEvent.detail).where(AuditEvent.detail.like("rate limited%"))).all()
+    assert refused == ["rate limited: too many attempts from this address (login)"] * 2 + [
+        "rate limited: too many attempts from this address (forgot)"]
 
     clock.advance(dt.timedelta(minutes=15, seconds=1))
     assert login(strict, program.admin, PASSWORD).status_code == 303

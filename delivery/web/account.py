@@ -61,7 +61,7 @@ class AccountController(Controller):
     def front_door(self, request: Request, db: DB) -> Redirect:
         principal = request.scope.get("user")
         if principal:
-            return Redirect(home_for(principal))
+            return Redirect("/mfa" if principal.mfa_pending else home_for(principal))
         return Redirect("/login" if setup.has_program(db) else "/setup")
 
     @get("/login", opt={"public": True}, sync_to_thread=True)

@@ -19,8 +19,10 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
-from delivery.platform import auth, throttle
+from delivery.platform import audit, auth, throttle
+from delivery.platform.db import Database
 from delivery.platform.settings import Settings
+from delivery.web.audit import audit_context
 from delivery.web.security import is_api_path
 
 SECRET_PARAMS = ("token", "raw")
@@ -39,19 +41,31 @@ def refuse(verdict: throttle.Verdict, what: str) -> TooManyRequestsException:
         f"Too many {what}; try again in {verdict.reset_after_s} seconds.", headers=verdict.headers())
 
 
+def _refuse_attempt(connection: ASGIConnection, verdict: throttle.Verdict,
+                    what: str) -> TooManyRequestsException:
+    """A sign-in-like attempt refused unread still leaves its audit row (R1.4)."""
+    database: Database = connection.app.state.database
+    ctx = audit_context(connection)  # type: ignore[arg-type]
+    with database.writer() as db:
+        audit.record(db, ctx, "fail", "session", outcome="denied",
+                     detail=f"rate limited: too many {what} ({connection.url.path.split('/')[1]})")
+        db.commit()
+    return refuse(verdict, what)
+
+
 def _count(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     settings: Settings = connection.app.state.settings
     if handler.opt.get("throttle") == "login":
         login = limiter(connection, "login")
         verdict = login.hit(settings.limit_login_client, "client", client_of(connection))
         if not verdict.allowed:
-            raise refuse(verdict, "attempts from this address")
+            raise _refuse_attempt(connection, verdict, "attempts from this address")
         for name in SECRET_PARAMS:
             secret = connection.path_params.get(name)
             if isinstance(secret, str):
                 verdict = login.hit(settings.limit_login_account, "secret", auth.token_hash(secret))
                 if not verdict.allowed:
-                    raise refuse(verdict, "attempts with this link")
+                    raise _refuse_attempt(connection, verdict, "attempts with this link")
     elif is_api_path(connection.url.path):
         principal: auth.Principal | None = connection.scope.get("user")
         who = ("user", str(principal.user_id)) if principal else ("client", client_of(connection))
