@@ -4,7 +4,9 @@ database so two app processes share them, and a report PDF once at a time per pe
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import msgspec
@@ -14,6 +16,7 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from delivery.models import AuditEvent, RateLimitCounter, User
+from delivery.loop.fhir import smart
 from delivery.platform import resets, throttle
 from delivery.platform.audit import AuditContext
 from delivery.platform.clock import FixedClock
@@ -123,6 +126,25 @@ def test_a_route_link_and_the_token_endpoint_are_limited(strict: TestClient) -> 
     for _ in range(3):  # the client's eight attempts are up after these
         assert strict.post("/fhir/auth/token", data={"grant_type": "client_credentials"}).status_code == 400
     assert_refused(strict.post("/fhir/auth/token", data={"grant_type": "client_credentials"}), 15 * 60)
+
+
+def test_failed_token_requests_count_against_the_client_they_name(
+        settings: Settings, clock: FixedClock, database: Database, program: Program) -> None:
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    def assertion(client_id: str) -> dict[str, str]:  # names the client; its signature is junk
+        claims = part({"iss": client_id, "sub": client_id})
+        return {"grant_type": "client_credentials", "client_assertion_type": smart.ASSERTION_TYPE,
+                "client_assertion": f"{part({'alg': 'RS384'})}.{claims}.eA"}
+
+    limits = limited(settings, clock, limit_login_account="2 per 15 minutes")
+    with _client(limits, database) as client:
+        for _ in range(2):
+            failed = client.post("/fhir/auth/token", data=assertion("clinic-a"))
+            assert failed.json()["error"] == "invalid_client"
+        assert_refused(client.post("/fhir/auth/token", data=assertion("clinic-a")), 15 * 60)
+        assert client.post("/fhir/auth/token", data=assertion("clinic-b")).status_code == 400  # its own count
 
 
 @pytest.mark.req("R6.2")

@@ -26,11 +26,13 @@ from delivery.platform import audit
 from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
+from delivery.web import throttle
 from delivery.web.audit import audit_context
 from delivery.web.render import DB, Config, PathId, clock_of, principal, program_today
 
 CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
+FAILED_TOKEN = "failed token request"
 BODIES = ("application/fhir+json", "application/json")  # what a raw-body handler reads (R4.4)
 REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c")),  # a Bundle writes both
          "media_types": BODIES}
@@ -116,12 +118,19 @@ class FhirController(Controller):
             "capabilities": ["client-confidential-asymmetric"]})
 
     @post("/auth/token", opt={"public": True, "throttle": "login"}, sync_to_thread=True, status_code=200)
-    def issue_token(self, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
+    def issue_token(self, request: Request, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
             media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
-        """SMART Backend Services: a signed client assertion in, a five-minute access token out."""
+        """SMART Backend Services: a signed client assertion in, a five-minute access token out. Failed
+        requests count against the client they name, as failed sign-ins do against an account (R6.1)."""
+        client_id = smart.claimed_client(data)
+        if client_id:
+            throttle.per_account(request, FAILED_TOKEN, client_id, count=False)
         try:
             issued = smart.issue_token(db, data, token_url=token_url(settings), now=settings.clock.now())
         except smart.TokenError as exc:
+            db.rollback()
+            if client_id:
+                throttle.per_account(request, FAILED_TOKEN, client_id)
             return Response({"error": exc.error, "error_description": str(exc)}, status_code=400,
                             headers=NO_STORE)
         db.commit()
