@@ -46,7 +46,6 @@ def fuzzed(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Litestar, di
     database.dispose()
 
 
-@pytest.mark.req("R4.1")
 def test_the_api_keeps_its_contract_under_fuzzing(fuzzed) -> None:  # type: ignore[no-untyped-def]
     app, tokens = fuzzed
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)

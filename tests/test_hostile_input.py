@@ -143,3 +143,7 @@ def test_every_route_that_reads_a_body_refuses_a_wrong_type_with_415_and_too_muc
                 checked.append(f"{method} {route.path}")
     assert len(checked) > 30, checked
     assert "POST /api/v1/stops/{stop_id:int}/confirmations" in checked
+    limits = {f"{m} {r.path}": h.resolve_request_max_body_size() for r in app.routes
+              for h in getattr(r, "route_handlers", []) for m in h.http_methods}
+    assert limits["POST /api/v1/stops/{stop_id:int}/confirmations"] <= 64 * 1024
+    assert 0 < limits["PUT /api/v1/stops/{stop_id:int}/confirmations/photo"] <= 5 * 1024 * 1024
