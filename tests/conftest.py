@@ -110,8 +110,11 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # One test signs in as each role from the one test client, many times: the sign-in limit per
+    # client is raised for the suite (tests/test_throttle.py sets and checks the real ones).
     return Settings(database_url=database_url, secret_key=SECRET_KEY, base_url=BASE_URL,
-                    geocoder="none", secure_cookies=True, photo_dir=str(tmp_path / "photos"))
+                    geocoder="none", secure_cookies=True, photo_dir=str(tmp_path / "photos"),
+                    limit_login_client="1000 per minute")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -89,6 +90,8 @@ class Organization(Base):
     # FHIR: a referral that waits on the waitlist is a `rejected` Task (the SDOH guide's strict reading:
     # no capacity now) instead of an accepted one with businessStatus waitlisted.
     waitlisted_is_rejected: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Staff of the program (and of its clinics) sign in with a second factor (R1.2); an admin's choice.
+    require_mfa: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -103,6 +106,11 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # TOTP (delivery.platform.mfa): the shared secret (base32) from the enrolment page; it counts
+    # once a first code confirms it. The last time step used, so a code is never accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[dt.datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user", lazy="selectin")
 
@@ -133,6 +141,18 @@ class UserSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime | None]
+    mfa_at: Mapped[dt.datetime | None]  # when this session passed the second factor
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator app; only its hash is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[dt.datetime | None]
 
 
 class ApiToken(Base):
@@ -202,3 +222,15 @@ class PasswordReset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
+
+
+class RateLimitCounter(Base):
+    """One fixed window of a rate limit (delivery.platform.throttle): shared by every app process,
+    so a limit holds however many processes serve. `store` keeps the login and API limiters apart."""
+
+    __tablename__ = "rate_limit_counters"
+
+    store: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # Unix seconds, as `limits` reads it

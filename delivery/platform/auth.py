@@ -125,6 +125,7 @@ class Principal:
     csrf_token: str | None = None
     route_id: int | None = None  # a delivery token reaches this route's stops only
     scopes: frozenset[str] | None = None  # a SMART system client's granted scopes; None: not scope-limited
+    mfa_pending: bool = False  # signed in with the password only, but a second factor is needed (R1.2)
 
     def has_role(self, *roles: str) -> bool:
         return any(role in roles for role in self.roles.values())
@@ -186,6 +187,14 @@ def record_attempt(db: Session, attempt: Attempt, ctx: AuditContext) -> User | N
     audit.record(db, actor, "login" if ok else "fail", "session", outcome="ok" if ok else "denied",
                  detail=None if user else "unknown account")
     return user if ok else None
+
+
+def record_locked_out(db: Session, email: str, ctx: AuditContext) -> None:
+    """A sign-in refused unchecked because the account used up its failed attempts: audited too (R1.4)."""
+    user = db.scalar(select(User).where(User.email == normalise_email(email)))
+    actor = ctx.acting_as(user.id, {m.organization_id: m.role for m in user.memberships}) if user else ctx
+    audit.record(db, actor, "fail", "session", outcome="denied",
+                 detail="too many failed sign-ins" if user else "unknown account")
 
 
 def authenticate(db: Session, ctx: AuditContext, email: str, password: str) -> User | None:

@@ -67,6 +67,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_timeout_s: float = 10.0
     photo_dir: str = ""
     """Where delivery photos are kept (default var/photos); back it up with the database."""
+    limit_login_client: str = "30 per 15 minutes"
+    """Sign-ins, reset requests, link and token redemptions from one client (IP) (R1.4, R6.1)."""
+    limit_login_account: str = "10 per 15 minutes"
+    """Failed sign-ins for one account, reset requests for one email, opens of one link."""
+    limit_api: str = "600 per minute"
+    """API and FHIR requests per principal (per IP when no token is sent) (R6.2)."""
+    expensive_time_limit_s: int = 120
+    """A report PDF or export runs once at a time per person; a slot left by a dead process frees
+    itself after this long (R6.4)."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     production: bool = False

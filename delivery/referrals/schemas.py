@@ -36,7 +36,7 @@ Latitude = Annotated[float, Meta(ge=-90, le=90, title="Latitude")]
 Longitude = Annotated[float, Meta(ge=-180, le=180, title="Longitude")]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 normal, 1 high, 2 urgent")]
 Weekday = Annotated[int, Meta(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
-HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5, description="HH:MM")]
 ID_MAX = 2**31 - 1  # every id column is a 32-bit integer on PostgreSQL
 Id = Annotated[int, Meta(ge=1, le=ID_MAX)]
 
@@ -50,7 +50,7 @@ class AddressIn(Closed, kw_only=True):
     unit: Annotated[str, Meta(max_length=40, pattern=LINES, title="Apartment or unit")] | None = None
     city: Annotated[str, Meta(min_length=2, max_length=100, pattern=ONE_LINE, title="City")]
     state: Annotated[str, Meta(min_length=2, max_length=40, pattern=ONE_LINE, title="State")]
-    postal_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(-[0-9]{4})?$", title="ZIP code",
+    postal_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(-[0-9]{4})?$", max_length=10, title="ZIP code",
                                      extra={"hint": "enter 5 digits, or ZIP+4 such as 94603-1234."})]
     lat: Latitude | None = None
     lon: Longitude | None = None

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from delivery.models import Depot, Invite, Membership, Organization, OrganizationKind, Role, User
 from delivery.platform import audit as audit_trail
-from delivery.platform import mail, resets
+from delivery.platform import mail, mfa, resets
 from delivery.platform.audit import AuditContext
 from delivery.platform.settings import Settings
 from delivery.program import driver_import, people, setup
@@ -149,6 +149,15 @@ class AdminController(Controller):
         notice = ("Your program is ready. Next: add clinics' details and depots on the partners page, "
                   "then invite coordinators, clinic staff and drivers.") if started else None
         return self._people(request, db, notice=notice)
+
+    @post("/second-factor", opt=POLICY, sync_to_thread=True, status_code=200)
+    def second_factor(self, request: Request, db: DB, audit: Audit, data: FormData) -> Template:
+        """Require (or stop requiring) a second factor of the program's staff and its clinics' (R1.2)."""
+        required = str(data.get("required", "")) == "on"
+        mfa.set_required(db, audit, food_bank_of(db, request), required)
+        db.commit()
+        return self._people(request, db, notice="Staff now sign in with a code from an authenticator app."
+                            if required else "Staff sign in with their password only.")
 
     @post("/invites", opt=POLICY, sync_to_thread=True, status_code=200)
     def invite(self, request: Request, db: DB, audit: Audit, settings: Config, data: FormData) -> Template:

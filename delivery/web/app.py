@@ -20,6 +20,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from delivery.models import Role
+from delivery.platform import throttle
 from delivery.platform.db import Database
 from delivery.platform.settings import ROOT, Settings, from_env
 from delivery.web import (
@@ -32,6 +33,7 @@ from delivery.web import (
     fhir,
     fhir_admin,
     i18n,
+    mfa,
     partnerships,
     setup,
     texts,
@@ -42,8 +44,13 @@ from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
-from delivery.web.audit import RequestIdMiddleware, audit_context, audit_refusal
+                account.AccountController, mfa.SecondFactorController, setup.SetupController,
+                admin.AdminController, clinic.ClinicController, benefits.BenefitsController,
+                *coordinator.CONTROLLERS, driver.DriverController, webhooks.WebhookController,
+                partnerships.PartnershipController, texts.TextsController, texts.TwilioWebhooks,
+                fhir_admin.FhirAdminController]),
 from delivery.web.errors import HANDLERS
+from delivery.web.openapi_closed import ClosedStructSchemaPlugin
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
 from delivery.web.security import (
     AuthMiddleware,
@@ -51,6 +58,7 @@ from delivery.web.security import (
     policy_guard,
     redirect_to_login,
 )
+from delivery.web.throttle import throttle_guard
 
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
@@ -89,10 +97,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         route_handlers=[
             # People's pages: not part of the API contract, so kept out of the OpenAPI document.
             Router("/", include_in_schema=False, route_handlers=[
-                account.AccountController, setup.SetupController, admin.AdminController,
-                clinic.ClinicController, benefits.BenefitsController, *coordinator.CONTROLLERS,
-                driver.DriverController, webhooks.WebhookController, partnerships.PartnershipController,
-                texts.TextsController, texts.TwilioWebhooks, fhir_admin.FhirAdminController]),
+                account.AccountController, mfa.SecondFactorController, setup.SetupController,
+                admin.AdminController, clinic.ClinicController, benefits.BenefitsController,
+                *coordinator.CONTROLLERS, driver.DriverController, webhooks.WebhookController,
+                partnerships.PartnershipController, texts.TextsController, texts.TwilioWebhooks,
+                fhir_admin.FhirAdminController]),
             api.ReferralApi,
             api_plans.PlanApi,
             api_allocation.AllocationApi,
@@ -104,14 +113,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                       "settings": Provide(provide_settings, sync_to_thread=False),
                       "audit": Provide(audit_context, sync_to_thread=False)},
         before_request=track_sessions, after_request=release_writer,
-        guards=[policy_guard],
+        guards=[throttle_guard, policy_guard, content_type_guard],
         middleware=[RequestIdMiddleware(), SecurityHeadersMiddleware(settings),
                     AuthMiddleware(settings, database)],
         # One place maps every error to HTTP: JSON for API clients, a page for people.
         exception_handlers={**HANDLERS, NotAuthorizedException: redirect_to_login},
         after_exception=[audit_refusal],
         template_config=TemplateConfig(instance=template_engine()),
-        plugins=[HTMXPlugin()],
+        plugins=[HTMXPlugin(), ClosedStructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="Produce-box delivery API", version="1", render_plugins=[ApiDocsPage()],
             create_examples=False,
@@ -127,10 +136,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude=COMPRESSED_ALREADY),
         response_cache_config=ResponseCacheConfig(),
         logging_config=LoggingConfig(log_exceptions="always",  # a 500's trace goes to the server log
-                                     disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422}),
+                                     disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422, 429}),
         on_shutdown=[lambda: database.dispose()],
         debug=False,
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.limiters = throttle.stores(database, settings.clock)
     return app

@@ -257,7 +257,8 @@ def device_hash(raw: str | None) -> str | None:
 class DriverController(Controller):
     path = "/"
 
-    @get("/r/{token:str}", opt={"public": True}, sync_to_thread=True, include_in_schema=False)
+    @get("/r/{token:str}", opt={"public": True, "throttle": "login"}, sync_to_thread=True,
+         include_in_schema=False)
     def open_link(self, request: Request, settings: Config, audit: Audit,
                   token: FromPath[str]) -> Response | Template:
         """Redeem a personal route link (R1.3). The first open makes a device session that lasts

@@ -26,14 +26,19 @@ from delivery.platform import audit
 from delivery.platform.auth import Principal
 from delivery.platform.errors import FieldError
 from delivery.program import waitlist
+from delivery.web import throttle
 from delivery.web.audit import audit_context
 from delivery.web.render import DB, Config, PathId, clock_of, principal, program_today
 
 CLINIC = {"roles": (Role.clinic_staff,)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # OAuth token responses
-REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c"))}  # a Bundle writes both
+FAILED_TOKEN = "failed token request"
+BODIES = ("application/fhir+json", "application/json")  # what a raw-body handler reads (R4.4)
+REFER = {**CLINIC, "scope": (("Patient", "c"), ("ServiceRequest", "c")),  # a Bundle writes both
+         "media_types": BODIES}
 ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable"}
+               409: "conflict", 413: "too-costly", 415: "not-supported", 422: "processable",
+               429: "throttled"}
 PAGE_SIZE, MAX_PAGE = 50, 200
 SEARCH_PARAMS = frozenset({"_id", "focus", "owner", "patient", "status", "_lastUpdated", "_include", "_count",
                            "_offset", "_format"})
@@ -59,8 +64,9 @@ def outcome_response(request: Request, exc: Exception) -> Response:
             source = str(e.get("source", "")).rsplit(".", 1)[-1].lower()  # ParamType.PATH -> path
             detail += f"; {source} parameter {e.get('key')}: {e.get('message')}"
     code = ISSUE_CODES.get(status, "exception")
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return fhir_response(fhir.operation_outcome(detail, code=code), status, headers)
+    headers = {**(getattr(exc, "headers", None) or {}),  # Retry-After of a 429
+               **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return fhir_response(fhir.operation_outcome(detail, code=code), status, headers or None)
 
 
 def scope_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
@@ -110,13 +116,20 @@ class FhirController(Controller):
             "scopes_supported": list(smart.SCOPES_SUPPORTED),
             "capabilities": ["client-confidential-asymmetric"]})
 
-    @post("/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
-    def issue_token(self, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
+    @post("/auth/token", opt={"public": True, "throttle": "login"}, sync_to_thread=True, status_code=200)
+    def issue_token(self, request: Request, db: DB, settings: Config, data: Annotated[dict[str, str], Body(
             media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
-        """SMART Backend Services: a signed client assertion in, a five-minute access token out."""
+        """SMART Backend Services: a signed client assertion in, a five-minute access token out. Failed
+        requests count against the client they name, as failed sign-ins do against an account (R6.1)."""
+        client_id = smart.claimed_client(data)
+        if client_id:
+            throttle.per_account(request, FAILED_TOKEN, client_id, count=False)
         try:
             issued = smart.issue_token(db, data, token_url=token_url(settings), now=settings.clock.now())
         except smart.TokenError as exc:
+            db.rollback()
+            if client_id:
+                throttle.per_account(request, FAILED_TOKEN, client_id)
             return Response({"error": exc.error, "error_description": str(exc)}, status_code=400,
                             headers=NO_STORE)
         db.commit()
@@ -190,7 +203,8 @@ class FhirController(Controller):
         reason = wanted.get("/statusReason/text") or (wanted.get("/statusReason") or {}).get("text")
         return self._cancel(request, db, settings, task_id, wanted.get("/status"), reason)
 
-    @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),)}, sync_to_thread=True)
+    @put("/Task/{task_id:int}", opt={**CLINIC, "scope": (("Task", "u"),), "media_types": BODIES},
+         sync_to_thread=True)
     def update_task(self, request: Request, db: DB, settings: Config, task_id: PathId,
                     body: RawBody) -> Response:
         """The Task sent back with status cancelled: the requester cancels."""

@@ -2,6 +2,8 @@
 
 Every route declares its access policy in its handler's `opt`: `public=True`, or `roles=(...)`.
 A route with neither is refused (deny by default), so a new route cannot ship without a decision.
+A session that still needs its second factor reaches only routes marked `first_factor=True` (the
+second-factor pages and signing out), whatever else its roles allow (R1.2).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from delivery.loop.fhir import smart
 from delivery.models import User
 from delivery.plans import publishing
-from delivery.platform import auth
+from delivery.platform import auth, mfa
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 
@@ -122,7 +124,8 @@ class AuthMiddleware(ASGIMiddleware):
             if found is None:
                 return None
             user, session = found
-            principal = auth.principal_for(user, via="session", session=session)
+            principal = dataclasses.replace(auth.principal_for(user, via="session", session=session),
+                                            mfa_pending=mfa.pending(db, user, session))
             now = self.settings.clock.now()
             stale = now - session.last_seen_at > TOUCH_EVERY
         if stale:
@@ -182,6 +185,8 @@ async def policy_guard(connection: ASGIConnection, handler: BaseRouteHandler) ->
                                      else "Send a valid bearer token in the Authorization header.")
     if not principal.has_role(*roles):
         raise PermissionDeniedException("Your role does not allow this.")
+    if principal.mfa_pending and not opt.get("first_factor"):
+        raise PermissionDeniedException("Enter the code from your authenticator app first (at /mfa).")
     if principal.via == "session" and connection.scope["method"] not in SAFE_METHODS:
         _check_origin(connection)
         await _check_csrf(connection, principal)

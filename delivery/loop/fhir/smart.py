@@ -61,6 +61,15 @@ def register_client(db: Session, *, clinic_id: int, client_id: str, jwks: dict[s
     return client
 
 
+def claimed_client(form: dict[str, str]) -> str | None:
+    """The client_id an assertion claims (unverified: only to count its failed requests)."""
+    try:
+        claimed = json.loads(jws.extract_compact((form.get("client_assertion") or "").encode()).payload)
+    except (JoseError, ValueError):
+        return None
+    return str(claimed.get("iss"))[:100] if isinstance(claimed, dict) and claimed.get("iss") else None
+
+
 def issue_token(db: Session, form: dict[str, str], *, token_url: str, now: dt.datetime) -> IssuedToken:
     """Check a client_credentials request with its signed assertion; issue a short-lived token."""
     if form.get("grant_type") != "client_credentials":

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,6 @@ from delivery.web.errors import error_responses
 from delivery.web.render import DB, Audit, PathId, clock_of, principal
 
 READERS = (Role.clinic_staff, Role.coordinator, Role.admin)
-Cursor = Annotated[str, msgspec.Meta(max_length=40)]
 
 
 class ReceiptIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -99,8 +98,8 @@ class ReferralApi(Controller):
                      "`next_cursor` back as `cursor` for the next page (null: nothing more now).")
     def list_referrals(self, request: Request, db: DB, updated_since: FromQuery[dt.datetime | None] = None,
                        status: FromQuery[ReferralStatus | None] = None,
-                       cursor: FromQuery[Cursor | None] = None,
-                       limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=polling.MAX_PAGE)]] = 50,
+                       cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
+                       limit: Annotated[int, QueryParameter(ge=1, le=polling.MAX_PAGE)] = 50,
                        ) -> ReferralPage:
         if updated_since is not None and updated_since.tzinfo is None:
             raise FieldError("updated_since needs a time zone (…Z or +00:00).", "updated_since")

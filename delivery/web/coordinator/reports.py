@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from delivery.models import Organization, Role
 from delivery.reports import charts, costs, document, funder, tables
 from delivery.reports.figures import month_bounds, week_start
+from delivery.web import throttle
 from delivery.web.coordinator.overview import COORDINATORS
 from delivery.web.render import DB, clock_of, page, principal, program_today
 
@@ -138,7 +139,8 @@ class ReportController(Controller):
         """The whole report as a PDF to attach to a grant report."""
         report = _report(db, request, start, end, clinic)
         food_bank, _ = scope(db, request, clinic)
-        body = document.pdf(report, clock_of(request).local(food_bank.timezone))
+        with throttle.one_at_a_time(request, "A report PDF"):  # seconds of CPU each (R6.4)
+            body = document.pdf(report, clock_of(request).local(food_bank.timezone))
         return _download(body, "application/pdf", f"report-{report.from_date}-{report.to_date}.pdf")
 
     @post("/costs", opt={"roles": COORDINATORS}, sync_to_thread=True)
