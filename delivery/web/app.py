@@ -44,11 +44,6 @@ from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
-                account.AccountController, mfa.SecondFactorController, setup.SetupController,
-                admin.AdminController, clinic.ClinicController, benefits.BenefitsController,
-                *coordinator.CONTROLLERS, driver.DriverController, webhooks.WebhookController,
-                partnerships.PartnershipController, texts.TextsController, texts.TwilioWebhooks,
-                fhir_admin.FhirAdminController]),
 from delivery.web.errors import HANDLERS
 from delivery.web.openapi_closed import ClosedStructSchemaPlugin
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
