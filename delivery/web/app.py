@@ -44,6 +44,8 @@ from delivery.web.api import plans as api_plans
 from delivery.web.api import referrals as api
 from delivery.web.api import stops as api_stops
 from delivery.web.api_docs import ApiDocsPage
+from delivery.web.audit import RequestIdMiddleware, audit_context, audit_refusal
+from delivery.web.bodies import content_type_guard
 from delivery.web.errors import HANDLERS
 from delivery.web.openapi_closed import ClosedStructSchemaPlugin
 from delivery.web.render import provide_db, provide_settings, release_writer, track_sessions
