@@ -95,8 +95,11 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           sqlite_template: Path) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("matrix")
     url = empty_database(request, directory, sqlite_template)
+    # Sign-in limits raised as for the whole suite: every principal calls every route from one client
+    # here (tests/test_throttle.py checks the limits themselves).
     settings = Settings(database_url=url, secret_key=SECRET_KEY, base_url=BASE_URL, geocoder="none",
-                        secure_cookies=True, photo_dir=str(directory / "photos"))
+                        secure_cookies=True, photo_dir=str(directory / "photos"),
+                        limit_login_client="1000 per minute")
     database = Database(url)
     app = create_app(settings, database)
     with time_machine.travel(MORNING, tick=False), TestClient(app=app, base_url=BASE_URL) as client:
@@ -356,7 +359,8 @@ def test_no_json_write_takes_a_field_it_does_not_declare(world: World) -> None:
         for key in EXTRAS:  # another side's ids where there is one: clinic 2, driver B's stop
             sent = {**body, key: "amended" if key == "status" else others.get(key, 1)}
             response = world.call(case.method, world.path(case.path), who, content=json.dumps(sent).encode(),
-                                  headers={"Content-Type": "application/json", **headers})
+                                  headers={"content-type": "application/json",
+                                           **{k.lower(): v for k, v in headers.items()}})
             assert 400 <= response.status_code < 500, (str(case), key, response.status_code,
                                                        response.text[:200])
             assert key in response.text or response.status_code in (403, 404), (str(case), key, response.text)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromQuery
+from litestar.params import QueryParameter
 
 from delivery.models import Organization, Role
 from delivery.program import allocations, partnerships
-from delivery.referrals.schemas import AllocationOut, Id
+from delivery.referrals.schemas import ID_MAX, AllocationOut
 from delivery.web.api.referrals import referring_clinic
 from delivery.web.errors import error_responses
 from delivery.web.render import DB, principal, program_today
 
+# Bounded in the OpenAPI document (R4.2): 0 is the caller's own clinic.
+ClinicChoice = Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="A clinic you refer for; 0: your own")]
 
 class AllocationApi(Controller):
     path = "/api/v1/allocation"
@@ -27,8 +31,8 @@ class AllocationApi(Controller):
                      "program has room, unless the food bank lends other clinics' unused allocation. "
                      "`clinic_id` only for accounts that refer for several clinics.")
     def get_allocation(self, request: Request, db: DB,
-                       clinic_id: FromQuery[Id | None] = None) -> AllocationOut:
-        clinic = db.get(Organization, referring_clinic(principal(request), clinic_id))
+                       clinic_id: ClinicChoice = 0) -> AllocationOut:
+        clinic = db.get(Organization, referring_clinic(principal(request), clinic_id or None))
         food_bank = db.get(Organization, clinic.food_bank_id) if clinic and clinic.food_bank_id else None
         if clinic is None or food_bank is None:
             raise NotFoundException("Your clinic is not part of a program yet.")
