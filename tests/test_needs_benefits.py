@@ -276,7 +276,7 @@ def workers(program: Program, database: Database) -> None:
     with database.writer() as db:
         for email, organization_id in ((BENEFITS_WORKER, program.food_bank_id),
                                        (CLINIC_BENEFITS_WORKER, program.clinic2_id)):
-            user = auth.create_user(db, email=email, display_name="Bea Benefits", password=None,
+            user = auth.create_user(db, email=email, display_name="Bea Benefits",
                                     memberships=[(organization_id, Role.benefits)])
             user.password_hash = password_hash()
         db.commit()

@@ -67,6 +67,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_timeout_s: float = 10.0
     photo_dir: str = ""
     """Where delivery photos are kept (default var/photos); back it up with the database."""
+    password_time_cost: int = 3
+    """argon2id passes over memory (RFC 9106's second recommendation, argon2-cffi's default)."""
+    password_memory_kib: int = 64 * 1024
+    """argon2id memory per hash in KiB; with time_cost this sets how long a sign-in takes (~0.1-0.5 s
+    on the 2-core machine). Tests choose cheap values here rather than patching the hasher."""
+    password_parallelism: int = 4
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     production: bool = False
