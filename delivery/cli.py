@@ -179,8 +179,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         import uvicorn
 
-        from delivery.web.app import create_app
+        from delivery.web.app import create_app, tune_server_process
 
+        tune_server_process(settings)
         uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
                     log_level="info")
         return 0

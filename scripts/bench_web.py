@@ -218,10 +218,11 @@ def serve(url: str) -> None:
     """The child process: the app on 127.0.0.1, an ephemeral port printed on the first line."""
     import uvicorn
 
-    from delivery.web.app import create_app
+    from delivery.web.app import create_app, tune_server_process
 
     settings = Settings(database_url=url, secret_key="bench", base_url="http://127.0.0.1",
                         geocoder="none", secure_cookies=False, clock=CLOCK)
+    tune_server_process(settings)  # as `delivery serve` does
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
