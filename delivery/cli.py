@@ -179,8 +179,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         import uvicorn
 
-        from delivery.web.app import create_app
+        from delivery.web.app import create_app, tune_server_process
 
+        tune_server_process(settings)
         uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
                     log_level="info")
         return 0
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "report":
             return report_command(database, settings, args)
         if args.command == "setup":
-            return setup_command(database, args)
+            return setup_command(database, settings, args)
         if args.command == "invite":
             return invite_command(database, settings, args)
         if args.command == "route-link":
@@ -389,7 +390,7 @@ def _depot(text: str) -> dict[str, object]:
         raise CommandError(f"--depot {text!r}: LAT and LON must be numbers like 37.75 and -122.18.") from None
 
 
-def setup_command(database: Database, args: argparse.Namespace) -> int:
+def setup_command(database: Database, settings: Settings, args: argparse.Namespace) -> int:
     """`delivery setup`: start the program once, from flags or (in a terminal) answers to prompts."""
     from delivery.program import setup
     from delivery.web.forms import convert
@@ -411,7 +412,7 @@ def setup_command(database: Database, args: argparse.Namespace) -> int:
                                      for where, message in errors.items()))
     with database.writer() as db:
         try:
-            admin = setup.start_program(db, data)
+            admin = setup.start_program(db, data, settings)
         except setup.SetupError as exc:
             raise CommandError(str(exc)) from None
         db.commit()

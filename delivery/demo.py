@@ -258,7 +258,7 @@ def load(database: Database, settings: Settings, *, password_file: Path = PASSWO
         loaded = db.scalar(select(Organization.id).where(Organization.name == FOOD_BANK)) is not None
         if not loaded:
             password = demo_password(password_file)
-            food_bank = _build(db, auth.hash_password(password), settings.clock, past_days)
+            food_bank = _build(db, auth.hash_password(password, settings), settings.clock, past_days)
             food_bank_id = food_bank.id
             db.commit()
     if loaded:  # outside the writer: checking the password takes a while and needs no lock
@@ -281,7 +281,7 @@ def _already_loaded(db: Session, settings: Settings, password_file: Path, today:
     text = f"The demo program is already loaded; nothing changed.\n{_summary(db, food_bank, today)}"
     password = read_demo_password(password_file)
     admin = db.scalar(select(User).where(User.email == STAFF[0].email))
-    if password is None or admin is None or not auth.verify_password(admin.password_hash, password):
+    if password is None or admin is None or not auth.verify_password(admin.password_hash, password, settings):
         # Never write a new password over the one the demo users have: say what to do instead.
         return (f"{text}\n\nThe demo users' password is not the one in {password_file} (the file is "
                 "missing or was made again). To start over, load the demo into a new database (by default "
@@ -356,9 +356,8 @@ def _write_agreements(db: Session, orgs: dict[str, Organization], admin: User, b
 def _create_user(db: Session, email: str, name: str, password_hash: str,
                  membership: tuple[int, Role]) -> User:
     # The demo users share one password: hash it once (argon2 takes a good part of a second).
-    user = auth.create_user(db, email=email, display_name=name, password=None, memberships=[membership])
-    user.password_hash = password_hash
-    return user
+    return auth.create_user(db, email=email, display_name=name, memberships=[membership],
+                            password_hash=password_hash)
 
 
 def _add_drivers(db: Session, food_bank: Organization, depots: list[Depot], password_hash: str,

@@ -83,12 +83,14 @@ def build(database: Database, stops: int, routes: int) -> int:
         db.add(Depot(organization_id=food_bank.id, name="Warehouse", address="1 Depot Way", lat=37.7425,
                      lon=-122.2011, opens=dt.time(8), closes=dt.time(17), hours="8-5"))
         db.flush()
+        # The production parameters (Settings' defaults): the logins of the mixed load cost what they will.
         auth.create_user(db, email="coordinator@bench.test", display_name="Bench Coordinator",
-                         password=PASSWORD, memberships=[(food_bank.id, Role.coordinator)])
+                         memberships=[(food_bank.id, Role.coordinator)],
+                         password_hash=auth.hash_password(PASSWORD, Settings()))
         drivers = []
         for n in range(routes):
             user = auth.create_user(db, email=f"driver{n}@bench.test", display_name=f"Driver {n}",
-                                    password=None, memberships=[(food_bank.id, Role.driver)])
+                                    memberships=[(food_bank.id, Role.driver)])
             driver = Driver(user_id=user.id, food_bank_id=food_bank.id, capacity_boxes=40, languages=["en"])
             db.add(driver)
             db.flush()
@@ -194,13 +196,13 @@ def build_mixed(database: Database, stops: int, routes: int) -> dict:
     with database.writer() as db:
         clinic = db.scalar(select(Organization).where(Organization.kind == OrganizationKind.clinic))
         assert clinic is not None and clinic.food_bank_id is not None
-        auth.create_user(db, email=CLINIC_STAFF, display_name="Bench Staff", password=None,
+        auth.create_user(db, email=CLINIC_STAFF, display_name="Bench Staff",
                          memberships=[(clinic.id, Role.clinic_staff)])
         token = auth.create_api_token(db, CLINIC_STAFF)
         spare = []
         for n in range(SPARE_DRIVERS):
             user = auth.create_user(db, email=f"spare{n}@bench.test", display_name=f"Spare {n}",
-                                    password=None, memberships=[(clinic.food_bank_id, Role.driver)])
+                                    memberships=[(clinic.food_bank_id, Role.driver)])
             driver = Driver(user_id=user.id, food_bank_id=clinic.food_bank_id, capacity_boxes=20,
                             languages=["en"])
             db.add(driver)
@@ -216,10 +218,11 @@ def serve(url: str) -> None:
     """The child process: the app on 127.0.0.1, an ephemeral port printed on the first line."""
     import uvicorn
 
-    from delivery.web.app import create_app
+    from delivery.web.app import create_app, tune_server_process
 
     settings = Settings(database_url=url, secret_key="bench", base_url="http://127.0.0.1",
                         geocoder="none", secure_cookies=False, clock=CLOCK)
+    tune_server_process(settings)  # as `delivery serve` does
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)

@@ -152,16 +152,16 @@ def build(app: Litestar, client: TestClient, database: Database, settings: Setti
         db.add(other_bank)
         db.flush()
         other_bank_id = other_bank.id
-        auth.create_user(db, email="admin@westside.example.org", display_name="Wes Admin", password=None,
+        auth.create_user(db, email="admin@westside.example.org", display_name="Wes Admin",
                          memberships=[(other_bank.id, Role.admin)]).password_hash = password_hash()
-        auth.create_user(db, email="benefits@westside.example.org", display_name="Wes Benefits", password=None,
+        auth.create_user(db, email="benefits@westside.example.org", display_name="Wes Benefits",
                          memberships=[(other_bank.id, Role.benefits)]).password_hash = password_hash()
         known = {Role.admin: program.admin, Role.coordinator: program.coordinator,
                  Role.clinic_staff: program.clinic1, Role.driver: day.driver_emails[0]}
         for role in Role:  # a role added to the enum later gets a principal of its own here
             if role not in known:
                 known[role] = f"{role.value}@example.org"
-                auth.create_user(db, email=known[role], display_name=f"A {role.value}", password=None,
+                auth.create_user(db, email=known[role], display_name=f"A {role.value}",
                                  memberships=[(program.clinic1_id if "clinic" in role.value
                                                else program.food_bank_id, role)])
         people = [Who("anonymous", None)]

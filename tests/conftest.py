@@ -22,7 +22,7 @@ from delivery.platform.jobs import Runner
 from delivery.platform.settings import ROOT, Settings
 from delivery.web.app import create_app
 from tests import log_guard
-from tests.builders import PASSWORD, Program, make_program
+from tests.builders import LIGHT_PASSWORDS, PASSWORD, Program, make_program
 from tests.job_builders import running_worker
 from tests.mailbox import mailbox  # noqa: F401 (a fixture: a loopback SMTP server)
 from tests.plan_builders import CANARIES
@@ -114,7 +114,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     # client is raised for the suite (tests/test_throttle.py sets and checks the real ones).
     return Settings(database_url=database_url, secret_key=SECRET_KEY, base_url=BASE_URL,
                     geocoder="none", secure_cookies=True, photo_dir=str(tmp_path / "photos"),
-                    limit_login_client="1000 per minute")
+                    limit_login_client="1000 per minute", **LIGHT_PASSWORDS)
 
 
 @pytest.fixture

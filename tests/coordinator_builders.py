@@ -19,7 +19,7 @@ from delivery.referrals import intake
 from delivery.referrals.geocoding import GeocodeAnswer, geocode_pending
 from delivery.referrals.schemas import ReferralIn
 from delivery.timeline import events
-from tests.builders import PASSWORD, Program, clock_on, referral_body
+from tests.builders import Program, clock_on, password_hash, referral_body
 
 
 def program_today() -> dt.date:
@@ -71,8 +71,8 @@ def other_program(db: Session) -> OtherProgram:
                  lat=37.80, lon=-122.27, opens=dt.time(9), closes=dt.time(17), hours="Mon-Fri", pickup=True))
     db.flush()
     built = OtherProgram(food_bank.id, clinic.id)
-    auth.create_user(db, email=built.coordinator, display_name="Wes West", password=PASSWORD,
-                     memberships=[(food_bank.id, Role.coordinator)])
+    auth.create_user(db, email=built.coordinator, display_name="Wes West",
+                     memberships=[(food_bank.id, Role.coordinator)], password_hash=password_hash())
     return built
 
 

@@ -28,7 +28,7 @@ from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.web.app import create_app
-from tests.builders import PASSWORD, Program, clock_on
+from tests.builders import Program, clock_on, password_hash
 from tests.conftest import BASE_URL
 
 DAY = dt.date(2030, 3, 5)  # a Tuesday: the test program delivers on Tuesdays
@@ -74,9 +74,10 @@ def add_order(db: Session, program: Program, n: int, *, date: dt.date = DAY, cad
 
 def add_driver(db: Session, program: Program, n: int, *, date: dt.date | None = DAY, capacity: int = 12,
                start: dt.time = dt.time(9), end: dt.time = dt.time(13), languages: tuple[str, ...] = ("en",),
-               upstairs: bool = True, password: str | None = PASSWORD) -> Driver:
-    user = auth.create_user(db, email=f"driver{n}@example.org", display_name=f"Driver {n}", password=password,
-                            memberships=[(program.food_bank_id, Role.driver)])
+               upstairs: bool = True) -> Driver:
+    user = auth.create_user(db, email=f"driver{n}@example.org", display_name=f"Driver {n}",
+                            memberships=[(program.food_bank_id, Role.driver)],
+                            password_hash=password_hash())
     driver = Driver(user_id=user.id, food_bank_id=program.food_bank_id, capacity_boxes=capacity,
                     languages=list(languages), carries_upstairs=upstairs)
     db.add(driver)

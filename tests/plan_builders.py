@@ -69,7 +69,7 @@ class DayPlan:
 
 def make_driver(db: Session, program: Program, email: str, name: str, *, capacity: int = 20,
                 home: tuple[float, float] | None = None) -> Driver:
-    user = auth.create_user(db, email=email, display_name=name, password=None,
+    user = auth.create_user(db, email=email, display_name=name,
                             memberships=[(program.food_bank_id, Role.driver)])
     driver = Driver(user_id=user.id, food_bank_id=program.food_bank_id, capacity_boxes=capacity,
                     languages=["en"], home_lat=home[0] if home else None, home_lon=home[1] if home else None)

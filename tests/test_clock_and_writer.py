@@ -4,6 +4,7 @@ writes holds the SQLite writer only until it commits."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,7 @@ from delivery.platform.db import Database
 from delivery.platform.settings import Settings
 from delivery.referrals import intake
 from delivery.referrals.schemas import ReferralIn
-from delivery.web.app import create_app
+from delivery.web.app import create_app, tune_server_process
 from delivery.web.security import SAFE_METHODS
 from tests.builders import PASSWORD, Program, referral_body, sign_in
 from tests.conftest import BASE_URL
@@ -159,3 +160,16 @@ def test_a_request_session_lets_go_of_the_writer_when_it_commits(database: Datab
         assert not db.holds_writer
         with database.writer() as other:  # would wait for the pool if the first still held it
             other.get(Organization, program.food_bank_id)
+
+
+def test_a_server_process_hands_the_interpreter_lock_on_as_its_settings_say(settings: Settings) -> None:
+    """`delivery serve` sets the switch interval from Settings (0.5 ms unless chosen otherwise), so a
+    request holding the writer gets the interpreter lock back soon after each query."""
+    before = sys.getswitchinterval()
+    try:
+        tune_server_process(settings)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        tune_server_process(msgspec.structs.replace(settings, switch_interval_ms=2.0))
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from delivery.cli import main
 from delivery.models import (
@@ -56,10 +58,12 @@ def to_csv(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:
     return out.getvalue()
 
 
-def run_import(database: Database, clinic_id: int, text: str | bytes) -> csv_import.ImportReport:
-    """What a caller does: import, commit only when the report is ok."""
+def run_import(database: Database, clinic_id: int | None, text: str | bytes) -> csv_import.ImportReport:
+    """What a caller does: check on a reader, import on the writer, commit only when the report is ok."""
+    with database.reader() as db:
+        checked = csv_import.check_file(db, text, clinic_id=clinic_id)
     with database.writer() as db:
-        report = csv_import.import_rows(db, text, clinic_id=clinic_id, actor_id=None, clock=Clock())
+        report = csv_import.import_checked(db, checked, actor_id=None, clock=Clock())
         if report.ok:
             db.commit()
     return report
@@ -298,23 +302,14 @@ def test_clinic_column_names_each_rows_clinic(database, program) -> None:
     rows[0]["clinic"] = "fruitvale clinic"
     rows[1]["clinic"] = str(program.clinic2_id)
     rows[2]["clinic"] = "Nowhere Clinic"
-    with database.writer() as db:
-        report = csv_import.import_rows(db, to_csv(rows), clinic_id=None, actor_id=None, clock=Clock())
+    report = run_import(database, None, to_csv(rows))
     assert problems(report) == {(4, "clinic")}
     rows[2]["clinic"] = "Elmhurst Clinic"
-    assert run_import_any(database, to_csv(rows)).ok
+    assert run_import(database, None, to_csv(rows)).ok
     with database.reader() as db:
         clinics = dict(db.execute(select(Patient.mrn, Patient.clinic_id)).all())
     assert clinics == {"A-1001": program.clinic1_id, "A-1002": program.clinic2_id,
                        "A-1003": program.clinic2_id}
-
-
-def run_import_any(database: Database, text: str) -> csv_import.ImportReport:
-    with database.writer() as db:
-        report = csv_import.import_rows(db, text, clinic_id=None, actor_id=None, clock=Clock())
-        if report.ok:
-            db.commit()
-    return report
 
 
 def test_a_row_naming_another_clinic_is_refused(database, program) -> None:
@@ -437,3 +432,77 @@ def test_upload_page_is_for_clinic_staff_only(client, program) -> None:
     """A coordinator (not clinic staff) cannot use the clinic's import page."""
     sign_in(client, program.coordinator)
     assert client.get("/clinic/referrals/import", follow_redirects=False).status_code == 403
+
+
+# --- SQLite's single writer is held for the write only ----------------------------------------
+
+
+def many_rows(n: int) -> list[dict[str, str]]:
+    """`n` valid rows: the example's first patient under new MRNs and names."""
+    first = rows_of()[0]
+    return [first | {"mrn": f"M-{i:05d}", "given_name": f"Rosa{i}", "phone": ""} for i in range(n)]
+
+
+@contextmanager
+def writer_checkouts(database: Database) -> Iterator[list[object]]:
+    """Every time the single writer's connection is taken (SQLAlchemy's pool event)."""
+    taken: list[object] = []
+
+    def on_checkout(dbapi_connection: object, *_: object) -> None:
+        taken.append(dbapi_connection)
+
+    event.listen(database.write_engine, "checkout", on_checkout)
+    try:
+        yield taken
+    finally:
+        event.remove(database.write_engine, "checkout", on_checkout)
+
+
+def test_an_upload_is_checked_without_the_writer(client, database, program) -> None:
+    """A big upload with a bad last row is answered (422, the row named) without the writer ever
+    being taken; a good upload takes it once, for the reads that decide the write and the write."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL has no single writer: both doors are one engine")
+    token = sign_in(client, program.clinic1)
+    rows = many_rows(400)
+    rows[-1]["postal_code"] = "ABCDE"
+    with writer_checkouts(database) as taken:
+        response = client.post("/clinic/referrals/import", data={"csrf_token": token},
+                               files={"file": ("big.csv", to_csv(rows).encode(), "text/csv")})
+    assert response.status_code == 422 and "postal_code" in response.text and ">401<" in response.text
+    assert taken == []
+    with writer_checkouts(database) as taken:
+        response = client.post("/clinic/referrals/import", data={"csrf_token": token},
+                               files={"file": ("referrals.csv", EXAMPLE.read_bytes(), "text/csv")})
+    assert response.status_code == 200 and "5 rows imported" in response.text
+    assert len(taken) == 1 and count(database, Patient) == 5
+
+
+def test_another_writer_commits_while_a_file_is_checked(database, program, tmp_path) -> None:
+    """`delivery import referrals`: while the rows are being checked nobody holds the writer, so a
+    driver's confirmation (here: any write) commits at once; the import then writes every row."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL has no single writer: both doors are one engine")
+    path = tmp_path / "big.csv"
+    path.write_text(to_csv(many_rows(300)))
+    checked_while_free: list[int] = []
+
+    def check_and_write_meanwhile(cells: dict[str, str], number: int,
+                                  report: csv_import.ImportReport) -> ReferralIn | None:
+        if number == 150:  # half-way through the file
+            assert database.write_engine.pool.checkedout() == 0  # (else the write below would wait)
+            with database.writer() as other:
+                other.add(Organization(name="Night Clinic", kind=OrganizationKind.clinic,
+                                       food_bank_id=program.food_bank_id))
+                other.commit()
+        if database.write_engine.pool.checkedout() == 0:
+            checked_while_free.append(number)
+        return csv_import._check_row(cells, number, report)
+
+    report = csv_import.import_file(database, path, clinic="Fruitvale Clinic", clock=Clock(),
+                                    check_row=check_and_write_meanwhile)
+    assert report.ok, report.text()
+    assert checked_while_free == list(range(2, 302))
+    assert count(database, Patient) == 300
+    with database.reader() as db:
+        assert db.scalar(select(Organization.id).where(Organization.name == "Night Clinic"))

@@ -87,7 +87,8 @@ def test_demo_referrals_file_is_valid() -> None:
     assert {r.body.patient.language for r in referrals} >= {"en", "es", "yue", "vi"}
 
 
-def test_demo_program_organizations_and_people(database: Database, loaded: str, password_file: Path) -> None:
+def test_demo_program_organizations_and_people(database: Database, settings: Settings, loaded: str,
+                                               password_file: Path) -> None:
     """A food bank with two pick-up depots, two clinics, and every demo user with their role."""
     with database.reader() as db:
         food_bank = db.scalar(select(Organization).where(Organization.name == demo.FOOD_BANK))
@@ -117,8 +118,8 @@ def test_demo_program_organizations_and_people(database: Database, loaded: str, 
     password = password_file.read_text().strip()
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert auth.password_problems(password) == []
-    assert auth.verify_password(by_email["clinic1@demo.test"].password_hash, password)
-    assert auth.verify_password(by_email["driver6@demo.test"].password_hash, password)
+    assert auth.verify_password(by_email["clinic1@demo.test"].password_hash, password, settings)
+    assert auth.verify_password(by_email["driver6@demo.test"].password_hash, password, settings)
     assert password in loaded
     assert all(email in loaded for email in expected)
 

@@ -42,7 +42,7 @@ def _int_routes(app: Any) -> list[tuple[str, str, tuple[str, ...]]]:
 def people(database: Database, program: Program) -> dict[str, str]:
     """Who to ask as, per role: the API by bearer token, pages by signing in."""
     with database.writer() as db:
-        driver = auth.create_user(db, email=DRIVER, display_name="Dee Driver", password=None,
+        driver = auth.create_user(db, email=DRIVER, display_name="Dee Driver",
                                   memberships=[(program.food_bank_id, Role.driver)])
         driver.password_hash = password_hash()
         tokens = {"coordinator": api_token(db, program.coordinator)["Authorization"],

@@ -34,7 +34,7 @@ def fuzzed(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Litestar, di
     database = Database(url)
     with database.writer() as db:
         program = make_program(db)
-        auth.create_user(db, email="driver@example.org", display_name="Dana Driver", password=None,
+        auth.create_user(db, email="driver@example.org", display_name="Dana Driver",
                          memberships=[(program.food_bank_id, Role.driver)])
         tokens = {role: api_token(db, email) for role, email in (
             ("clinic_staff", program.clinic1), ("coordinator", program.coordinator),

@@ -97,7 +97,7 @@ def test_the_closed_schemas_are_exactly_the_structs_that_forbid_unknown_fields(
 def callers(client: TestClient, database: Database, program: Program) -> dict[str, dict[str, dict[str, str]]]:
     """For each role: headers for the API (a bearer token) and for pages (a session and its CSRF token)."""
     with database.writer() as db:
-        auth.create_user(db, email="driver@example.org", display_name="Dana Driver", password=None,
+        auth.create_user(db, email="driver@example.org", display_name="Dana Driver",
                          memberships=[(program.food_bank_id, Role.driver)]).password_hash = password_hash()
         db.commit()
         emails = {Role.admin: program.admin, Role.coordinator: program.coordinator,

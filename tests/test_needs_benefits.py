@@ -184,9 +184,10 @@ def test_a_csv_import_records_the_answers(program: Program, database: Database) 
     rows = ["C-1,Ana,Lopez,1950-01-01,1 A St,Oakland,CA,94603,37.75,-122.17,often,never,yes,no,no,"
             "food_benefits;ride,,no",
             "C-2,Ben,Ortiz,1950-01-01,2 B St,Oakland,CA,94603,37.75,-122.17,often,never,yes,no,no,,,yes"]
+    with database.reader() as db:
+        checked = csv_import.check_file(db, "\n".join([header, *rows]), clinic_id=program.clinic2_id)
     with database.writer() as db:
-        report = csv_import.import_rows(db, "\n".join([header, *rows]), clinic_id=program.clinic2_id,
-                                        actor_id=None, clock=clock_on(TODAY))
+        report = csv_import.import_checked(db, checked, actor_id=None, clock=clock_on(TODAY))
         assert report.ok, report.text()
         db.commit()
     with database.reader() as db:
@@ -202,10 +203,8 @@ def test_a_bad_csv_cell_names_its_column(program: Program, database: Database) -
     header = "mrn,given_name,family_name,birth_date,address_line1,city,state,postal_code,hunger_worried," \
              "hunger_ran_out,transportation_barrier,mobility_barrier,snap_enrolled,needs"
     row = "C-1,Ana,Lopez,1950-01-01,1 A St,Oakland,CA,94603,often,never,yes,no,perhaps,a pony"
-    with database.writer() as db:
-        report = csv_import.import_rows(db, f"{header}\n{row}", clinic_id=program.clinic1_id, actor_id=None,
-                                        clock=clock_on(TODAY))
-        db.rollback()
+    with database.reader() as db:
+        report = csv_import.check_file(db, f"{header}\n{row}", clinic_id=program.clinic1_id).report
     assert {p.column for p in report.problems} == {"snap_enrolled", "needs"}
 
 
@@ -276,7 +275,7 @@ def workers(program: Program, database: Database) -> None:
     with database.writer() as db:
         for email, organization_id in ((BENEFITS_WORKER, program.food_bank_id),
                                        (CLINIC_BENEFITS_WORKER, program.clinic2_id)):
-            user = auth.create_user(db, email=email, display_name="Bea Benefits", password=None,
+            user = auth.create_user(db, email=email, display_name="Bea Benefits",
                                     memberships=[(organization_id, Role.benefits)])
             user.password_hash = password_hash()
         db.commit()

@@ -4,17 +4,34 @@ edit made against an older version of the day is refused with a clear message.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
 import pytest
+from litestar.testing import TestClient
 from sqlalchemy import select
 
-from delivery.models import Driver, Organization, Plan, ReferralEvent, Route, Stop, StopStatus
+from delivery.models import (
+    Driver,
+    Organization,
+    OrganizationKind,
+    Plan,
+    ReferralEvent,
+    Route,
+    Stop,
+    StopStatus,
+)
 from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
-from tests.builders import Program
+from delivery.web.app import create_app
+from tests.builders import Program, sign_in
+from tests.conftest import BASE_URL
 from tests.day_builders import DAY, add_driver, make_day
+from tests.osrm_server import osrm_server
 from tests.plan_checks import stored_check
 
 
@@ -110,3 +127,100 @@ def test_a_late_window_shows_as_a_warning(database: Database, planned: int, sett
         assert any("late arrival" in w for w in result.warnings), result.warnings
         moved = db.get(Stop, stop.id)
         assert moved.route_id == a.id and moved.eta > moved.window_end  # the warning tells the truth
+
+
+# --- the travel matrix is worked out on a snapshot, not under the writer ----------------------
+
+
+@contextmanager
+def coordinator_page(database: Database, settings: Settings, program: Program,
+                     osrm_url: str) -> Iterator[tuple[TestClient, str]]:
+    """The coordinator signed in to an app whose travel times come from the OSRM service."""
+    timed = msgspec.structs.replace(settings, routing_matrix="osrm", osrm_url=osrm_url)
+    with TestClient(app=create_app(timed, database), base_url=BASE_URL) as client:
+        yield client, sign_in(client, program.coordinator)
+
+
+def test_the_page_times_an_edit_while_others_write(database: Database, program: Program, planned: int,
+                                                   settings: Settings) -> None:
+    """Moving a stop on the day page: while the travel matrix is fetched (OSRM on loopback) nobody
+    holds the writer, and another write commits meanwhile; then the move is written with its times."""
+    with database.reader() as db:
+        seen = db.get(Plan, planned).version
+        a, b = routes_of(db, planned)
+        stop_id = on(db, a.id)[-1].id
+    writer_held: list[int] = []
+
+    def another_write() -> None:
+        writer_held.append(database.write_engine.pool.checkedout() if database.is_sqlite else 0)
+        with database.writer() as other:
+            other.add(Organization(name=f"Night Clinic {len(writer_held)}", kind=OrganizationKind.clinic,
+                                   food_bank_id=program.food_bank_id))
+            other.commit()
+
+    with osrm_server() as osrm, coordinator_page(database, settings, program, osrm.url) as (client, token):
+        osrm.while_answering = another_write
+        response = client.post(f"/coordinator/plans/{planned}/stops/{stop_id}/move",
+                               data={"csrf_token": token, "version": seen, "route_id": b.id, "position": 1})
+    assert response.status_code == 200 and "Moved to" in response.text, response.text
+    assert writer_held == [0]  # one matrix, fetched while the writer was free
+    with database.reader() as db:
+        moved = db.get(Stop, stop_id)
+        assert moved.route_id == b.id and moved.seq == 1
+        assert moved.eta is not None and db.get(Plan, planned).version == seen + 1
+        assert db.scalar(select(Organization.id).where(Organization.name == "Night Clinic 1"))
+
+
+def test_a_change_while_an_edit_is_timed_is_a_conflict(database: Database, program: Program, planned: int,
+                                                       settings: Settings) -> None:
+    """Another coordinator's edit commits while this one's matrix is fetched: the version is checked
+    again under the writer, so this edit is refused with the message (409 for the API, shown above
+    the day on the page) and writes nothing; the other edit stands."""
+    with database.reader() as db:
+        seen = db.get(Plan, planned).version
+        a, b = routes_of(db, planned)
+        mine, theirs = on(db, a.id)[0].id, on(db, b.id)[0].id
+
+    with osrm_server() as osrm, coordinator_page(database, settings, program, osrm.url) as (client, token):
+        timed = msgspec.structs.replace(settings, routing_matrix="osrm", osrm_url=osrm.url)
+
+        def another_coordinator_locks_a_stop() -> None:
+            if osrm.requests == 1:  # (their own edit asks for a matrix too)
+                with database.writer() as other:
+                    plan_edits.lock_stop(other, planned, seen, theirs, True, timed)
+                    other.commit()
+
+        osrm.while_answering = another_coordinator_locks_a_stop
+        response = client.post(f"/coordinator/plans/{planned}/stops/{mine}/move",
+                               data={"csrf_token": token, "version": seen, "route_id": b.id})
+    assert response.status_code == 200
+    assert f"you saw version {seen}, it is now version {seen + 1}" in response.text
+    with database.reader() as db:
+        assert db.get(Stop, mine).route_id == a.id  # not moved
+        assert db.get(Stop, theirs).locked and db.get(Plan, planned).version == seen + 1
+
+
+def test_apply_checks_the_version_again(database: Database, planned: int, settings: Settings) -> None:
+    """prepare() on a snapshot, a change commits, apply() refuses with EditConflict (409) naming the
+    current version; the prepared edit applies when nothing changed in between."""
+    with database.reader() as db:
+        seen = db.get(Plan, planned).version
+        a, b = routes_of(db, planned)
+        first, second = (s.id for s in on(db, a.id)[:2])
+        prepared = plan_edits.prepare(db, planned, seen, plan_edits.Move(first, b.id, 1), settings)
+    with database.writer() as db:
+        plan_edits.remove_stop(db, planned, seen, second, "In hospital", settings)
+        db.commit()
+    with database.writer() as db, pytest.raises(plan_edits.EditConflict) as refused:
+        plan_edits.apply(db, prepared)
+    assert refused.value.version == seen + 1 and refused.value.status_code == 409
+    with database.reader() as db:
+        assert db.get(Stop, first).route_id == a.id
+        prepared = plan_edits.prepare(db, planned, seen + 1, plan_edits.Move(first, b.id, 1), settings)
+    with database.writer() as db:
+        result = plan_edits.apply(db, prepared)
+        db.commit()
+        moved = db.get(Stop, first)
+        assert result.version == seen + 2 and moved.route_id == b.id and moved.seq == 1
+        violations, _ = stored_check(db, db.get(Plan, planned), settings)
+        assert {v.kind for v in violations} <= {"capacity"}  # the times written are true

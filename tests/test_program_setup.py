@@ -43,7 +43,7 @@ def test_setup_starts_a_program_once(env: str, database: Database, capsys: pytes
         depot = db.scalar(select(Depot))
         assert depot is not None
         assert (depot.lat, depot.lon, depot.name) == (41.8853, -87.6229, "Main warehouse")
-        admin = auth.authenticate(db, AuditContext(), "boss@north.example", ADMIN_PASSWORD)
+        admin = auth.authenticate(db, AuditContext(), "boss@north.example", ADMIN_PASSWORD, Settings())
         assert admin is not None and admin.memberships[0].role == "admin"
         assert admin.password_hash.startswith("$argon2id$")
     assert main([*SETUP[:2], "Another", *SETUP[3:]]) == 2

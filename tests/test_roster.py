@@ -13,7 +13,7 @@ from delivery.models import Driver, Holiday, Shift, User
 from delivery.platform import auth
 from delivery.platform.db import Database
 from delivery.program import roster
-from tests.builders import Program, sign_in
+from tests.builders import Program, password_hash, sign_in
 from tests.plan_builders import make_driver
 
 NEXT_WEEK = dt.date.today() + dt.timedelta(days=7)
@@ -183,7 +183,7 @@ def test_a_coordinator_of_another_program_cannot_see_a_driver(client: TestClient
         db.add(other)
         db.flush()
         auth.create_user(db, email="other-coord@example.org", display_name="Other Coord",
-                         password="correct horse battery staple", memberships=[(other.id, Role.coordinator)])
+                         memberships=[(other.id, Role.coordinator)], password_hash=password_hash())
         driver_id = make_driver(db, program, "mine@example.org", "Mine Driver").id
         db.commit()
     sign_in(client, "other-coord@example.org")

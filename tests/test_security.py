@@ -12,8 +12,17 @@ from sqlalchemy import select
 from delivery.models import AuditEvent, Role, User, UserSession
 from delivery.platform import auth
 from delivery.platform.db import Database
+from delivery.platform.settings import Settings
 from delivery.web.security import is_api_path, mask_csrf, unmask_csrf
-from tests.builders import PASSWORD, Program, api_token, csrf_token, referral_body, sign_in
+from tests.builders import (
+    PASSWORD,
+    Program,
+    api_token,
+    csrf_token,
+    password_hash,
+    referral_body,
+    sign_in,
+)
 
 SESSION = "__Host-session"
 
@@ -55,8 +64,8 @@ def test_anonymous_callers_are_turned_away_from_every_non_public_route(app, clie
 def test_a_second_account_with_the_same_email_is_refused(database: Database, program: Program) -> None:
     """Logins are unique, case-insensitively."""
     with database.writer() as db, pytest.raises(auth.AccountError, match="already exists"):
-        auth.create_user(db, email=program.clinic1.upper(), display_name="Dup", password=PASSWORD,
-                         memberships=[])
+        auth.create_user(db, email=program.clinic1.upper(), display_name="Dup", memberships=[],
+                         password_hash=password_hash())
 
 
 @pytest.mark.req("R1.5")
@@ -77,6 +86,18 @@ def test_passwords_are_argon2id_and_compared_exactly(database: Database, program
     for wrong in (PASSWORD.upper(), PASSWORD + " ", PASSWORD[:-1]):
         response = client.post("/login", data={"email": program.clinic1, "password": wrong})
         assert response.status_code == 400
+
+
+def test_the_hash_parameters_come_from_the_settings(settings: Settings) -> None:
+    """A new hash uses the Settings' argon2id parameters: the production defaults unless a
+    deployment (or a test, as here) chooses others; a hash made with either verifies with both."""
+    light = auth.hash_password("Tr4ctor-Mango-Violet", settings)
+    strong = auth.hash_password("Tr4ctor-Mango-Violet", Settings())
+    assert light.startswith("$argon2id$v=19$m=8192,t=1,p=1$")
+    assert strong.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert auth.verify_password(strong, "Tr4ctor-Mango-Violet", settings)
+    assert auth.verify_password(light, "Tr4ctor-Mango-Violet", Settings())
+    assert not auth.verify_password(None, "Tr4ctor-Mango-Violet", settings)
 
 
 def test_every_sign_in_attempt_is_audited(database: Database, program: Program, client) -> None:

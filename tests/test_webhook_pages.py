@@ -117,7 +117,7 @@ def test_a_failing_endpoint_shows_its_notice(
 def test_a_clinic_admin_sees_only_their_clinic_and_staff_see_no_webhooks(
         program: Program, database: Database, loop_client: TestClient, receiver: Receiver) -> None:
     with database.writer() as db:
-        user = auth.create_user(db, email=CLINIC_ADMIN, display_name="Jo IT", password=None,
+        user = auth.create_user(db, email=CLINIC_ADMIN, display_name="Jo IT",
                                 memberships=[(program.clinic2_id, Role.admin)])
         user.password_hash = password_hash()
         other = WebhookEndpoint(clinic_id=program.clinic1_id, url=receiver.url, secret="whsec_x",

@@ -3,8 +3,8 @@
 - `build()` maps the day's Stops to routing Jobs and the drivers' Shifts to Vehicles.
 - `apply_solution()` writes a Solution back: Routes per used driver, Stop order and times,
   the planner's reason for each stop left out.
-- `retime()` recomputes the times of the current routes with the same travel model and re-checks
-  the whole day with the planner's independent checker (used after each edit).
+- `timing()` recomputes the times of the current routes with the same travel model and re-checks
+  the whole day with the planner's independent checker; `write_times()` writes them (after each edit).
 - `enqueue()` / `cancel()` create and stop solver runs (PlanJob rows, each carried by a plan_solve
   job that a `delivery worker` runs: `delivery.plans.solve_job`); `plan_now()` solves in this
   process (the CLI).
@@ -368,21 +368,43 @@ def apply_solution(db: Session, plan: Plan, built: Built, solution: Solution) ->
     return used
 
 
-def retime(db: Session, plan: Plan, settings: Settings, route_ids: Iterable[int] | None = None
-           ) -> list[Violation]:
-    """Recompute the times of `route_ids` (all routes when None) with the planner's travel model,
-    write them, and re-check every route of the day with the planner's checker."""
+@dataclass(frozen=True)
+class Timing:
+    """The day's current routes timed with the planner's travel model, and the checker's findings."""
+
+    routes: dict[int, PlannedRoute]  # driver id -> the route's times
+    jobs: frozenset[str]  # the stops that were timed (those with a location)
+    violations: list[Violation]
+
+
+def timing(db: Session, plan: Plan, settings: Settings) -> Timing:
+    """Time every route of the day as the session sees it and check the whole day (reads only:
+    the travel matrix is the slow part, so an edit does this on a snapshot before the writer)."""
     built = build(db, plan, settings, driver_ids=plan_drivers(db, plan), routed_only=True)
     matrix = matrix_for(built.problem)
     solution = current_solution(db, plan, built, matrix)
-    wanted = None if route_ids is None else set(route_ids)
-    routes = {r.driver_id: r for r in db.scalars(select(Route).where(Route.plan_id == plan.id)).unique()}
-    for planned in solution.routes:
-        route = routes.get(int(planned.vehicle))
-        if route is not None and (wanted is None or route.id in wanted):
-            _write_route(route, planned, built.stops)
+    return Timing(routes={int(r.vehicle): r for r in solution.routes}, jobs=frozenset(built.stops),
+                  violations=check(built.problem, solution, matrix))
+
+
+def write_times(db: Session, plan: Plan, timed: Timing, route_ids: Iterable[int]) -> bool:
+    """Write the times of `route_ids` from `timed`; False (and nothing written) when a route's
+    stops are not in the order that was timed. A route whose driver has no shift keeps its times."""
+    writes = []
+    for route in db.scalars(select(Route).where(Route.plan_id == plan.id, Route.id.in_(list(route_ids)))
+                            .order_by(Route.id)).unique():
+        planned = timed.routes.get(route.driver_id)
+        if planned is None:
+            continue
+        stops = [s for s in db.scalars(select(Stop).where(Stop.route_id == route.id)
+                                       .order_by(Stop.seq, Stop.id)).unique() if str(s.id) in timed.jobs]
+        if [str(s.id) for s in stops] != [visit.job for visit in planned.visits]:
+            return False
+        writes.append((route, planned, {str(s.id): s for s in stops}))
+    for route, planned, stops in writes:
+        _write_route(route, planned, stops)
     db.flush()
-    return check(built.problem, solution, matrix)
+    return True
 
 
 def warnings(violations: list[Violation], names: dict[str, str], labels: dict[str, str]) -> list[str]:

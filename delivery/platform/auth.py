@@ -32,9 +32,6 @@ from delivery.platform.settings import Settings
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 NO_PROGRAM_IDLE_MINUTES = 15  # someone in no program yet gets the staff default (R2.1)
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verifying against this keeps a wrong email as slow as a wrong password (no account probing).
-_DUMMY_HASH = _hasher.hash("not-a-real-password-9f1c")
 
 
 class AccountError(FieldError):
@@ -62,17 +59,32 @@ def password_problems(password: str) -> list[str]:
     return problems
 
 
-def hash_password(password: str) -> str:
+@cache
+def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> tuple[PasswordHasher, str]:
+    """The argon2id hasher of these parameters and a hash of nothing to verify a wrong email
+    against, so that it is as slow as a wrong password (no account probing)."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    return hasher, hasher.hash("not-a-real-password-9f1c")
+
+
+def hasher(settings: Settings) -> tuple[PasswordHasher, str]:
+    """The settings' argon2id hasher (password_* fields) and its dummy hash."""
+    return _hasher(settings.password_time_cost, settings.password_memory_kib, settings.password_parallelism)
+
+
+def hash_password(password: str, settings: Settings) -> str:
+    """A new password's hash (slow: hash before taking the writer); a weak password is refused."""
     problems = password_problems(password)
     if problems:
         raise AccountError(" ".join(problems))
-    return _hasher.hash(password)
+    return hasher(settings)[0].hash(password)
 
 
-def verify_password(stored_hash: str | None, password: str) -> bool:
+def verify_password(stored_hash: str | None, password: str, settings: Settings) -> bool:
     """Compare exactly as entered: no trimming, no case folding."""
+    argon2, dummy = hasher(settings)
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return argon2.verify(stored_hash or dummy, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -91,16 +103,18 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def create_user(db: Session, *, email: str, display_name: str, password: str | None,
-                memberships: list[tuple[int, Role]]) -> User:
-    """Create one personal account; a second account with the same email is refused."""
+def create_user(db: Session, *, email: str, display_name: str, memberships: list[tuple[int, Role]],
+                password_hash: str | None = None) -> User:
+    """Create one personal account (`password_hash` from `hash_password`, made before the writer is
+    taken; None: the account signs in by link or invite); a second account with the same email is
+    refused."""
     email = normalise_email(email)
     if "@" not in email:
         raise AccountError(f"{email!r} is not an email address.")
     if db.scalar(select(User.id).where(User.email == email)) is not None:
         raise AccountError(f"An account for {email} already exists.")
     user = User(email=email, display_name=display_name,
-                password_hash=hash_password(password) if password is not None else None)
+                password_hash=password_hash)
     db.add(user)
     db.flush()
     for organization_id, role in memberships:
@@ -170,10 +184,10 @@ class Attempt:
     password_ok: bool
 
 
-def check_password(db: Session, email: str, password: str) -> Attempt:
-    """Only reads, so it runs without the writer: hashing takes most of a second."""
+def check_password(db: Session, email: str, password: str, settings: Settings) -> Attempt:
+    """Only reads, so it runs without the writer: hashing takes a good part of a second."""
     user = db.scalar(select(User).where(User.email == normalise_email(email)))
-    ok = verify_password(user.password_hash if user else None, password)
+    ok = verify_password(user.password_hash if user else None, password, settings)
     return Attempt(user.id if user else None, ok and user is not None)
 
 
@@ -197,9 +211,10 @@ def record_locked_out(db: Session, email: str, ctx: AuditContext) -> None:
                  detail="too many failed sign-ins" if user else "unknown account")
 
 
-def authenticate(db: Session, ctx: AuditContext, email: str, password: str) -> User | None:
+def authenticate(db: Session, ctx: AuditContext, email: str, password: str, settings: Settings
+                 ) -> User | None:
     """The user for these credentials, or None; every attempt leaves an audit row."""
-    return record_attempt(db, check_password(db, email, password), ctx)
+    return record_attempt(db, check_password(db, email, password, settings), ctx)
 
 
 def start_session(db: Session, user: User, settings: Settings) -> tuple[str, UserSession]:

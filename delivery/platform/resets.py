@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from delivery.models import PasswordReset, User
 from delivery.platform import audit, auth
 from delivery.platform.audit import AuditContext
+from delivery.platform.settings import Settings
 
 VALID_FOR = dt.timedelta(hours=1)
 
@@ -52,9 +53,11 @@ def open_reset(db: Session, raw: str, now: dt.datetime) -> PasswordReset | None:
     return reset
 
 
-def reset_password(db: Session, ctx: AuditContext, raw: str, password: str, now: dt.datetime) -> User:
+def reset_password(db: Session, ctx: AuditContext, raw: str, password: str, now: dt.datetime,
+                   settings: Settings) -> User:
     """Set the new password, use up the link and end every session of the account."""
-    password_hash = auth.hash_password(password)  # refuses a weak password before anything changes
+    # Hashed before the first query (so before a request's writer); a weak password is refused first.
+    password_hash = auth.hash_password(password, settings)
     reset = open_reset(db, raw, now)
     if reset is None:
         raise auth.AccountError("This reset link has expired or was already used: ask for a new one.")

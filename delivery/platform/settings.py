@@ -76,6 +76,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     expensive_time_limit_s: int = 120
     """A report PDF or export runs once at a time per person; a slot left by a dead process frees
     itself after this long (R6.4)."""
+    password_time_cost: int = 3
+    """argon2id passes over memory (RFC 9106's second recommendation, argon2-cffi's default)."""
+    password_memory_kib: int = 64 * 1024
+    """argon2id memory per hash in KiB; with time_cost this sets how long a sign-in takes (~0.1-0.5 s
+    on the 2-core machine). Tests choose cheap values here rather than patching the hasher."""
+    password_parallelism: int = 4
+    switch_interval_ms: float = 0.5
+    """How long a thread of `delivery serve` may keep Python's interpreter lock before handing it on
+    (sys.setswitchinterval; Python's default is 5 ms). A request holding SQLite's single writer gives
+    the lock up at every query and then waits this long behind CPU-bound work (an edit's checker, a
+    page rendering) to get it back, so the queue for the writer grows with it (scripts/bench_web.py
+    --mixed: small-write p99 ~180-370 ms at 5 ms, ~100 ms at 0.5 ms on the shared 2-core machine)."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
     production: bool = False

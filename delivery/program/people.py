@@ -125,9 +125,10 @@ def open_invite(db: Session, raw: str, now: dt.datetime) -> Invite | None:
 
 
 def accept(db: Session, ctx: AuditContext, raw: str, *, display_name: str, password: str,
-           now: dt.datetime) -> User:
+           now: dt.datetime, settings: Settings) -> User:
     """Use the invite: the account gets its password and role (a driver also joins the roster)."""
-    password_hash = auth.hash_password(password)  # a weak password is refused before anything changes
+    # Hashed before the first query (so before a request's writer); a weak password is refused first.
+    password_hash = auth.hash_password(password, settings)
     name = display_name.strip()
     if not 1 <= len(name) <= 200:
         raise PeopleError("Write your name as colleagues know you.", "display_name")
@@ -137,7 +138,7 @@ def accept(db: Session, ctx: AuditContext, raw: str, *, display_name: str, passw
                           "new one.")
     user = db.scalar(select(User).where(User.email == row.email))
     if user is None:
-        user = auth.create_user(db, email=row.email, display_name=name, password=None, memberships=[])
+        user = auth.create_user(db, email=row.email, display_name=name, memberships=[])
     user.display_name, user.password_hash, user.is_active = name, password_hash, True
     _set_role(db, user, row.organization_id, Role(row.role))
     if row.role == Role.driver:

@@ -82,7 +82,7 @@ def add_driver(db: Session, *, food_bank_id: int, data: DriverIn) -> Driver:
     through their personal route link) and the Driver row with car, languages and home."""
     try:
         user = auth.create_user(db, email=data.email, display_name=data.display_name.strip(),
-                                password=None, memberships=[(food_bank_id, Role.driver)])
+                                memberships=[(food_bank_id, Role.driver)])
     except auth.AccountError as exc:
         raise RosterError(str(exc), "email") from exc
     driver = Driver(user_id=user.id, food_bank_id=food_bank_id)

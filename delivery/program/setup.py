@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from delivery.models import BoxType, Depot, Organization, OrganizationKind, Role, User
 from delivery.platform import auth
 from delivery.platform.errors import FieldError
+from delivery.platform.settings import Settings
 from delivery.program.program_settings import MAX_BOXES_PER_DAY
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -83,11 +84,12 @@ def add_depot(db: Session, food_bank: Organization, data: DepotIn) -> Depot:
     return depot
 
 
-def start_program(db: Session, data: ProgramIn) -> User:
+def start_program(db: Session, data: ProgramIn, settings: Settings) -> User:
     """Create the program and its first admin; refused when a program already exists."""
     problems = auth.password_problems(data.admin_password)
     if problems:
         raise SetupError(" ".join(problems), "admin_password")
+    password_hash = auth.hash_password(data.admin_password, settings)  # slow: before the first query
     check_timezone(data.timezone)
     names = [data.food_bank, *data.clinics]
     if len({name.strip().lower() for name in names}) != len(names):
@@ -105,4 +107,4 @@ def start_program(db: Session, data: ProgramIn) -> User:
     db.add_all([Organization(name=name.strip(), kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
                 for name in data.clinics])
     return auth.create_user(db, email=data.admin_email, display_name=data.admin_name.strip(),
-                            password=data.admin_password, memberships=[(food_bank.id, Role.admin)])
+                            memberships=[(food_bank.id, Role.admin)], password_hash=password_hash)

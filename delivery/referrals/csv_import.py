@@ -4,6 +4,10 @@ The columns mirror the JSON API's `ReferralIn` with flat names (see `COLUMNS` an
 docs/csv-format.md). A file is checked whole before anything is written, so the report names every
 bad row, column and reason at once; when all rows are valid they go through `intake.refer()` (the
 one write path) in the caller's transaction, and the report counts what happened.
+
+Two steps, so that SQLite's single writer is held only for the write: `check_file()` parses and
+checks every row and only reads (run it on `database.reader()`); `import_checked()` makes the reads
+that decide the write (the patients on record, the clinics' programs) and the write, on the writer.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import re
 import typing
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -491,7 +495,7 @@ def _header(names: list[str], report: ImportReport, *, need_clinic: bool) -> lis
     return None if report.problems_total else columns
 
 
-class _Clinics:
+class Clinics:
     """Clinics by id and by name (case-insensitive), for a `clinic` cell or the --clinic option."""
 
     def __init__(self, db: Session) -> None:
@@ -516,8 +520,30 @@ class _Clinics:
         return next((name for i, name in self.all if i == clinic_id), str(clinic_id))
 
 
-def check_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic_id: int | None,
-               report: ImportReport) -> list[_Row]:
+RowCheck = Callable[[dict[str, str], int, ImportReport], ReferralIn | None]
+"""Checks one row's cells (by column name) as row `number`; adds its problems to the report."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A file read and checked (without the writer): the report so far and the valid rows."""
+
+    report: ImportReport
+    rows: list[_Row]
+
+
+def check_file(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic_id: int | None,
+               source_name: str = "file", check_row: RowCheck | None = None) -> Checked:
+    """Read and check the whole file. Only reads (the clinics), so run it on `database.reader()`
+    before taking the writer: parsing a big file takes seconds. `check_row` replaces the row check
+    (a caller that wants to watch or time it); by default each row is checked against ReferralIn."""
+    report = ImportReport(source=source_name)
+    rows = _check_rows(db, source, clinic_id=clinic_id, report=report, check_row=check_row or _check_row)
+    return Checked(report, rows)
+
+
+def _check_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic_id: int | None,
+                report: ImportReport, check_row: RowCheck) -> list[_Row]:
     """Read and check every row; the valid rows, or [] with every problem in the report."""
     text = _decode(source, report)
     if text is None:
@@ -531,7 +557,7 @@ def check_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic
         columns = _header(header, report, need_clinic=clinic_id is None)
         if columns is None:
             return []
-        clinics = _Clinics(db)
+        clinics = Clinics(db)
         rows: list[_Row] = []
         first_row_of: dict[tuple[int | None, str], int] = {}
         for number, cells in enumerate(reader, start=2):
@@ -573,7 +599,7 @@ def check_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic
             first = first_row_of.setdefault((row_clinic, mrn), number) if mrn else number
             if first != number:
                 report.add(number, "mrn", f"MRN {mrn} is also on row {first}: one row per patient.", mrn)
-            data = _check_row(named, number, report)
+            data = check_row(named, number, report)
             if data is not None and row_clinic is not None and first == number:
                 rows.append(_Row(number, data, row_clinic))
     except csv.Error as exc:
@@ -622,17 +648,15 @@ class _RowFailed(Exception):
         self.error = error
 
 
-def import_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clinic_id: int | None,
-                actor_id: int | None, clock: Clock, source_name: str = "file") -> ImportReport:
-    """Check the whole file, then refer every row through `intake.refer()` (source csv).
+def import_checked(db: Session, checked: Checked, *, actor_id: int | None, clock: Clock) -> ImportReport:
+    """Refer every row of a checked file through `intake.refer()` (source csv), all or none.
 
-    `clinic_id` is the clinic the file is imported for; None lets each row name its clinic in a
-    `clinic` column. The caller commits when `report.ok` (and must not commit otherwise: then
-    nothing was written, and nothing should be).
+    The first query here takes a request's writer: call it only after `check_file()` (a file with
+    problems returns its report without touching the database). The caller commits when
+    `report.ok` (and must not commit otherwise: then nothing was written, and nothing should be).
     """
-    report = ImportReport(source=source_name)
-    rows = check_rows(db, source, clinic_id=clinic_id, report=report)
-    if not rows:
+    report, rows = checked.report, checked.rows
+    if not rows or report.problems_total:
         return report
     before = _existing_patients(db, rows)
     snapshots = {key: _snapshot(patient) for key, patient in before.items()}
@@ -699,8 +723,10 @@ def _column_of(field: str | None) -> str | None:
     return column.name if column else field
 
 
-def import_file(database: Database, path: Path | str, *, clinic: str | None, clock: Clock) -> ImportReport:
-    """The `delivery import referrals FILE [--clinic NAME]` command: check, import, commit.
+def import_file(database: Database, path: Path | str, *, clinic: str | None, clock: Clock,
+                check_row: RowCheck | None = None) -> ImportReport:
+    """The `delivery import referrals FILE [--clinic NAME]` command: check on a reader, then
+    import and commit on the writer.
 
     The clinic comes from `clinic` (a name or an id), else from a `clinic` column, else it is the
     only clinic there is.
@@ -712,8 +738,8 @@ def import_file(database: Database, path: Path | str, *, clinic: str | None, clo
     except OSError as exc:
         report.add(None, None, f"Cannot read {path}: {exc.strerror or exc}.")
         return report
-    with database.writer() as db:
-        clinics = _Clinics(db)
+    with database.reader() as db:
+        clinics = Clinics(db)
         clinic_id: int | None = None
         if clinic is not None:
             try:
@@ -726,12 +752,13 @@ def import_file(database: Database, path: Path | str, *, clinic: str | None, clo
         elif not clinics.all:
             report.add(None, "--clinic", "There is no clinic yet: an admin adds the clinic first.")
             return report
-        report = import_rows(db, data, clinic_id=clinic_id, actor_id=None, source_name=path.name,
-                             clock=clock)
+        checked = check_file(db, data, clinic_id=clinic_id, source_name=path.name, check_row=check_row)
+    if checked.report.problems_total:
+        return checked.report
+    with database.writer() as db:
+        report = import_checked(db, checked, actor_id=None, clock=clock)
         if report.ok:
             db.commit()
-        else:
-            db.rollback()
     return report
 
 

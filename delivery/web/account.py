@@ -85,7 +85,7 @@ class AccountController(Controller):
             db.commit()
             raise
         with database.reader() as reader:  # the slow hash before the first query that takes the writer
-            attempt = auth.check_password(reader, data.email, data.password)
+            attempt = auth.check_password(reader, data.email, data.password, settings)
         user = auth.record_attempt(db, attempt, audit)
         if user is None:
             db.commit()  # keep the audit row of the failed attempt
@@ -148,7 +148,8 @@ class AccountController(Controller):
         """Set the password, join with the invite's role, and arrive signed in on one's own pages."""
         try:
             user = people.accept(db, audit, raw, display_name=str(data.get("display_name", "")),
-                                 password=str(data.get("password", "")), now=clock_of(request).now())
+                                 password=str(data.get("password", "")), now=clock_of(request).now(),
+                                 settings=settings)
         except (people.PeopleError, auth.AccountError) as exc:
             db.rollback()
             invite = people.open_invite(db, raw, clock_of(request).now())
@@ -193,12 +194,12 @@ class AccountController(Controller):
         return self._reset_page(request, usable, raw, status_code=200 if usable else 410)
 
     @post("/reset/{raw:str}", opt={"public": True, "throttle": "login"}, sync_to_thread=True)
-    def reset_password(self, request: Request, db: DB, audit: Audit, raw: FromPath[str],
+    def reset_password(self, request: Request, db: DB, audit: Audit, settings: Config, raw: FromPath[str],
                        data: FormData) -> Response:
         """Save the new password; every session of the account ends, this browser signs in afresh."""
         try:
             user = resets.reset_password(db, audit, raw, str(data.get("password", "")),
-                                         clock_of(request).now())
+                                         clock_of(request).now(), settings)
         except auth.AccountError as exc:
             db.rollback()
             usable = resets.open_reset(db, raw, clock_of(request).now()) is not None

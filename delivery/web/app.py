@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -84,6 +85,12 @@ def static_routers() -> list[Router]:
     return [files("/static/vendor", STATIC / "vendor",
                   CacheControlHeader(public=True, max_age=365 * 24 * 3600, immutable=True)),
             files("/static", STATIC, CacheControlHeader(public=True, max_age=STATIC_MAX_AGE_S))]
+
+
+def tune_server_process(settings: Settings) -> None:
+    """Process-wide choices for a process that serves the app (not made by create_app: tests build
+    many apps in one process): the interpreter lock's switch interval (Settings.switch_interval_ms)."""
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> Litestar:

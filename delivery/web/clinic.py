@@ -32,6 +32,7 @@ from delivery.models import (
     Source,
 )
 from delivery.platform import audit as audit_trail
+from delivery.platform.db import Database
 from delivery.platform.errors import FieldError
 from delivery.program import benefits, partnerships, waitlist
 from delivery.referrals import csv_import, geocoding, intake, needs
@@ -317,18 +318,23 @@ class ClinicController(Controller):
 
     @post("/referrals/import", opt={"roles": STAFF}, sync_to_thread=True, status_code=200)
     def import_referrals(self, request: Request, db: DB, data: CsvUpload) -> Template:
-        """Check the whole file; import every row (one transaction) or none, and show the report."""
-        clinic = staff_clinic(db, request)
+        """Check the whole file on a reader; then import every row (one transaction, the writer's
+        only part) or none, and show the report."""
         upload = data.file if isinstance(data.file, UploadFile) else None
-        if upload is None or not upload.filename:
-            report = csv_import.ImportReport(source="upload")
-            report.add(None, None, "Choose a CSV file to import.")
-        else:
-            with upload.file:  # a spooled temporary file: close it, not the garbage collector
-                content = upload.file.read()
-            report = csv_import.import_rows(db, content, clinic_id=clinic.id,
-                                            actor_id=principal(request).user_id, clock=clock_of(request),
-                                            source_name=upload.filename[:200])
+        database: Database = request.app.state.database
+        with database.reader() as reader:  # parsing and checking a big file takes seconds
+            clinic = staff_clinic(reader, request)
+            if upload is None or not upload.filename:
+                report = csv_import.ImportReport(source="upload")
+                report.add(None, None, "Choose a CSV file to import.")
+                checked = csv_import.Checked(report, [])
+            else:
+                with upload.file:  # a spooled temporary file: close it, not the garbage collector
+                    content = upload.file.read()
+                checked = csv_import.check_file(reader, content, clinic_id=clinic.id,
+                                                source_name=upload.filename[:200])
+        report = csv_import.import_checked(db, checked, actor_id=principal(request).user_id,
+                                           clock=clock_of(request))
         if report.ok:
             geocoding.review_if_off(db, request.app.state.settings)
             db.commit()

@@ -114,7 +114,8 @@ class SetupController(Controller):
                 errors = {"depot_lat": problem}
         if not errors:
             try:
-                admin = setup.start_program(db, msgspec.convert(body, setup.ProgramIn, strict=False))
+                admin = setup.start_program(db, msgspec.convert(body, setup.ProgramIn, strict=False),
+                                            settings)
             except setup.SetupError as exc:
                 errors = {_FIELD_OF.get(exc.field, exc.field) or "form": str(exc)}
             except msgspec.ValidationError as exc:

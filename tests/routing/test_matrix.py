@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from geopy.distance import geodesic, great_circle
 
 from delivery.routing import MatrixError, Point, Travel, build_matrix, travel_from_env
 from delivery.routing.matrix import geodesic_km, great_circle_km, osrm_matrix
+from tests.osrm_server import osrm_server
 
 OAKLAND = [Point(37.75 + 0.01 * k, -122.18 + 0.013 * (k % 5)) for k in range(12)]
 
@@ -58,39 +56,10 @@ def test_thousand_point_matrix_is_whole_and_true():
         assert abs(int(m.distances[i, j]) - metres) <= 1
 
 
-class _Osrm(BaseHTTPRequestHandler):
-    """Answers /table/v1/driving/... like OSRM: durations (s) and distances (m), row-major."""
-
-    def do_GET(self):
-        coords = self.path.split("/table/v1/driving/")[1].split("?")[0].split(";")
-        n = len(coords)
-        body = {
-            "code": "Ok",
-            "durations": [[abs(i - j) * 60.5 for j in range(n)] for i in range(n)],
-            "distances": [[abs(i - j) * 500.0 for j in range(n)] for i in range(n)],
-            "sources": [{"location": [0, 0]}] * n,
-            "destinations": [{"location": [0, 0]}] * n,
-        }
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def osrm_url() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Osrm)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with osrm_server() as osrm:
+        yield osrm.url
 
 
 def test_osrm_table_service(osrm_url):

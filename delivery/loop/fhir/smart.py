@@ -52,7 +52,7 @@ def register_client(db: Session, *, clinic_id: int, client_id: str, jwks: dict[s
     if any(key.is_private for key in keys):
         raise ValueError("Register the public keys only (the JWKS holds a private key).")
     user = auth.create_user(db, email=f"{client_id}@system-clients.invalid",
-                            display_name=f"System {client_id}", password=None,
+                            display_name=f"System {client_id}",
                             memberships=[(clinic_id, Role.clinic_staff)])
     client = FhirClient(client_id=client_id, user_id=user.id, clinic_id=clinic_id,
                         jwks={"keys": [key.as_dict(private=False) for key in keys]}, jku=jku, scopes=scope)

@@ -24,6 +24,7 @@ from delivery.plans import day as days
 from delivery.plans import edits as plan_edits
 from delivery.plans import planning, publishing
 from delivery.platform import audit as audit_trail
+from delivery.platform.db import Database
 from delivery.platform.errors import FieldError
 from delivery.platform.settings import Settings
 from delivery.web.render import DB, Audit, Config, PathId, page, principal, program_today
@@ -223,10 +224,21 @@ class PlanController(Controller):
 
     # --- edits ---------------------------------------------------------------------------------
 
-    def _edit(self, request: Request, db: Session, settings: Settings, plan: Plan, edit: Any) -> Template:
+    def _edit(self, request: Request, db: Session, settings: Settings, plan_id: int, data: dict[str, Any],
+              edit: plan_edits.Edit) -> Template:
+        """Work the edit out on a reader (the travel matrix and the checker take a while: not under
+        the writer), then apply it under the writer if the day is still at the version the
+        coordinator saw; a refusal or a conflict is shown above the day."""
+        database: Database = request.app.state.database
+        version = _int(data.get("version"), 0) or 0
+        with database.reader() as reader:
+            plan = plan_for(reader, request, plan_id)
+            today = program_today(request, food_bank_for(reader, request))
         try:
-            result = edit()
-        except FieldError as exc:  # an edit's, or the roster's when adding a driver adds a shift
+            with database.reader() as reader:
+                prepared = plan_edits.prepare(reader, plan.id, version, edit, settings, today=today)
+            result = plan_edits.apply(db, prepared, today=today, actor_id=principal(request).user_id)
+        except FieldError as exc:  # refused, or the day changed since the coordinator (or the snapshot) saw it
             db.rollback()
             return self._day_block(request, db, plan, settings, conflict=exc.message)
         db.commit()
@@ -252,45 +264,33 @@ class PlanController(Controller):
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/move", opt=POLICY, sync_to_thread=True, status_code=200)
     def move(self, request: Request, db: DB, settings: Config, plan_id: PathId,
              stop_id: PathId, data: FormData) -> Template:
-        plan = plan_for(db, request, plan_id)
-        route_id = _int(data.get("route_id"))
-        return self._edit(request, db, settings, plan, lambda: plan_edits.move_stop(
-            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, route_id or None,
-            _int(data.get("position")), settings))
+        return self._edit(request, db, settings, plan_id, data, plan_edits.Move(
+            stop_id, _int(data.get("route_id")) or None, _int(data.get("position"))))
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/lock", opt=POLICY, sync_to_thread=True, status_code=200)
     def lock(self, request: Request, db: DB, settings: Config, plan_id: PathId,
              stop_id: PathId, data: FormData) -> Template:
-        plan = plan_for(db, request, plan_id)
-        return self._edit(request, db, settings, plan, lambda: plan_edits.lock_stop(
-            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("locked")) == "1",
-            settings, position=_one(data.get("position")) == "1"))
+        return self._edit(request, db, settings, plan_id, data, plan_edits.Lock(
+            stop_id, _one(data.get("locked")) == "1", position=_one(data.get("position")) == "1"))
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/remove", opt=POLICY, sync_to_thread=True,
           status_code=200)
     def remove(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                stop_id: PathId, data: FormData) -> Template:
-        plan = plan_for(db, request, plan_id)
-        return self._edit(request, db, settings, plan, lambda: plan_edits.remove_stop(
-            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, _one(data.get("reason"))[:300],
-            settings, principal(request).user_id))
+        return self._edit(request, db, settings, plan_id, data,
+                          plan_edits.Remove(stop_id, _one(data.get("reason"))[:300]))
 
     @post("/plans/{plan_id:int}/stops/{stop_id:int}/restore", opt=POLICY, sync_to_thread=True,
           status_code=200)
     def restore(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                 stop_id: PathId, data: FormData) -> Template:
-        plan = plan_for(db, request, plan_id)
-        return self._edit(request, db, settings, plan, lambda: plan_edits.restore_stop(
-            db, plan.id, _int(data.get("version"), 0) or 0, stop_id, settings))
+        return self._edit(request, db, settings, plan_id, data, plan_edits.Restore(stop_id))
 
     @post("/plans/{plan_id:int}/drivers", opt=POLICY, sync_to_thread=True, status_code=200)
     def add_driver(self, request: Request, db: DB, settings: Config, plan_id: PathId,
                    data: FormData) -> Template:
-        plan = plan_for(db, request, plan_id)
-        today = program_today(request, food_bank_for(db, request))
-        return self._edit(request, db, settings, plan, lambda: plan_edits.add_driver(
-            db, plan.id, _int(data.get("version"), 0) or 0, _int(data.get("driver_id"), 0) or 0, settings,
-            today=today))
+        return self._edit(request, db, settings, plan_id, data,
+                          plan_edits.AddDriver(_int(data.get("driver_id"), 0) or 0))
 
     @post("/plans/{plan_id:int}/publish", opt=POLICY, sync_to_thread=True, status_code=200)
     def publish(self, request: Request, db: DB, settings: Config, audit: Audit, plan_id: PathId,
