@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import bench_load  # noqa: E402
+from scripts import bench_load
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

@@ -47,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+
 from delivery.platform.db import Database  # noqa: E402
 from scripts import loadgen  # noqa: E402
 
@@ -120,23 +122,23 @@ async def steady_load(base: str, phones: list[loadgen.Phone], steady: Steady, rn
     await loadgen.open_loop(base, schedule, tally)
 
 
-def _stop_list(tally: loadgen.Tally, phone: loadgen.Phone):  # type: ignore[no-untyped-def]
-    async def send(client, due: float) -> None:  # type: ignore[no-untyped-def]
+def _stop_list(tally: loadgen.Tally, phone: loadgen.Phone) -> loadgen.Send:
+    async def send(client: httpx.AsyncClient, due: float) -> None:
         tally.count("stop_list")
         await loadgen.stop_list(client, tally, due, phone)
     return send
 
 
-def _new(tally: loadgen.Tally, rng: random.Random, phone: loadgen.Phone, stop: int):  # type: ignore[no-untyped-def]
-    async def send(client, due: float) -> None:  # type: ignore[no-untyped-def]
+def _new(tally: loadgen.Tally, rng: random.Random, phone: loadgen.Phone, stop: int) -> loadgen.Send:
+    async def send(client: httpx.AsyncClient, due: float) -> None:
         tally.count("confirm")
         body = loadgen.confirmation_body(rng, dt.datetime.now(dt.UTC))
         await loadgen.confirm(client, tally, due, phone, stop, str(uuid.uuid4()), body, replay=False)
     return send
 
 
-def _replay(tally: loadgen.Tally, rng: random.Random):  # type: ignore[no-untyped-def]
-    async def send(client, due: float) -> None:  # type: ignore[no-untyped-def]
+def _replay(tally: loadgen.Tally, rng: random.Random) -> loadgen.Send:
+    async def send(client: httpx.AsyncClient, due: float) -> None:
         """A phone that never heard the answer sends the same request again. Each answered request
         is repeated at most once, so two copies never overlap (that would rightly get 409)."""
         if not tally.answered:
@@ -151,10 +153,11 @@ def _replay(tally: loadgen.Tally, rng: random.Random):  # type: ignore[no-untype
 async def burst_load(base: str, phones: list[loadgen.Phone], burst: Burst, rng: random.Random,
                      tally: loadgen.Tally) -> None:
     """Every phone comes back online once within the window and flushes its offline queue."""
-    def flush(phone: loadgen.Phone):  # type: ignore[no-untyped-def]
-        async def send(client, _due: float) -> None:  # type: ignore[no-untyped-def]
+    def flush(phone: loadgen.Phone) -> loadgen.Send:
+        async def send(client: httpx.AsyncClient, _due: float) -> None:
             made = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
-            queued = [(stop, str(uuid.uuid4()), loadgen.confirmation_body(rng, made + dt.timedelta(minutes=n)))
+            queued = [(stop, str(uuid.uuid4()),
+                       loadgen.confirmation_body(rng, made + dt.timedelta(minutes=n)))
                       for n, stop in enumerate(phone.stops[:burst.queue])]
             for stop, key, body in queued:  # in order, each after the answer to the one before
                 tally.count("burst")
@@ -169,7 +172,8 @@ async def burst_load(base: str, phones: list[loadgen.Phone], burst: Burst, rng: 
     await loadgen.open_loop(base, [(rng.uniform(0, burst.window), flush(p)) for p in phones], tally)
 
 
-def run(db_kind: str, steady: Steady | None, burst: Burst | None, drivers: int, seed: int = 7) -> dict[str, object]:
+def run(db_kind: str, steady: Steady | None, burst: Burst | None, drivers: int,
+        seed: int = 7) -> dict[str, object]:
     """One server: the steady load on `drivers` phones, then the burst on phones of its own."""
     rng = random.Random(seed)
     burst_drivers = burst.drivers if burst else 0
@@ -250,7 +254,8 @@ def arguments(argv: list[str] | None, *, stop_lists: float = 0.3, seconds: float
     parser.add_argument("--no-burst", dest="burst", action="store_false", default=burst)
     parser.add_argument("--search", action="store_true", help="also find the highest rate that holds")
     parser.add_argument("--search-seconds", type=float, default=10.0)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds: checks that it works, not its times")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds: checks that it works, not its times")
     args = parser.parse_args(argv)
     for name in ("stop_lists", "replays"):
         if not 0 <= getattr(args, name) < 1:
@@ -263,17 +268,22 @@ def arguments(argv: list[str] | None, *, stop_lists: float = 0.3, seconds: float
     return args
 
 
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main(argv: list[str] | None = None, **defaults: object) -> dict[str, object]:
     args = arguments(argv, **defaults)  # type: ignore[arg-type]
     steady = Steady(args.rate, args.seconds, args.stop_lists, args.replays)
     burst = Burst(args.burst_drivers, args.queue, args.burst_window) if args.burst else None
-    report: dict[str, object] = {"targets": TARGETS, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    report: dict[str, object] = {"targets": TARGETS, "load_average_before": load_average()}
     report.update(run(args.db, steady, burst, args.drivers))
     report["holds"] = holds(report)
     if args.search:
-        report["search"] = search(args.db, Steady(args.rate, args.search_seconds, args.stop_lists, args.replays),
-                                  args.drivers)
-    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        shorter = Steady(args.rate, args.search_seconds, args.stop_lists, args.replays)
+        report["search"] = search(args.db, shorter, args.drivers)
+    report["load_average_after"] = load_average()
     print(json.dumps(report))
     return report
 

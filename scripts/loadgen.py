@@ -77,10 +77,12 @@ def seed_day(database: Database, settings: Settings, *, drivers: int, stops_each
     run = uuid.uuid4().hex[:8]
     with database.writer() as db:
         food_bank = Organization(name=f"Load Food Bank {run}", kind=OrganizationKind.food_bank,
-                                 boxes_per_delivery_day=drivers * stops_each, delivery_weekday=today.weekday())
+                                 boxes_per_delivery_day=drivers * stops_each,
+                                 delivery_weekday=today.weekday())
         db.add(food_bank)
         db.flush()
-        clinic = Organization(name=f"Load Clinic {run}", kind=OrganizationKind.clinic, food_bank_id=food_bank.id)
+        clinic = Organization(name=f"Load Clinic {run}", kind=OrganizationKind.clinic,
+                              food_bank_id=food_bank.id)
         plan = Plan(food_bank_id=food_bank.id, date=today, status=PlanStatus.published,
                     published_at=settings.clock.now() - dt.timedelta(hours=1), published_version=1)
         db.add_all([clinic, plan])
@@ -111,7 +113,8 @@ def seed_day(database: Database, settings: Settings, *, drivers: int, stops_each
 def _stops(db, food_bank_id: int, clinic_id: int, plan: Plan, route: Route, count: int,  # type: ignore[no-untyped-def]
            tag: str) -> list[int]:
     patients = [Patient(clinic_id=clinic_id, mrn=f"L-{tag}-{s}", given_name=f"Pat{s}", family_name="Load",
-                        birth_date=dt.date(1950, 1, 1), phone="+15105550100", address_line1=f"{100 + s} 98th Ave",
+                        birth_date=dt.date(1950, 1, 1), phone="+15105550100",
+                        address_line1=f"{100 + s} 98th Ave",
                         city="Oakland", state="CA", postal_code="94603", lat=37.75 + s / 10000, lon=-122.17,
                         consent_to_share=True) for s in range(count)]
     db.add_all(patients)
@@ -123,12 +126,14 @@ def _stops(db, food_bank_id: int, clinic_id: int, plan: Plan, route: Route, coun
     db.flush()
     orders = [Order(referral_id=r.id, patient_id=r.patient_id, food_bank_id=food_bank_id, boxes=1,
                     box_type="standard", cadence=Cadence.weekly, weekday=plan.date.weekday(),
-                    start_date=plan.date - dt.timedelta(days=7), status=OrderStatus.active) for r in referrals]
+                    start_date=plan.date - dt.timedelta(days=7), status=OrderStatus.active)
+              for r in referrals]
     db.add_all(orders)
     db.flush()
     stops = [Stop(plan_id=plan.id, order_id=o.id, patient_id=o.patient_id, date=plan.date, route_id=route.id,
                   seq=s + 1, eta=9 * 3600 + s * 600, departure=9 * 3600 + s * 600 + 300, boxes=1,
-                  box_type="standard", service_s=300, status=StopStatus.pending) for s, o in enumerate(orders)]
+                  box_type="standard", service_s=300, status=StopStatus.pending)
+             for s, o in enumerate(orders)]
     db.add_all(stops)
     db.flush()
     return [s.id for s in stops]
@@ -165,7 +170,8 @@ def fresh_database(kind: str, tmp: Path) -> Iterator[str]:
 
 
 def environment(url: str, port: int) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "DELIVERY_DATABASE_URL": url, "DELIVERY_SECRET_KEY": SECRET,
+    return {**os.environ, "PYTHONPATH": str(ROOT), "DELIVERY_DATABASE_URL": url,
+            "DELIVERY_SECRET_KEY": SECRET,
             "DELIVERY_GEOCODER": "none", "DELIVERY_BASE_URL": f"http://127.0.0.1:{port}"}
 
 
@@ -212,9 +218,11 @@ def running(url: str, port: int) -> Iterator[str]:
 def check_server(base: str, phone: Phone) -> None:
     """Refuse to measure anything but our own server: only it knows this phone's session (a fresh
     random secret in the database we just made), so its route page answers 200 to it alone."""
-    response = httpx.get(f"{base}/driver/routes/{phone.route_id}", headers={"Cookie": phone.cookie}, timeout=30)
+    response = httpx.get(f"{base}/driver/routes/{phone.route_id}", headers={"Cookie": phone.cookie},
+                         timeout=30)
     if response.status_code != 200 or "x-request-id" not in response.headers:
-        raise SystemExit(f"{base} is not the server this benchmark started (route page: {response.status_code})")
+        raise SystemExit(f"{base} is not the server this benchmark started "
+                         f"(route page: {response.status_code})")
 
 
 # --- the drivers' requests -------------------------------------------------------------------------
@@ -280,8 +288,11 @@ async def stop_list(client: httpx.AsyncClient, tally: Tally, due: float, phone: 
         tally.errors.append(f"stop_list: {response.status_code}")
 
 
-async def open_loop(base: str, schedule: list[tuple[float, Callable[[httpx.AsyncClient, float], Awaitable[None]]]],
-                    tally: Tally, *, max_in_flight: int = 200) -> None:
+Send = Callable[[httpx.AsyncClient, float], Awaitable[None]]  # a request, given the moment it was due
+
+
+async def open_loop(base: str, schedule: list[tuple[float, Send]], tally: Tally, *,
+                    max_in_flight: int = 200) -> None:
     """Start each request at its time (seconds from now) whether or not earlier ones answered
     (open loop: a slow server is not given time to catch up). Bounded: at most `max_in_flight`
     at once; a request that finds them all busy is counted as an error, not queued."""
@@ -290,7 +301,7 @@ async def open_loop(base: str, schedule: list[tuple[float, Callable[[httpx.Async
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         start = time.perf_counter() + 0.2
 
-        async def one(at: float, send: Callable[[httpx.AsyncClient, float], Awaitable[None]]) -> None:
+        async def one(at: float, send: Send) -> None:
             nonlocal in_flight
             due = start + at
             await asyncio.sleep(max(0.0, due - time.perf_counter()))

@@ -95,9 +95,10 @@ def test_a_stop_read_before_the_writer_is_checked_again_under_its_lock(program: 
         db.commit()
     at = dt.datetime(2026, 12, 1, 18, 30, tzinfo=dt.UTC)
     with database.reader() as reading:
+        asked = (("delivered", "key-kept"), ("no_answer", "key-kept"), ("delivered", "new"))
         answers = [confirmations.stored_answer(reading, stop=kept, user_id=user_id, outcome=outcome,  # type: ignore[arg-type]
                                                note=None, occurred_at=at, idempotency_key=key)
-                   for outcome, key in (("delivered", "key-kept"), ("no_answer", "key-kept"), ("delivered", "new"))]
+                   for outcome, key in asked]
     assert [a and a.kind for a in answers] == [ConfirmKind.replay, ConfirmKind.key_reused, None]
 
 

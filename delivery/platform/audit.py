@@ -71,7 +71,8 @@ def _row(ctx: AuditContext, action: str, resource: str, resource_id: object, pat
             "user_agent": (ctx.user_agent or "")[:300] or None, "request_id": ctx.request_id,
             "action": action[:20], "resource": resource[:60],
             "resource_id": None if resource_id is None else str(resource_id)[:60],
-            "patient_id": patient_id, "outcome": outcome[:20], "detail": None if detail is None else detail[:500]}
+            "patient_id": patient_id, "outcome": outcome[:20],
+            "detail": None if detail is None else detail[:500]}
 
 
 def record_reads(database: Database, ctx: AuditContext, resource: str,
@@ -81,7 +82,8 @@ def record_reads(database: Database, ctx: AuditContext, resource: str,
     reads = list(reads)
     if not reads:
         return
-    rows = [_row(ctx, "R", resource, resource_id, patient_id, "ok", detail) for resource_id, patient_id in reads]
+    rows = [_row(ctx, "R", resource, resource_id, patient_id, "ok", detail)
+            for resource_id, patient_id in reads]
     with database.writer() as db:  # one statement for them all: the writer is held only so long
         db.execute(insert(AuditEvent), rows)
         db.commit()

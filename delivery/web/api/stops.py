@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from delivery.field import access, confirmations, photos
 from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
-from delivery.referrals.schemas import Note
 from delivery.platform.db import Database
+from delivery.referrals.schemas import Note
 from delivery.web.errors import error_responses
 from delivery.web.render import DB, Config, PathId, clock_of, principal
 
