@@ -16,8 +16,8 @@ sessions), then:
 - burst (R14.3): `--burst-drivers` phones each come back online at a random moment within
   `--burst-window` seconds and send their queue of `--queue` confirmations made earlier, in order,
   one after another, then resend their first (a lost answer): all accepted, 0 duplicates, p99 <= 500 ms.
-- `--search`: steady runs of `--search-seconds` at doubling rates from `--rate`, then halving the gap,
-  for the highest rate that holds.
+- `--search`: steady runs of `--search-seconds` at doubling (or, if it fails, halving) rates from
+  `--rate`, then halving the gap, for the highest rate that holds.
 
 Afterwards every acknowledged confirmation is looked up in the database: stored exactly once.
 Prints one JSON object (with the load average, since the 2-core machine is shared).
@@ -54,7 +54,7 @@ from scripts import loadgen  # noqa: E402
 
 TARGETS = {"confirm_p99_ms": 100.0, "stop_list_p99_ms": 150.0, "burst_p99_ms": 500.0,
            "errors": 0, "lost": 0, "duplicates": 0}
-MAX_SEARCH_RATE = 800.0  # bounded: the search never asks for more than this
+MIN_SEARCH_RATE, MAX_SEARCH_RATE = 5.0, 800.0  # bounded: the search stays within these
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def server(db_kind: str, drivers: int, stops_each: int) -> Iterator[Server]:
             warm = phones.pop()
             loadgen.check_server(base, warm)
             # First connections, imports and caches, unmeasured, on the spare phone.
-            warm_up = Steady(rate=10, seconds=1, stop_lists=0.3, replays=0.0)
+            warm_up = Steady(rate=10, seconds=0.5, stop_lists=0.3, replays=0.0)
             asyncio.run(steady_load(base, [warm], warm_up, random.Random(0), loadgen.Tally()))
             yield Server(base, url, phones)
 
@@ -212,8 +212,9 @@ def holds(report: dict[str, object]) -> bool:
 
 
 def search(db_kind: str, steady: Steady, drivers: int) -> dict[str, object]:
-    """The highest steady rate that holds: double from the base rate until one fails, then halve
-    the gap twice. Each rate gets a fresh database and server."""
+    """The highest steady rate that holds: from the base rate, double while it holds (or halve
+    while it does not), then halve the gap between the last that held and the first that did not
+    twice. Each rate gets a fresh database and server; rates stay within MIN/MAX_SEARCH_RATE."""
     tried: dict[float, bool] = {}
 
     def attempt(rate: float) -> bool:
@@ -221,22 +222,25 @@ def search(db_kind: str, steady: Steady, drivers: int) -> dict[str, object]:
         tried[rate] = holds(result)
         return tried[rate]
 
-    good, bad = None, None
+    good: float | None = None
+    bad: float | None = None
     rate = steady.rate
-    while rate <= MAX_SEARCH_RATE:
-        if not attempt(rate):
-            bad = rate
-            break
-        good, rate = rate, rate * 2
-    if good is not None and bad is not None:
+    while MIN_SEARCH_RATE <= rate <= MAX_SEARCH_RATE and (good is None or bad is None):
+        if attempt(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad, rate = rate, rate / 2
+        if good is not None and bad is not None and good > bad:
+            break  # noise: a lower rate failed after a higher one held
+    if good is not None and bad is not None and good < bad:
         for _ in range(2):
             middle = round((good + bad) / 2)
             if attempt(middle):
                 good = middle
             else:
                 bad = middle
-    return {"highest_rate_holding": good, "capped_at": MAX_SEARCH_RATE if bad is None else None,
-            "seconds_each": steady.seconds, "tried": {str(k): v for k, v in sorted(tried.items())}}
+    return {"highest_rate_holding": good, "lowest_rate_failing": bad, "seconds_each": steady.seconds,
+            "tried": {str(k): v for k, v in sorted(tried.items())}}
 
 
 def arguments(argv: list[str] | None, *, stop_lists: float = 0.3, seconds: float = 30.0,
