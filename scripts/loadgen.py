@@ -212,7 +212,12 @@ def running(url: str, port: int) -> Iterator[str]:
     finally:
         for process in (server, worker):
             process.terminate()
-            process.wait(timeout=30)
+        for process in (server, worker):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # still draining an overload: the run is over anyway
+                process.kill()
+                process.wait()
 
 
 def check_server(base: str, phone: Phone) -> None:
