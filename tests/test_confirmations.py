@@ -74,6 +74,34 @@ def test_replay_conflict_and_write_once(program: Program, database: Database) ->
         assert refreshed is not None and (refreshed.status, refreshed.outcome) == ("delivered", "delivered")
 
 
+def test_a_stop_read_before_the_writer_is_checked_again_under_its_lock(program: Program,
+                                                                    database: Database) -> None:
+    """The API decides access on a reader, then writes: a stop moved to another route in between
+    is refused, and the retry of a stored confirmation is answered from a reader alone."""
+    with database.writer() as db:
+        day = make_day(db, program, date=DAY)
+        user_id = db.get(Driver, day.driver_ids[0]).user_id  # type: ignore[union-attr]
+        db.commit()
+    with database.reader() as reading:
+        seen, kept = reading.get(Stop, day.stop_ids[0][0]), reading.get(Stop, day.stop_ids[0][1])
+    with database.writer() as db:
+        moved = db.get(Stop, seen.id)  # type: ignore[union-attr]
+        moved.route_id = day.route_ids[1]  # type: ignore[union-attr]
+        db.commit()
+        with pytest.raises(confirmations.ConfirmError, match="moved to another route"):
+            confirm(db, seen, user_id, "delivered", "key-moved")  # type: ignore[arg-type]
+        db.rollback()
+        assert confirm(db, kept, user_id, "delivered", "key-kept").kind is ConfirmKind.created  # type: ignore[arg-type]
+        db.commit()
+    at = dt.datetime(2026, 12, 1, 18, 30, tzinfo=dt.UTC)
+    with database.reader() as reading:
+        asked = (("delivered", "key-kept"), ("no_answer", "key-kept"), ("delivered", "new"))
+        answers = [confirmations.stored_answer(reading, stop=kept, user_id=user_id, outcome=outcome,  # type: ignore[arg-type]
+                                               note=None, occurred_at=at, idempotency_key=key)
+                   for outcome, key in asked]
+    assert [a and a.kind for a in answers] == [ConfirmKind.replay, ConfirmKind.key_reused, None]
+
+
 def test_the_key_is_scoped_per_user(program: Program, database: Database) -> None:
     with database.writer() as db:
         day = make_day(db, program, date=DAY)

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 import msgspec
 from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from delivery.field import followup
 from delivery.models import (
@@ -186,37 +186,30 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
                  window: DeliveryWindow | None = None, now: dt.datetime | None = None) -> ConfirmResult:
     """Record what happened at a stop. The caller has checked that this user may confirm this stop
     (their own published route) and commits afterwards. With a `window`, a new confirmation is
-    refused outside it (OutsideWindow); a replay of a stored one is answered regardless."""
-    if not valid_key(idempotency_key):
-        raise ConfirmError(f"The idempotency key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters.")
-    try:
-        wanted = ConfirmationOutcome(outcome)
-    except ValueError:
-        choices = ", ".join(o.value for o in ConfirmationOutcome)
-        raise ConfirmError(f"Unknown outcome {outcome!r}: use one of {choices}.") from None
-    if occurred_at.tzinfo is None:
-        raise ConfirmError("occurred_at needs a time zone offset.")
-    note = (note or "").strip() or None
-    if note is not None and len(note) > MAX_NOTE_LENGTH:
-        raise ConfirmError(f"Keep the note under {MAX_NOTE_LENGTH} characters.")
-    fingerprint = request_hash(stop.id, wanted, note, occurred_at)
+    refused outside it (OutsideWindow); a replay of a stored one is answered regardless.
+
+    `stop` may come from an earlier read (another session, before the writer was taken): the stop
+    is read again here under its lock, and refused if it has moved to another route since."""
+    wanted, note, fingerprint = _checked(stop.id, outcome, note, occurred_at, idempotency_key)
+    route_id = stop.route_id  # as the caller saw it (the locked read below refreshes `stop` itself)
 
     # Lock the stop (PostgreSQL; SQLite's single writer already serialises) so two confirmations
-    # of one stop are decided one after the other.
+    # of one stop are decided one after the other. Its patient is not needed here: no join.
     locked = db.scalars(select(Stop).where(Stop.id == stop.id).with_for_update(of=Stop)
+                        .options(lazyload(Stop.patient))
                         .execution_options(populate_existing=True)).unique().one()
 
-    earlier = db.scalar(select(Confirmation).where(Confirmation.user_id == user_id,
-                                                   Confirmation.idempotency_key == idempotency_key))
+    earlier = _answered(db, locked, user_id, idempotency_key, fingerprint)
     if earlier is not None:
-        kind = ConfirmKind.replay if earlier.request_hash == fingerprint else ConfirmKind.key_reused
-        return ConfirmResult(kind, locked, earlier, locked.outcome)
+        return earlier
 
     received_at = now or utcnow()  # the caller's clock (settings.clock) when it has one
     if window is not None:
         window.check(occurred_at, received_at)
     if locked.status == StopStatus.removed:
         raise ConfirmError("This stop was taken off the day by the coordinator.")
+    if locked.route_id != route_id:
+        raise ConfirmError("This stop was moved to another route: reload your route.")
     if locked.outcome is not None:
         first = db.scalar(select(Confirmation).where(Confirmation.stop_id == locked.id,
                                                      Confirmation.undone_at.is_(None))
@@ -231,8 +224,9 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
     db.flush()  # the event names the confirmation's id
     locked.outcome = wanted
     locked.status = StopStatus.delivered if wanted.delivered_food else StopStatus.failed
+    # The event and its webhook need the referral's ids and status, not its patient or screening.
     referral = db.scalar(select(Referral).join(Order, Order.referral_id == Referral.id)
-                         .where(Order.id == locked.order_id))
+                         .where(Order.id == locked.order_id).options(lazyload("*")))
     if referral is not None:
         kind, data = timeline_event(locked, confirmation)
         # The door's time is the device's, unless that clock looks wrong (R7.5): then ours.
@@ -244,6 +238,42 @@ def confirm_stop(db: Session, *, stop: Stop, user_id: int, outcome: str, note: s
             followup.enqueue(db, locked, actor_id=user_id)
     db.flush()
     return ConfirmResult(ConfirmKind.created, locked, confirmation, locked.outcome)
+
+
+def stored_answer(db: Session, *, stop: Stop, user_id: int, outcome: str, note: str | None,
+                  occurred_at: dt.datetime, idempotency_key: str) -> ConfirmResult | None:
+    """The answer to a request whose key is already stored (a replay, or the key reused with
+    another body), or None for a new key. Only reads: the caller can answer a retry without
+    taking the writer, and take it for `confirm_stop` only when there is something to write."""
+    _wanted, _note, fingerprint = _checked(stop.id, outcome, note, occurred_at, idempotency_key)
+    return _answered(db, stop, user_id, idempotency_key, fingerprint)
+
+
+def _checked(stop_id: int, outcome: str, note: str | None, occurred_at: dt.datetime,
+             idempotency_key: str) -> tuple[ConfirmationOutcome, str | None, str]:
+    """The request's outcome and note as stored, and its fingerprint; ConfirmError if malformed."""
+    if not valid_key(idempotency_key):
+        raise ConfirmError(f"The idempotency key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters.")
+    try:
+        wanted = ConfirmationOutcome(outcome)
+    except ValueError:
+        choices = ", ".join(o.value for o in ConfirmationOutcome)
+        raise ConfirmError(f"Unknown outcome {outcome!r}: use one of {choices}.") from None
+    if occurred_at.tzinfo is None:
+        raise ConfirmError("occurred_at needs a time zone offset.")
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE_LENGTH:
+        raise ConfirmError(f"Keep the note under {MAX_NOTE_LENGTH} characters.")
+    return wanted, note, request_hash(stop_id, wanted, note, occurred_at)
+
+
+def _answered(db: Session, stop: Stop, user_id: int, key: str, fingerprint: str) -> ConfirmResult | None:
+    earlier = db.scalar(select(Confirmation).where(Confirmation.user_id == user_id,
+                                                   Confirmation.idempotency_key == key))
+    if earlier is None:
+        return None
+    kind = ConfirmKind.replay if earlier.request_hash == fingerprint else ConfirmKind.key_reused
+    return ConfirmResult(kind, stop, earlier, stop.outcome)
 
 
 def undo(db: Session, confirmation: Confirmation, *, user_id: int, reason: str = "undone by the driver",

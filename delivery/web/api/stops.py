@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from delivery.field import access, confirmations, photos
 from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
+from delivery.platform.db import Database
 from delivery.referrals.schemas import Note
 from delivery.web.errors import error_responses
 from delivery.web.render import DB, Config, PathId, clock_of, principal
@@ -71,6 +72,19 @@ def problem(status_code: int, detail: str, *, headers: dict[str, str] | None = N
                     status_code=status_code, headers=headers)
 
 
+def answer(result: confirmations.ConfirmResult) -> Response[Any]:
+    """The HTTP answer to what the confirmation service decided (the caller committed if it wrote)."""
+    if result.kind is confirmations.ConfirmKind.key_reused:
+        return problem(422, "This Idempotency-Key was already used for a different confirmation: "
+                            "use a new key for a new confirmation.")
+    if result.kind is confirmations.ConfirmKind.outcome_conflict:
+        return problem(409, f"This stop is already confirmed as {result.stored_outcome}; "
+                            "call your coordinator to change it.", stored_outcome=result.stored_outcome)
+    assert result.confirmation is not None
+    headers = {"Idempotency-Replay": "true"} if result.replayed else None
+    return Response(confirmation_out(result.confirmation), status_code=result.status_code, headers=headers)
+
+
 IdempotencyKey = Annotated[str, HeaderParameter(
     name="Idempotency-Key", required=True, max_length=confirmations.MAX_KEY_LENGTH,
     description="A fresh random key per confirmation (a UUID), the same on every retry of it.")]
@@ -107,19 +121,31 @@ class StopApi(Controller):
         if not confirmations.valid_key(idempotency_key):
             return problem(400, "Send an Idempotency-Key header of 1 to 100 visible ASCII characters "
                                 "(a UUID), the same on every retry.")
+        database: Database = request.app.state.database
         try:
             with confirmations.holding_key(who.user_id, idempotency_key):
-                return self._confirm(db, who.user_id, who.route_id, stop_id, data, idempotency_key,
-                                     clock_of(request).now())
+                # Who may confirm what, and whether this is a retry, are reads: they run on a reader,
+                # so the writer (one at a time on SQLite) is held only by requests that write, and
+                # only for the write itself (R14).
+                with database.reader() as reading:
+                    found = access.confirmable_stop(reading, stop_id=stop_id, user_id=who.user_id,
+                                                    route_id=who.route_id)
+                    if found is None:
+                        return problem(404, f"No stop {stop_id} on your published routes.")
+                    stored = confirmations.stored_answer(
+                        reading, stop=found.stop, user_id=who.user_id, outcome=data.outcome,
+                        note=data.note, occurred_at=data.occurred_at, idempotency_key=idempotency_key)
+                    if stored is not None:
+                        return answer(stored)
+                return self._confirm(db, who.user_id, found, data, idempotency_key, clock_of(request).now())
         except confirmations.KeyInFlight as exc:
             return problem(409, f"{exc} Retry in a moment.", headers={"Retry-After": "1"})
+        except confirmations.ConfirmError as exc:
+            return problem(422, str(exc))
 
     @staticmethod
-    def _confirm(db: Any, user_id: int, route_id: int | None, stop_id: int, data: ConfirmationIn,
+    def _confirm(db: Any, user_id: int, found: access.StopAccess, data: ConfirmationIn,
                  key: str, now: dt.datetime) -> Response[Any]:
-        found = access.confirmable_stop(db, stop_id=stop_id, user_id=user_id, route_id=route_id)
-        if found is None:
-            return problem(404, f"No stop {stop_id} on your published routes.")
         try:
             result = confirmations.confirm_stop(
                 db, stop=found.stop, user_id=user_id, outcome=data.outcome, note=data.note,
@@ -127,24 +153,14 @@ class StopApi(Controller):
         except confirmations.OutsideWindow as exc:
             # The coordinator hears of it, so what happened at the door is not lost (R8.3). Nothing
             # of the refused confirmation was written, so the report is this request's one write.
-            db.add(FieldReport(route_id=found.route.id, stop_id=stop_id, user_id=user_id,
+            db.add(FieldReport(route_id=found.route.id, stop_id=found.stop.id, user_id=user_id,
                                kind=FieldReportKind.late_confirmation,
                                detail=f"{data.outcome.value} at {data.occurred_at.isoformat()}: {exc}"[:500]))
             db.commit()
             return problem(410, str(exc))
-        except confirmations.ConfirmError as exc:
-            return problem(422, str(exc))
-        if result.kind is confirmations.ConfirmKind.key_reused:
-            return problem(422, "This Idempotency-Key was already used for a different confirmation: "
-                                "use a new key for a new confirmation.")
-        if result.kind is confirmations.ConfirmKind.outcome_conflict:
-            return problem(409, f"This stop is already confirmed as {result.stored_outcome}; "
-                                "call your coordinator to change it.", stored_outcome=result.stored_outcome)
-        db.commit()
-        assert result.confirmation is not None
-        headers = {"Idempotency-Replay": "true"} if result.replayed else None
-        return Response(confirmation_out(result.confirmation), status_code=result.status_code,
-                        headers=headers)
+        if result.ok:
+            db.commit()
+        return answer(result)
 
     @put("/{stop_id:int}/confirmations/photo", status_code=201, opt={"roles": DRIVERS}, sync_to_thread=True,
          request_max_body_size=photos.MAX_BYTES, summary="Attach a photo to a confirmation",
