@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where delivery photos are kept (default var/photos); back it up with the database."""
     demo: bool = False
     """The demo that scripts/run starts: documents the API at /schema."""
+    drill_ack_before_commit: bool = False
+    """The kill drill's negative control only (scripts/drill_kill.py --ack-before-commit): answer a
+    confirmation before it is committed, the bug the drill must catch. Never set it anywhere else."""
     clock: Clock = msgspec.field(default_factory=Clock)
     """What time it is (not from the environment): tests pass a FixedClock."""
 
