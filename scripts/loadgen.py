@@ -88,7 +88,7 @@ def seed_day(database: Database, settings: Settings, *, drivers: int, stops_each
         db.add_all([clinic, plan])
         db.flush()
         users = [auth.create_user(db, email=f"driver{d}.{run}@load.test", display_name=f"Driver {d}",
-                                  password=None, memberships=[(food_bank.id, Role.driver)])
+                                  memberships=[(food_bank.id, Role.driver)])
                  for d in range(drivers)]
         phones = []
         for d, user in enumerate(users):
@@ -186,28 +186,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`delivery serve` (uvicorn serving create_app) on 127.0.0.1:`port`, once it accepts connections."""
+    server = subprocess.Popen([sys.executable, "-m", "delivery", "serve", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}) before answering")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("the server did not start within 60 s") from None
+            time.sleep(0.1)
+
+
+def start_worker(env: dict[str, str], kinds: str) -> subprocess.Popen[bytes]:
+    """`delivery worker --kinds …`, as `scripts/run` starts one beside the app."""
+    return subprocess.Popen([sys.executable, "-m", "delivery", "worker", "--kinds", kinds], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @contextmanager
 def running(url: str, port: int) -> Iterator[str]:
-    """`delivery serve` (uvicorn serving create_app) on 127.0.0.1:`port`, and beside it a worker for
-    the jobs confirmations queue, as `scripts/run` starts them; yields the base URL."""
+    """A server on 127.0.0.1:`port` and beside it a worker for the jobs confirmations queue;
+    yields the base URL."""
     env = environment(url, port)
-    quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    server = subprocess.Popen([sys.executable, "-m", "delivery", "serve", "--host", "127.0.0.1",
-                               "--port", str(port)], **quiet)  # type: ignore[call-overload]
-    worker = subprocess.Popen([sys.executable, "-m", "delivery", "worker", "--kinds", "followup,outbox"],
-                              **quiet)  # type: ignore[call-overload]
+    worker = start_worker(env, "followup,outbox")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited ({server.returncode}) before answering")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start within 60 s") from None
-                time.sleep(0.1)
+        server = start_server(env, port)
+    except RuntimeError:
+        worker.terminate()
+        raise
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
         for process in (server, worker):

@@ -94,6 +94,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Holding real patients' data: `delivery serve` refuses an unsafe configuration (preflight)."""
     backup_recipients: str = ""
     """age public keys (age1…, comma-separated) `delivery backup` encrypts for; required in production."""
+    drill_ack_before_commit: bool = False
+    """The kill drill's negative control only (scripts/drill_kill.py --ack-before-commit): answer a
+    confirmation before it is committed, the bug the drill must catch. Never set it anywhere else."""
     clock: Clock = msgspec.field(default_factory=Clock)
     """What time it is (not from the environment): tests pass a FixedClock."""
 

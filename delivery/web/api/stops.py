@@ -10,17 +10,19 @@ confirmations working after the session cookie expires (R8.5).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, post, put
+from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, RawBody
 from msgspec import Meta
 from sqlalchemy import select
 
 from delivery.field import access, confirmations, photos
-from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role
+from delivery.models import Confirmation, ConfirmationOutcome, FieldReport, FieldReportKind, Role, Stop
 from delivery.platform.db import Database
 from delivery.referrals.schemas import Note
 from delivery.web.errors import error_responses
@@ -28,6 +30,7 @@ from delivery.web.render import DB, Config, PathId, clock_of, principal
 
 DRIVERS = (Role.driver,)
 MAX_CONFIRM_BYTES = 64 * 1024  # R4.4
+ACK_BEFORE_COMMIT_DELAY_S = 0.5  # the negative control's window between answer and commit
 
 
 class ConfirmationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -90,6 +93,30 @@ IdempotencyKey = Annotated[str, HeaderParameter(
     description="A fresh random key per confirmation (a UUID), the same on every retry of it.")]
 
 
+def _acknowledge_before_commit(db: Any, database: Database, user_id: int, found: access.StopAccess,
+                               data: ConfirmationIn, key: str, now: dt.datetime) -> Response[Any]:
+    """The kill drill's negative control (Settings.drill_ack_before_commit): the answer leaves with
+    the confirmation only flushed, and a moment later it is written again and committed in the
+    background. A server killed in between has acknowledged a confirmation it never stored, which
+    is what the drill must detect."""
+    result = confirmations.confirm_stop(db, stop=found.stop, user_id=user_id, outcome=data.outcome,
+                                        note=data.note, occurred_at=data.occurred_at, idempotency_key=key,
+                                        window=found.window, now=now)
+    response = answer(result)
+    db.rollback()
+
+    def commit_later() -> None:
+        time.sleep(ACK_BEFORE_COMMIT_DELAY_S)
+        with database.writer() as later:
+            confirmations.confirm_stop(later, stop=later.get(Stop, found.stop.id), user_id=user_id,  # type: ignore[arg-type]
+                                       outcome=data.outcome, note=data.note, occurred_at=data.occurred_at,
+                                       idempotency_key=key, now=now)
+            later.commit()
+
+    response.background = BackgroundTask(commit_later)  # run in a thread, after the answer is sent
+    return response
+
+
 class StopApi(Controller):
     path = "/api/v1/stops"
     tags = ["stops"]
@@ -115,8 +142,8 @@ class StopApi(Controller):
               410: ResponseSpec(ProblemOut, description="Outside the route's delivery window"),
               422: ResponseSpec(ProblemOut, description="The key was used with another body"),
           })
-    def confirm_stop(self, request: Request, db: DB, stop_id: PathId, data: JSONBody[ConfirmationIn],
-                     idempotency_key: IdempotencyKey) -> Response[Any]:
+    def confirm_stop(self, request: Request, db: DB, settings: Config, stop_id: PathId,
+                     data: JSONBody[ConfirmationIn], idempotency_key: IdempotencyKey) -> Response[Any]:
         who = principal(request)
         if not confirmations.valid_key(idempotency_key):
             return problem(400, "Send an Idempotency-Key header of 1 to 100 visible ASCII characters "
@@ -137,6 +164,9 @@ class StopApi(Controller):
                         note=data.note, occurred_at=data.occurred_at, idempotency_key=idempotency_key)
                     if stored is not None:
                         return answer(stored)
+                if settings.drill_ack_before_commit:
+                    return _acknowledge_before_commit(db, database, who.user_id, found, data, idempotency_key,
+                                                      clock_of(request).now())
                 return self._confirm(db, who.user_id, found, data, idempotency_key, clock_of(request).now())
         except confirmations.KeyInFlight as exc:
             return problem(409, f"{exc} Retry in a moment.", headers={"Retry-After": "1"})
