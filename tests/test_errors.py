@@ -22,6 +22,7 @@ from tests.conftest import BASE_URL
 
 HUGE = "1" + "0" * 22  # a 23-digit id: overflowed the database driver before ids were bounded
 DRIVER = "driver@example.org"
+BENEFITS = "benefits@example.org"
 
 
 def _int_routes(app: Any) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -45,6 +46,8 @@ def people(database: Database, program: Program) -> dict[str, str]:
         driver = auth.create_user(db, email=DRIVER, display_name="Dee Driver",
                                   memberships=[(program.food_bank_id, Role.driver)])
         driver.password_hash = password_hash()
+        auth.create_user(db, email=BENEFITS, display_name="Bea Benefits", password_hash=password_hash(),
+                         memberships=[(program.food_bank_id, Role.benefits)])
         tokens = {"coordinator": api_token(db, program.coordinator)["Authorization"],
                   "clinic_staff": api_token(db, program.clinic1)["Authorization"],
                   "driver": api_token(db, DRIVER)["Authorization"]}  # the confirmation API
@@ -58,7 +61,7 @@ def test_every_int_path_parameter_is_bounded_like_body_ids(app, program: Program
     routes = _int_routes(app)
     assert len(routes) > 20  # the enumeration really found the app's routes
     emails = {Role.coordinator: program.coordinator, Role.admin: program.admin,
-              Role.clinic_staff: program.clinic1, Role.driver: DRIVER}
+              Role.clinic_staff: program.clinic1, Role.driver: DRIVER, Role.benefits: BENEFITS}
     for method, path, roles in routes:
         role = roles[0]
         with TestClient(app=app, base_url=BASE_URL) as client:

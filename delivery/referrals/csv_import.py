@@ -111,6 +111,9 @@ COLUMNS: tuple[Column, ...] = (
            "yes"),
     Column("do_not_contact", (*_P, "do_not_contact"), "bool",
            "Do not phone the patient; blank means no for a new patient.", "no"),
+    Column("consent_to_text", (*_P, "consent_to_text"), "bool",
+           "The patient agreed to texts about their deliveries in their language; blank means no for a "
+           "new patient.", "yes"),
     Column("hunger_worried", (*_S, "hunger_worried"), "enum", "Hunger Vital Sign 1: worried food would "
            "run out (often, sometimes, never).", "often", choices=HungerAnswer),
     Column("hunger_ran_out", (*_S, "hunger_ran_out"), "enum", "Hunger Vital Sign 2: food did not last "
@@ -619,7 +622,7 @@ def _check_rows(db: Session, source: str | bytes | IO[str] | IO[bytes], *, clini
 
 _PATIENT_FIELDS = ("given_name", "family_name", "birth_date", "phone", "language", "address_line1",
                    "unit", "city", "state", "postal_code", "lat", "lon", "floor", "elevator",
-                   "access_notes", "dietary", "consent_to_share", "do_not_contact")
+                   "access_notes", "dietary", "consent_to_share", "do_not_contact", "text_consent")
 
 
 def _snapshot(patient: Patient) -> tuple[Any, ...]:
