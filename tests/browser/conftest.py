@@ -38,12 +38,25 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 @pytest.fixture(scope="module")
+def running_program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The demo as `delivery demo load` makes it: with its eight past weeks of deliveries."""
+    yield from _serve(tmp_path_factory, with_demo=True, history_weeks=demo_history_weeks())
+
+
+def demo_history_weeks() -> int:
+    from delivery import demo
+
+    return demo.HISTORY_WEEKS
+
+
+@pytest.fixture(scope="module")
 def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A fresh install with no program (what `DELIVERY_DEMO=false scripts/run` serves)."""
     yield from _serve(tmp_path_factory, with_demo=False)
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iterator[LiveServer]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool,
+           history_weeks: int = 0) -> Iterator[LiveServer]:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     from delivery import demo
@@ -59,8 +72,8 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, *, with_demo: bool) -> Iter
                         geocoder="none", secure_cookies=True, tile_url="")
     password = ""
     if with_demo:
-        # Without the past weeks: these stories run on the wall clock and count the next day's stops.
-        demo.load(database, settings, password_file=here / "demo-password", history_weeks=0)
+        # Without the past weeks unless asked: most stories count the next day's stops.
+        demo.load(database, settings, password_file=here / "demo-password", history_weeks=history_weeks)
         password = (here / "demo-password").read_text().strip()
     # running_worker: what scripts/run starts beside the app
     with serving(create_app(settings, database), sock), running_worker(database, settings):
