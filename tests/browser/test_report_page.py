@@ -32,7 +32,12 @@ def test_last_months_report_with_its_csv_and_pdf(  # type: ignore[no-untyped-def
     expect(page.locator("h1")).to_have_text("Funder report")
     delivered = page.get_by_text(re.compile(r"\b[1-9]\d* box(es)? delivered"))
     expect(delivered.first).to_be_visible()  # the past weeks' deliveries, counted from the events
-    expect(page.locator("img[src^='/reports/charts/'], svg").first).to_be_visible()
+    charts = page.locator("img[src^='/reports/charts/']")
+    expect(charts.first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    drawn = page.evaluate("[...document.querySelectorAll(\"img[src^='/reports/charts/']\")]"
+                          ".map(img => img.complete && img.naturalWidth > 0)")
+    assert drawn and all(drawn), drawn  # every chart is an SVG the browser could draw
     page.screenshot(path=str(artifacts / "funder_report.png"), full_page=True)
 
     with page.expect_download() as pdf_download:
