@@ -111,10 +111,12 @@ def parser() -> argparse.ArgumentParser:
 
     fhir = sub.add_parser("fhir-client", help="clinic systems registered for SMART Backend Services")
     fhir_sub = fhir.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fadd = fhir_sub.add_parser("add", help="register a clinic's system by its public keys; prints its client id")
+    fadd = fhir_sub.add_parser("add",
+                               help="register a clinic's system by its public keys; prints its client id")
     fadd.add_argument("--clinic", required=True, metavar="NAME")
     keys = fadd.add_mutually_exclusive_group(required=True)
-    keys.add_argument("--jwks-url", metavar="URL", help="where the system publishes its public keys (read now)")
+    keys.add_argument("--jwks-url", metavar="URL",
+                      help="where the system publishes its public keys (read now)")
     keys.add_argument("--jwks-file", type=Path, metavar="FILE", help="its public keys as a JWKS file")
     fadd.add_argument("--scope", default=None, help="system/ scopes granted (default: what /fhir needs)")
     fadd.add_argument("--client-id", default=None, help="the id the system signs as (default: made up)")
@@ -342,7 +344,8 @@ def fhir_client_command(database, settings: Settings, args: argparse.Namespace) 
         if args.action == "add":  # the key set is read before the database is touched
             if args.jwks_url:
                 with httpx.Client() as http:
-                    jwks = clients.fetch_jwks(args.jwks_url, http, allow_loopback=settings.webhook_allow_loopback)
+                    jwks = clients.fetch_jwks(args.jwks_url, http,
+                                              allow_loopback=settings.webhook_allow_loopback)
             else:
                 try:
                     jwks = clients.read_jwks(args.jwks_file.read_bytes())

@@ -86,7 +86,8 @@ def test_the_csv_import_refuses_the_same_values(database: Database, program: Pro
             "hunger_worried,hunger_ran_out,transportation_barrier,mobility_barrier\n"
             "A-1,   ,Diaz,1948-03-02,1234 98th Ave,Oakland,CA,94603,xx,often,often,yes,no\n")
     with database.reader() as db:
-        report = csv_import.check_file(db, rows.encode(), clinic_id=program.clinic1_id, source_name="t.csv").report
+        report = csv_import.check_file(db, rows.encode(), clinic_id=program.clinic1_id,
+                                       source_name="t.csv").report
     reasons = {(p.row, p.column): p.reason for p in report.problems}
     assert reasons[(2, "language")] == ("language: use a known language code such as en, es, yue or "
                                         "zh-Hant.")

@@ -37,8 +37,8 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("DELIVERY_DATABASE_URL reaches PostgreSQL over the network without "
                         "?sslmode=verify-full: the database connection must be TLS, verified")
     if settings.drill_ack_before_commit:
-        problems.append("DELIVERY_DRILL_ACK_BEFORE_COMMIT is on: it exists only for the kill drill's negative "
-                        "control and loses confirmations; turn it off")
+        problems.append("DELIVERY_DRILL_ACK_BEFORE_COMMIT is on: it exists only for the kill drill's "
+                        "negative control and loses confirmations; turn it off")
     if not settings.backup_recipients:
         problems.append("DELIVERY_BACKUP_RECIPIENTS is empty: backups must be encrypted (an age public key)")
     return problems

@@ -36,7 +36,8 @@ Latitude = Annotated[float, Meta(ge=-90, le=90, title="Latitude")]
 Longitude = Annotated[float, Meta(ge=-180, le=180, title="Longitude")]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 normal, 1 high, 2 urgent")]
 Weekday = Annotated[int, Meta(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
-HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5, description="HH:MM")]
+HourMinute = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5,
+                                 description="HH:MM")]
 ID_MAX = 2**31 - 1  # every id column is a 32-bit integer on PostgreSQL
 Id = Annotated[int, Meta(ge=1, le=ID_MAX)]
 

@@ -49,9 +49,10 @@ def audit_context(request: Request) -> AuditContext:
 
 async def audit_refusal(exc: Exception, scope: Scope) -> None:
     """A PHI route (`opt["phi"] = (action, resource)`) that refused (401, 403, 404) leaves one row
-    with outcome "fail" naming who attempted what on which record, the status first in its detail (R10.1), wherever the refusal came from: the policy
-    guard, a scope guard or a handler not finding the record among the caller's. Its own short
-    write: the request's transaction, if any, is rolled back."""
+    with outcome "fail" naming who attempted what on which record, the status first in its detail
+    (R10.1), wherever the refusal came from: the policy guard, a scope guard or a handler not
+    finding the record among the caller's. Its own short write: the request's transaction, if any,
+    is rolled back."""
     handler = scope.get("route_handler")
     status = getattr(exc, "status_code", None)
     if handler is None or not handler.opt.get("phi") or status not in REFUSALS:

@@ -16,7 +16,8 @@ from delivery.web.errors import error_responses
 from delivery.web.render import DB, principal, program_today
 
 # Bounded in the OpenAPI document (R4.2): 0 is the caller's own clinic.
-ClinicChoice = Annotated[int, QueryParameter(ge=0, le=ID_MAX, description="A clinic you refer for; 0: your own")]
+ClinicChoice = Annotated[int, QueryParameter(ge=0, le=ID_MAX,
+                                             description="A clinic you refer for; 0: your own")]
 
 class AllocationApi(Controller):
     path = "/api/v1/allocation"

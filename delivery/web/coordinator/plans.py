@@ -238,7 +238,7 @@ class PlanController(Controller):
             with database.reader() as reader:
                 prepared = plan_edits.prepare(reader, plan.id, version, edit, settings, today=today)
             result = plan_edits.apply(db, prepared, today=today, actor_id=principal(request).user_id)
-        except FieldError as exc:  # refused, or the day changed since the coordinator (or the snapshot) saw it
+        except FieldError as exc:  # refused, or the day changed since the coordinator (or snapshot) saw it
             db.rollback()
             return self._day_block(request, db, plan, settings, conflict=exc.message)
         db.commit()

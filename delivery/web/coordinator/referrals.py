@@ -706,7 +706,8 @@ class ReferralDeskController(Controller):
     def update_choices(self, request: Request, db: DB, audit: Audit, food_bank_id: PathId,
                        data: FormData) -> Response | Template:
         """How the program works (admins): service times, the upstairs rule, link grace, the capacity
-        horizon, idle sign-out, box types, how FHIR tells a waitlisted referral; each change goes on the audit trail."""
+        horizon, idle sign-out, box types, lending allocations, how FHIR tells a waitlisted referral;
+        each change goes on the audit trail."""
         if food_bank_id not in programs(request):
             raise NotFoundException("No such program.")
         food_bank = db.scalar(select(Organization).where(Organization.id == food_bank_id).with_for_update())
