@@ -19,18 +19,29 @@ from delivery.plans import solve_job
 from delivery.platform.db import Database
 from delivery.platform.jobs import Kind, Runner
 from delivery.platform.settings import Settings
+from delivery.program import waitlist_job
 from delivery.referrals import geocoding
 
 
 def kinds() -> list[Kind]:
     """Every kind of job a worker can run."""
     return [solve_job.kind(), geocoding.job_kind(), sender.job_kind(), followup.job_kind(), light.job_kind(),
-            *outgoing.job_kinds()]
+            waitlist_job.job_kind(), *outgoing.job_kinds()]
 
 
 def runner(database: Database, settings: Settings, only: Iterable[str] | None = None) -> Runner:
     """A runner for every kind, or only those named (ValueError names an unknown one)."""
     return Runner(database, settings, kinds(), only=only)
+
+
+def seed(runner: Runner) -> None:
+    """Queue the periodic job this worker runs unless one is queued (`promote` queues itself again
+    after each run): a new database, a restored backup or a run that failed for good starts the
+    chain again, and a worker that was down catches up at once."""
+    if waitlist_job.KIND in runner.claimable:
+        with runner.database.writer() as db:
+            waitlist_job.queue(db)
+            db.commit()
 
 
 def serve(runner: Runner) -> None:
@@ -42,4 +53,5 @@ def serve(runner: Runner) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    seed(runner)
     runner.run()

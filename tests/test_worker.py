@@ -1,20 +1,25 @@
 """`delivery worker` as an operator runs it, in its own process: it runs only the kinds it is given,
-stops cleanly on SIGTERM, and when one is killed mid-solve another worker takes the plan over."""
+queues the periodic `promote` job on start, stops cleanly on SIGTERM, and when one is killed
+mid-solve another worker takes the plan over."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from delivery.models import JobState, Organization, Plan, PlanJob, PlanJobStatus
+from sqlalchemy import select
+
+from delivery.models import Job, JobState, Organization, Plan, PlanJob, PlanJobStatus
 from delivery.plans import day as days
 from delivery.plans import planning
 from delivery.platform import jobs
 from delivery.platform.db import Database
 from delivery.platform.settings import Settings
+from delivery.program import waitlist_job
 from delivery.referrals import geocoding
 from tests.builders import Program
 from tests.day_builders import DAY, make_day
@@ -33,9 +38,34 @@ def test_a_worker_runs_only_the_kinds_it_is_given_and_stops_on_sigterm(
     wait_until(lambda: job_row(database, geocode).state == JobState.done, 60, "the geocode job")
     time.sleep(1.0)  # ten polls more
     assert job_row(database, plan_job).state == JobState.queued
+    assert promote_jobs(database) == []  # nor did it queue a kind it does not run
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
+
+
+def promote_jobs(database: Database) -> list[tuple[str, dt.datetime | None]]:
+    with database.reader() as db:
+        return [(job.state, job.run_after) for job in
+                db.scalars(select(Job).where(Job.kind == waitlist_job.KIND).order_by(Job.id))]
+
+
+def test_a_worker_started_on_a_new_database_queues_the_waitlist_job_which_keeps_itself_queued(
+        database: Database, start_worker: Callable[..., subprocess.Popen]) -> None:
+    """Nothing else queues `promote` (it queues itself after each run): the worker's start does."""
+    assert promote_jobs(database) == []
+    worker = start_worker("--kinds", "promote")
+    wait_until(lambda: [state for state, _ in promote_jobs(database)] == [JobState.done, JobState.queued], 60,
+               "the first run and the next one queued")
+    (_, first), (_, then) = promote_jobs(database)
+    assert first is None and then is not None  # at once on start, then within the hour
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+
+    start_worker("--kinds", "promote")  # a restart runs the queued one at once, and queues one again
+    again = [JobState.done, JobState.done, JobState.queued]
+    wait_until(lambda: [state for state, _ in promote_jobs(database)] == again, 60,
+               "the restarted worker's run")
 
 
 def test_an_unknown_kind_is_refused_with_the_known_ones(
@@ -44,7 +74,7 @@ def test_an_unknown_kind_is_refused_with_the_known_ones(
     assert worker.wait(60) == 2
     said = (tmp_path / "worker-0.log").read_text()
     assert ("unknown job kind outboks: choose from fhir_poll, followup, geocode, outbox, plan_solve, "
-            "text_day_before, text_event, text_send") in said
+            "promote, text_day_before, text_event, text_send") in said
 
 
 def test_a_plan_whose_worker_is_killed_mid_solve_is_finished_by_another_worker(

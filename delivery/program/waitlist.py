@@ -131,7 +131,8 @@ def promote(db: Session, food_bank: Organization, today: dt.date,
     Strictly in order: a later, smaller request does not jump a waiting one that does not fit yet.
     An order whose clinic has used its allocation this week is passed over (it holds only its own
     clinic's patients). Called in the same transaction as whatever freed capacity (an order ended
-    or paused, capacity raised) or when a coordinator serves the waitlist (a new week).
+    or paused, capacity raised), by the `promote` job for room that frees with no write (a new
+    week, a delivery day passed; `waitlist_job`), or when a coordinator serves the waitlist.
     """
     moved = []
     lock_program(db, food_bank.id)
