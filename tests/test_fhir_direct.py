@@ -65,7 +65,7 @@ def test_sample_bundle_becomes_an_accepted_task(client, clinic1, program: Progra
     answer = parses(response.json())
     assert answer["type"] == "transaction-response"
     entries = answer["entry"]
-    assert len(entries) == 8  # the 7 entries sent, then the Task created for them
+    assert len(entries) == 10  # the 9 entries sent, then the Task created for them
     assert all(e["response"]["status"] == "201 Created" for e in entries)
     assert entries[0]["response"]["location"].startswith("Patient/")
     task = check_task(entries[-1]["resource"])
