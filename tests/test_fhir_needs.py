@@ -15,9 +15,10 @@ from delivery.platform.db import Database
 from delivery.program import benefits
 from delivery.referrals import needs
 from tests.builders import Program, api_token
-from tests.fhir_checks import FHIR_JSON, parses, sample_bundle
+from tests.fhir_checks import FHIR_JSON, parses, sample_bundle, setting
 
 SNAP_AT, NEEDS_AT, CONSENT_AT = 7, 8, 6  # entries of docs/fhir-sample-bundle.json
+TEXTS = {"coding": [{"system": codes.LOCAL_CODES, "code": codes.TEXT_CONSENT}]}
 
 
 @pytest.fixture
@@ -93,32 +94,20 @@ def test_absent_means_the_api_defaults(client, clinic1, database: Database) -> N
         assert db.scalar(select(func.count()).select_from(BenefitsCase)) == 0
 
 
-def _code(at: int, path: str, value: Any):  # type: ignore[no-untyped-def]
-    def change(bundle: dict[str, Any]) -> None:
-        target = resource(bundle, at)
-        *parents, leaf = path.split(".")
-        for part in parents:
-            target = target[int(part)] if part.isdigit() else target[part]
-        target[leaf] = value
-    return change
-
-
 @pytest.mark.parametrize(("change", "expression", "words"), [
-    (_code(NEEDS_AT, "valueCodeableConcept.coding.0.code", "pizza"), f"Bundle.entry[{NEEDS_AT}].resource.value",
-     "SDOH categories"),
-    (_code(NEEDS_AT, "valueCodeableConcept.text", "x" * 501), f"Bundle.entry[{NEEDS_AT}].resource.value",
-     "length"),
-    (_code(SNAP_AT, "valueCodeableConcept.coding.0.code", "maybe"), f"Bundle.entry[{SNAP_AT}].resource.value",
-     "not-enrolled"),
-    (_code(CONSENT_AT, "provision.provision.0.type", None),
+    (setting(NEEDS_AT, "valueCodeableConcept.coding.0.code", "pizza"),
+     f"Bundle.entry[{NEEDS_AT}].resource.value", "SDOH categories"),
+    (setting(NEEDS_AT, "valueCodeableConcept.text", "x" * 501),
+     f"Bundle.entry[{NEEDS_AT}].resource.value", "length"),
+    (setting(SNAP_AT, "valueCodeableConcept.coding.0.code", "maybe"),
+     f"Bundle.entry[{SNAP_AT}].resource.value", "not-enrolled"),
+    (setting(CONSENT_AT, "provision.provision.0", {"code": [TEXTS]}),
      f"Bundle.entry[{CONSENT_AT}].resource.provision.provision[0].type", "permit or deny"),
 ])
 def test_a_bad_answer_names_the_element_and_creates_nothing(client, clinic1, database: Database, change,
                                                             expression: str, words: str) -> None:
     bundle = sample_bundle()
     change(bundle)
-    if resource(bundle, CONSENT_AT)["provision"]["provision"][0]["type"] is None:
-        del resource(bundle, CONSENT_AT)["provision"]["provision"][0]["type"]
     response = post(client, clinic1, bundle)
     assert response.status_code == 422, response.text
     issue = parses(response.json())["issue"][0]

@@ -264,11 +264,12 @@ def _text_consent(consent: dict[str, Any], at: int) -> dict[str, bool]:
     delivery-texts, permit or deny (the SDOHCC Consent allows nested provisions; no standard code
     names texting). Absent: nothing said, so the API's default holds."""
     for n, provision in enumerate((consent.get("provision") or {}).get("provision") or []):
-        if any(codes.has_coding(c, codes.LOCAL_CODES, codes.TEXT_CONSENT) for c in provision.get("code") or []):
+        concepts = provision.get("code") or []
+        if any(codes.has_coding(c, codes.LOCAL_CODES, codes.TEXT_CONSENT) for c in concepts):
             if provision.get("type") not in ("permit", "deny"):
                 raise BundleError("Say whether the patient agrees to texts about deliveries: provision.type "
-                                  "permit or deny.", f"Bundle.entry[{at}].resource.provision.provision[{n}].type",
-                                  "required")
+                                  "permit or deny.",
+                                  f"Bundle.entry[{at}].resource.provision.provision[{n}].type", "required")
             return {"consent_to_text": provision["type"] == "permit"}
     return {}
 
@@ -283,7 +284,8 @@ def _snap(entries: list[dict[str, Any]], kinds: list[str]) -> dict[str, str]:
     food-insecurity program; absent: unknown (the API's default)."""
     for i, kind in enumerate(kinds):
         resource = entries[i]["resource"]
-        if kind != "Observation" or not {codes.PROGRAM_ENROLLMENT, codes.FOOD_INSECURITY} <= _categories(resource):
+        wanted = {codes.PROGRAM_ENROLLMENT, codes.FOOD_INSECURITY}
+        if kind != "Observation" or not wanted <= _categories(resource):
             continue
         found = [c.get("code") for c in (resource.get("valueCodeableConcept") or {}).get("coding") or []
                  if c.get("system") == codes.SDOHCC_CODES]
@@ -297,7 +299,8 @@ def _snap(entries: list[dict[str, Any]], kinds: list[str]) -> dict[str, str]:
 
 def _find_needs(entries: list[dict[str, Any]], kinds: list[str]) -> int | None:
     found = [i for i, kind in enumerate(kinds) if kind == "Observation"
-             and codes.has_coding(entries[i]["resource"].get("code"), codes.LOCAL_CODES, codes.NEEDS_QUESTION)]
+             and codes.has_coding(entries[i]["resource"].get("code"), codes.LOCAL_CODES,
+                                  codes.NEEDS_QUESTION)]
     if len(found) > 1:
         raise BundleError("Send the patient's answer about other needs once (one Observation).",
                           f"Bundle.entry[{found[1]}].resource.code")
@@ -317,7 +320,8 @@ def _needs(observation: dict[str, Any], at: int) -> dict[str, Any]:
                           "required")
     picks = []
     for coding in value.get("coding") or []:
-        pick = codes.NEED_CATEGORIES.get(coding.get("code", "")) if coding.get("system") == codes.SDOHCC_CODES else None
+        known = coding.get("system") == codes.SDOHCC_CODES
+        pick = codes.NEED_CATEGORIES.get(coding.get("code", "")) if known else None
         if pick is None:
             raise BundleError(f"A need is one of the guide's SDOH categories ({codes.SDOHCC_CODES}): "
                               f"{', '.join(codes.NEED_CATEGORIES)}.", f"Bundle.entry[{at}].resource.value",
