@@ -27,6 +27,17 @@ def sample_bundle(**changes: Any) -> dict[str, Any]:
     return bundle
 
 
+def setting(entry: int, path: str, value: Any):  # type: ignore[no-untyped-def]
+    """A change to a Bundle: `path` (dots, list indexes as digits) of entry's resource set to value."""
+    def change(bundle: dict[str, Any]) -> None:
+        target = bundle["entry"][entry]["resource"]
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(leaf) if leaf.isdigit() else leaf] = value
+    return change
+
+
 def parses(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource validates as FHIR R4 with both libraries (each raises on an unknown or
     ill-typed element); returned unchanged for chaining."""

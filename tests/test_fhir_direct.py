@@ -20,6 +20,7 @@ from tests.fhir_checks import (
     check_task,
     parses,
     sample_bundle,
+    setting,
 )
 
 
@@ -65,7 +66,7 @@ def test_sample_bundle_becomes_an_accepted_task(client, clinic1, program: Progra
     answer = parses(response.json())
     assert answer["type"] == "transaction-response"
     entries = answer["entry"]
-    assert len(entries) == 8  # the 7 entries sent, then the Task created for them
+    assert len(entries) == 10  # the 9 entries sent, then the Task created for them
     assert all(e["response"]["status"] == "201 Created" for e in entries)
     assert entries[0]["response"]["location"].startswith("Patient/")
     task = check_task(entries[-1]["resource"])
@@ -120,34 +121,24 @@ def _without(kind: str):  # type: ignore[no-untyped-def]
     return change
 
 
-def _set(entry: int, path: str, value: Any):  # type: ignore[no-untyped-def]
-    def change(bundle: dict[str, Any]) -> None:
-        target = bundle["entry"][entry]["resource"]
-        *parents, leaf = path.split(".")
-        for part in parents:
-            target = target[int(part)] if part.isdigit() else target[part]
-        target[leaf] = value
-    return change
-
-
 @pytest.mark.parametrize(("change", "status", "expression", "words"), [
-    (_set(1, "bogus", 1), 400, "Bundle.entry[1].resource.bogus", "Not valid FHIR R4"),
-    (_set(0, "birthDate", "1948-13-02"), 400, "Bundle.entry[0].resource.birthDate", "Not valid FHIR R4"),
+    (setting(1, "bogus", 1), 400, "Bundle.entry[1].resource.bogus", "Not valid FHIR R4"),
+    (setting(0, "birthDate", "1948-13-02"), 400, "Bundle.entry[0].resource.birthDate", "Not valid FHIR R4"),
     (lambda b: b.update(type="batch"), 422, "Bundle.type", "transaction"),
-    (_set(1, "code", {"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}), 422,
+    (setting(1, "code", {"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}), 422,
      "Bundle.entry[1].resource.code", "710925007"),
-    (_set(1, "category", [{"text": "food"}]), 422, "Bundle.entry[1].resource.category", "410606002"),
-    (_set(1, "identifier", []), 422, "Bundle.entry[1].resource.identifier", "identifier"),
-    (_set(1, "subject", {"reference": "Patient/elsewhere"}), 422, "Bundle.entry[1].resource.subject",
+    (setting(1, "category", [{"text": "food"}]), 422, "Bundle.entry[1].resource.category", "410606002"),
+    (setting(1, "identifier", []), 422, "Bundle.entry[1].resource.identifier", "identifier"),
+    (setting(1, "subject", {"reference": "Patient/elsewhere"}), 422, "Bundle.entry[1].resource.subject",
      "Patient entry"),
-    (_set(2, "valueCodeableConcept.coding.0.code", "LA0000-0"), 422, "Bundle.entry[2].resource.value",
+    (setting(2, "valueCodeableConcept.coding.0.code", "LA0000-0"), 422, "Bundle.entry[2].resource.value",
      "88122-7"),
     (_without("Consent"), 422, "Bundle.entry", "Consent"),
-    (_set(6, "status", "rejected"), 422, "Bundle.entry[6].resource.status", "Consent"),
+    (setting(6, "status", "rejected"), 422, "Bundle.entry[6].resource.status", "Consent"),
     (_without("Patient"), 422, "Bundle.entry", "exactly one Patient"),
-    (_set(0, "address.0.postalCode", "ABCDE"), 422, "Bundle.entry[0].resource.address.postalCode",
+    (setting(0, "address.0.postalCode", "ABCDE"), 422, "Bundle.entry[0].resource.address.postalCode",
      "regex"),
-    (_set(0, "identifier.0.value", "A 1001!"), 422, "Bundle.entry[0].resource.identifier", "regex"),
+    (setting(0, "identifier.0.value", "A 1001!"), 422, "Bundle.entry[0].resource.identifier", "regex"),
 ])
 def test_a_bad_bundle_names_the_entry_and_element_and_creates_nothing(
         client, clinic1, database: Database, change, status: int, expression: str, words: str) -> None:

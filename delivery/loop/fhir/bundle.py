@@ -86,19 +86,22 @@ def read_bundle(raw: bytes) -> ReferralBundle:
 
     request_identifier = _check_request(request, request_at, patient_refs)
     answers = _screening_answers(entries, kinds)
-    _check_consent(entries, kinds)
+    consent_at = _check_consent(entries, kinds)
     body = {
-        "patient": _patient(patient, patient_at),
-        "screening": _screening(answers),
+        "patient": _patient(patient, patient_at) | _text_consent(entries[consent_at]["resource"], consent_at),
+        "screening": _screening(answers) | _snap(entries, kinds),
         "priority": PRIORITIES.get(request.get("priority", "routine"), 0),
     }
+    needs_at = _find_needs(entries, kinds)
+    if needs_at is not None:
+        body["needs"] = _needs(entries[needs_at]["resource"], needs_at)
     notes = [n.get("text", "") for n in request.get("note") or [] if n.get("text")]
     if notes:
         body["note"] = "\n".join(notes)[:1000]
     try:
         referral = msgspec.convert(body, ReferralIn)
     except msgspec.ValidationError as exc:
-        raise _named(exc, patient_at, request_at) from None
+        raise _named(exc, patient_at, request_at, needs_at) from None
     stored = {key: request[key] for key in ("identifier", "status", "intent", "category", "code", "priority",
                                              "authoredOn", "requester", "note", "occurrenceDateTime",
                                              "occurrencePeriod") if key in request}
@@ -243,7 +246,7 @@ def _screening(answers: dict[str, Answer]) -> dict[str, Any]:
             | pick(codes.ERRANDS, codes.YES_NO, "errands_barrier", False))
 
 
-def _check_consent(entries: list[dict[str, Any]], kinds: list[str]) -> None:
+def _check_consent(entries: list[dict[str, Any]], kinds: list[str]) -> int:
     """The Consent entry, which must be active: home delivery shares the patient's details."""
     for i, kind in enumerate(kinds):
         if kind == "Consent":
@@ -251,12 +254,85 @@ def _check_consent(entries: list[dict[str, Any]], kinds: list[str]) -> None:
                 raise BundleError("The patient's Consent must be active to share their name, address and "
                                   "phone with the food bank and its drivers.",
                                   f"Bundle.entry[{i}].resource.status")
-            return
+            return i
     raise BundleError("Add the patient's Consent (status active): home delivery shares their name, address "
                       "and phone with the food bank and its drivers.", "Bundle.entry", "required")
 
 
-def _named(exc: msgspec.ValidationError, patient_at: int, request_at: int) -> BundleError:
+def _text_consent(consent: dict[str, Any], at: int) -> dict[str, bool]:
+    """Consent to texts about deliveries: a nested provision of the patient's Consent coded
+    delivery-texts, permit or deny (the SDOHCC Consent allows nested provisions; no standard code
+    names texting). Absent: nothing said, so the API's default holds."""
+    for n, provision in enumerate((consent.get("provision") or {}).get("provision") or []):
+        concepts = provision.get("code") or []
+        if any(codes.has_coding(c, codes.LOCAL_CODES, codes.TEXT_CONSENT) for c in concepts):
+            if provision.get("type") not in ("permit", "deny"):
+                raise BundleError("Say whether the patient agrees to texts about deliveries: provision.type "
+                                  "permit or deny.",
+                                  f"Bundle.entry[{at}].resource.provision.provision[{n}].type", "required")
+            return {"consent_to_text": provision["type"] == "permit"}
+    return {}
+
+
+def _categories(resource: dict[str, Any]) -> set[str]:
+    return {c.get("code") for concept in resource.get("category") or []
+            for c in concept.get("coding") or [] if c.get("system") == codes.SDOHCC_CODES}
+
+
+def _snap(entries: list[dict[str, Any]], kinds: list[str]) -> dict[str, str]:
+    """SNAP/CalFresh enrollment from the guide's Program Enrollment Status Observation for a
+    food-insecurity program; absent: unknown (the API's default)."""
+    for i, kind in enumerate(kinds):
+        resource = entries[i]["resource"]
+        wanted = {codes.PROGRAM_ENROLLMENT, codes.FOOD_INSECURITY}
+        if kind != "Observation" or not wanted <= _categories(resource):
+            continue
+        found = [c.get("code") for c in (resource.get("valueCodeableConcept") or {}).get("coding") or []
+                 if c.get("system") == codes.SDOHCC_CODES]
+        if not found or found[0] not in codes.ENROLLMENT_ANSWERS:
+            raise BundleError("SNAP/CalFresh enrollment takes the guide's enrolled, not-enrolled or "
+                              f"not-enrolled-on-waitlist ({codes.SDOHCC_CODES}).",
+                              f"Bundle.entry[{i}].resource.value", "code-invalid")
+        return {"snap_enrolled": codes.ENROLLMENT_ANSWERS[found[0]]}
+    return {}
+
+
+def _find_needs(entries: list[dict[str, Any]], kinds: list[str]) -> int | None:
+    found = [i for i, kind in enumerate(kinds) if kind == "Observation"
+             and codes.has_coding(entries[i]["resource"].get("code"), codes.LOCAL_CODES,
+                                  codes.NEEDS_QUESTION)]
+    if len(found) > 1:
+        raise BundleError("Send the patient's answer about other needs once (one Observation).",
+                          f"Bundle.entry[{found[1]}].resource.code")
+    return found[0] if found else None
+
+
+def _needs(observation: dict[str, Any], at: int) -> dict[str, Any]:
+    """"Other than medical care, what do you need to be more healthy?": the quick picks as the
+    guide's SDOH category codes in valueCodeableConcept, the patient's words in its text (or in
+    valueString when nothing was picked)."""
+    if "valueString" in observation:
+        return {"words": observation["valueString"]}
+    value = observation.get("valueCodeableConcept")
+    if value is None:
+        raise BundleError("Give the patient's answer in valueCodeableConcept (quick picks as SDOH category "
+                          "codes, their words in text) or valueString.", f"Bundle.entry[{at}].resource.value",
+                          "required")
+    picks = []
+    for coding in value.get("coding") or []:
+        known = coding.get("system") == codes.SDOHCC_CODES
+        pick = codes.NEED_CATEGORIES.get(coding.get("code", "")) if known else None
+        if pick is None:
+            raise BundleError(f"A need is one of the guide's SDOH categories ({codes.SDOHCC_CODES}): "
+                              f"{', '.join(codes.NEED_CATEGORIES)}.", f"Bundle.entry[{at}].resource.value",
+                              "code-invalid")
+        picks.append(pick)
+    # Several categories share one pick (utilities, housing, money: rent_utilities): once each.
+    return {"picks": list(dict.fromkeys(picks))} | ({"words": value["text"]} if value.get("text") else {})
+
+
+def _named(exc: msgspec.ValidationError, patient_at: int, request_at: int,
+           needs_at: int | None) -> BundleError:
     """msgspec's refusal ("… - at `$.patient.address.postal_code`") as the FHIR element at fault."""
     message, _, at = str(exc).partition(" - at `$.")
     parts = at.rstrip("`").split(".") if at else []
@@ -265,6 +341,8 @@ def _named(exc: msgspec.ValidationError, patient_at: int, request_at: int) -> Bu
         expression = f"Bundle.entry[{patient_at}].resource" + (f".{element}" if element else "")
     elif parts and parts[0] in ("note", "priority"):
         expression = f"Bundle.entry[{request_at}].resource.{parts[0]}"
+    elif parts and parts[0] == "needs" and needs_at is not None:
+        expression = f"Bundle.entry[{needs_at}].resource.value"
     else:
         expression = "Bundle"
     return BundleError(f"{message}.", expression)

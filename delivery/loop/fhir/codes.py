@@ -29,6 +29,24 @@ ERRANDS = "69861-3"  # difficulty doing errands alone
 HUNGER_ANSWERS = {"LA28397-0": "often", "LA6729-3": "sometimes", "LA28398-8": "never"}
 YES_NO = {"LA33-6": True, "LA32-8": False}
 
+# SNAP/CalFresh enrollment: the guide's SDOHCC Observation Program Enrollment Status (category
+# program-enrollment, value enrolled | not-enrolled | not-enrolled-on-waitlist). The profile codes the
+# program from a VSAC value set we cannot check offline, so the food program is told by its SDOH
+# category food-insecurity instead (Observation.code.text may name SNAP or CalFresh).
+PROGRAM_ENROLLMENT = "program-enrollment"
+ENROLLMENT_ANSWERS = {"enrolled": "yes", "not-enrolled": "no", "not-enrolled-on-waitlist": "no"}
+
+# Our own codes where neither LOINC nor the guide has one: the "Other than medical care, what do you
+# need to be more healthy?" question, and the patient's consent to texts about deliveries.
+LOCAL_CODES = "urn:produce-box-delivery:codes"
+NEEDS_QUESTION = "needs-besides-medical-care"
+TEXT_CONSENT = "delivery-texts"
+# The quick picks, as the guide's SDOH category codes (SDOHCC temporary codes).
+NEED_CATEGORIES = {"utility-insecurity": "rent_utilities", "housing-instability": "rent_utilities",
+                   "financial-insecurity": "rent_utilities", "inadequate-housing": "fridge_stove",
+                   "transportation-insecurity": "ride", "food-insecurity": "food_benefits",
+                   "social-connection": "someone_to_talk_to", "sdoh-category-unspecified": "other"}
+
 # Task.status values the performer may set: the guide's value set drops `ready` and `received`.
 PERFORMER_STATUSES = frozenset({"accepted", "rejected", "in-progress", "on-hold", "completed", "failed",
                                 "cancelled"})

@@ -170,7 +170,11 @@ def capability_statement(base_url: str) -> Json:
                                "extension": [{"url": "token", "valueUri": f"{base}/fhir/auth/token"}]}],
             },
             "resource": [
-                resource("Bundle", ["create"], documentation="transaction only: a referral"),
+                resource("Bundle", ["create"], documentation=(
+                    "transaction only: a referral. Optional: SNAP enrollment as an SDOHCC Program Enrollment "
+                    f"Status Observation (category food-insecurity); other needs as an Observation coded "
+                    f"{codes.LOCAL_CODES}#{codes.NEEDS_QUESTION} (SDOH category codes, words in text); "
+                    f"consent to texts as a Consent provision coded {codes.TEXT_CONSENT}")),
                 resource("Task", ["read", "search-type", "update", "patch"],
                          [("_id", "token"), ("focus", "reference"), ("owner", "reference"),
                           ("patient", "reference"), ("status", "token"), ("_lastUpdated", "date")],
