@@ -134,7 +134,8 @@ class ClinicServer:
                                 algorithms=["ES384", "RS384"]).claims
         except Exception:  # a bad or unknown assertion, whatever joserfc says about it
             return JSONResponse({"error": "invalid_client"}, status_code=400)
-        if claims.get("aud") != f"{self.base_url}/auth/token" or form.get("grant_type") != "client_credentials":
+        if (claims.get("aud") != f"{self.base_url}/auth/token"
+                or form.get("grant_type") != "client_credentials"):
             return JSONResponse({"error": "invalid_client"}, status_code=400)
         self.assertions.append(claims)
         return JSONResponse({"access_token": self.token, "token_type": "bearer", "expires_in": 300,

@@ -58,7 +58,8 @@ def seed(server: ClinicServer, n: int, *, mrn: str, consent: bool = True, screen
             text = text.replace(urn, ref)
         return json.loads(text)
 
-    resources = [relink(copy.deepcopy(e["resource"])) | {"id": ids[e["fullUrl"]].split("/")[1]} for e in sample]
+    resources = [relink(copy.deepcopy(e["resource"])) | {"id": ids[e["fullUrl"]].split("/")[1]}
+                 for e in sample]
     patient, request = resources[0], resources[1]
     patient["identifier"][0]["value"] = mrn
     request["identifier"][0]["value"] = f"sr-{n}"
@@ -69,7 +70,8 @@ def seed(server: ClinicServer, n: int, *, mrn: str, consent: bool = True, screen
             resource["valueCodeableConcept"]["coding"][0]["code"] = screen
         server.put(resource)
     server.put({"resourceType": "Task", "id": f"t{n}", "status": "requested", "intent": "order",
-                "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code",
+                                     "code": "fulfill"}]},
                 "focus": {"reference": f"ServiceRequest/{request['id']}"},
                 "for": {"reference": f"Patient/{patient['id']}"}, "authoredOn": "2026-11-30T09:00:00Z",
                 "requester": {"reference": "Organization/clinic-1"}, "owner": {"reference": owner}})
@@ -85,7 +87,8 @@ def clinic_server() -> Iterator[ClinicServer]:
 
 def connect(database: Database, program: Program, server: ClinicServer, clock: FakeClock) -> int:
     with database.writer() as db:
-        row = light.add_connection(db, AuditContext.for_command("test"), db.get(Organization, program.clinic1_id),
+        row = light.add_connection(db, AuditContext.for_command("test"),
+                                   db.get(Organization, program.clinic1_id),
                                    base_url=server.base_url, owner_reference=OWNER, bearer_token=server.token,
                                    allow_loopback=True, now=clock.now())
         db.commit()
@@ -225,7 +228,8 @@ def test_the_story_in_direct_light(database: Database, program: Program, setting
     clock.advance(3600)
     assert poll(database, settings, clock) == 1
     scheduled = clinic_server.get("Task", "t1")
-    assert (scheduled["status"], scheduled["businessStatus"]["coding"][0]["code"]) == ("in-progress", "scheduled")
+    assert ((scheduled["status"], scheduled["businessStatus"]["coding"][0]["code"])
+            == ("in-progress", "scheduled"))
 
     with database.writer() as db:
         stop = db.scalar(select(Stop).join(Order, Order.id == Stop.order_id).where(Stop.plan_id == plan_id))
@@ -302,7 +306,8 @@ def test_a_connection_with_smart_backend_services_signs_for_its_token(
                              token_url=f"{clinic_server.base_url}/auth/token", client_id="produce-box",
                              private_jwk=key.as_dict(private=True), allow_loopback=True, now=clock.now())
         with pytest.raises(light.ConnectionRefused, match="private key"):
-            light.add_connection(db, AuditContext.for_command("test"), db.get(Organization, program.clinic1_id),
+            light.add_connection(db, AuditContext.for_command("test"),
+                                 db.get(Organization, program.clinic1_id),
                                  base_url=clinic_server.base_url, owner_reference=OWNER,
                                  token_url=f"{clinic_server.base_url}/auth/token", client_id="produce-box",
                                  private_jwk=key.as_dict(private=False), allow_loopback=True, now=clock.now())

@@ -44,7 +44,8 @@ class FhirAdminController(Controller):
               status_code: int = 200) -> Template:
         clinics = clinics_of(db, request)
         return page(request, "fhir_admin/overview.html", clinics=clinics,
-                    systems=clients.listing(db, [c.id for c in clinics]), default_scopes=clients.DEFAULT_SCOPES,
+                    systems=clients.listing(db, [c.id for c in clinics]),
+                    default_scopes=clients.DEFAULT_SCOPES,
                     connections=light.summaries(db, [c.id for c in clinics]),
                     min_interval=light.MIN_INTERVAL_MINUTES,
                     errors=errors or {}, values=values or {}, said=said, conn_errors=conn_errors or {},
@@ -63,21 +64,26 @@ class FhirAdminController(Controller):
             elif pasted:
                 jwks = clients.read_jwks(pasted)
             else:
-                raise clients.ClientError("Paste the system's public keys (JWKS) or give its JWKS URL.", "jwks")
-            clinic = next((c for c in clinics_of(db, request) if str(c.id) == str(data.get("clinic_id"))), None)
+                raise clients.ClientError("Paste the system's public keys (JWKS) or give its JWKS URL.",
+                                          "jwks")
+            clinic = next((c for c in clinics_of(db, request) if str(c.id) == str(data.get("clinic_id"))),
+                          None)
             if clinic is None:
                 raise clients.ClientError("Choose one of your clinics.", "clinic_id")
             made = clients.add(db, audit, clinic, jwks, jku=url, scope=str(data.get("scope") or "") or None,
                                client_id=str(data.get("client_id") or "").strip() or None)
         except clients.ClientError as exc:
             db.rollback()
-            return self._page(request, db, errors={exc.field or "jwks": str(exc)}, values=data, status_code=422)
+            return self._page(request, db, errors={exc.field or "jwks": str(exc)}, values=data,
+                              status_code=422)
         db.commit()
-        return self._page(request, db, said=f"Registered {made.client_id} for {clinic.name}. The system signs "
-                                            f"its assertions with iss and sub {made.client_id}.")
+        return self._page(request, db, said=f"Registered {made.client_id} for {clinic.name}. "
+                                            f"The system signs its assertions with iss and sub "
+                                            f"{made.client_id}.")
 
     @post("/clients/{client_id:str}/revoke", opt=POLICY, sync_to_thread=True, status_code=200)
-    def revoke_client(self, request: Request, db: DB, audit: Audit, client_id: FromPath[str]) -> Template | Redirect:
+    def revoke_client(self, request: Request, db: DB, audit: Audit,
+                      client_id: FromPath[str]) -> Template | Redirect:
         try:
             clients.revoke(db, audit, client_id[:100], clock_of(request),
                            [c.id for c in clinics_of(db, request)])
@@ -92,8 +98,8 @@ class FhirAdminController(Controller):
                        data: FormData) -> Template:
         """Connect a clinic's FHIR server (Direct Light); its first poll is queued at once."""
         text = {k: str(data.get(k) or "").strip() for k in (
-            "clinic_id", "base_url", "owner_reference", "bearer_token", "token_url", "remote_client_id", "private_jwk",
-            "interval_minutes", "hours_start", "hours_end")}
+            "clinic_id", "base_url", "owner_reference", "bearer_token", "token_url", "remote_client_id",
+            "private_jwk", "interval_minutes", "hours_start", "hours_end")}
         shown = {k: v for k, v in text.items() if k not in ("bearer_token", "private_jwk")}  # never echoed
         try:
             numbers = {}
@@ -107,14 +113,16 @@ class FhirAdminController(Controller):
                 try:
                     jwk = json.loads(text["private_jwk"])
                 except ValueError:
-                    raise light.ConnectionRefused("The private key is not JSON (a JWK).", "private_jwk") from None
+                    raise light.ConnectionRefused("The private key is not JSON (a JWK).",
+                                                  "private_jwk") from None
             clinic = next((c for c in clinics_of(db, request) if str(c.id) == text["clinic_id"]), None)
             if clinic is None:
                 raise light.ConnectionRefused("Choose one of your clinics.", "clinic_id")
             made = light.add_connection(
                 db, audit, clinic, base_url=text["base_url"], owner_reference=text["owner_reference"],
                 bearer_token=text["bearer_token"] or None, token_url=text["token_url"] or None,
-                client_id=text["remote_client_id"] or None, private_jwk=jwk, interval_minutes=numbers["interval_minutes"],
+                client_id=text["remote_client_id"] or None, private_jwk=jwk,
+                interval_minutes=numbers["interval_minutes"],
                 hours=(numbers["hours_start"], numbers["hours_end"]),
                 allow_loopback=settings.webhook_allow_loopback, now=clock_of(request).now())
         except light.ConnectionRefused as exc:

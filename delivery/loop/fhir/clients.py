@@ -38,7 +38,8 @@ class ClientError(FieldError):
 def read_jwks(text: str | bytes) -> dict[str, Any]:
     """A JWKS document (JSON text) as data, or ClientError saying what is wrong with it."""
     if len(text) > MAX_JWKS_BYTES:
-        raise ClientError(f"The key set is over {MAX_JWKS_BYTES // 1000} kB: send the public keys only.", "jwks")
+        raise ClientError(f"The key set is over {MAX_JWKS_BYTES // 1000} kB: send the public keys only.",
+                          "jwks")
     try:
         found = json.loads(text)
     except ValueError as exc:
@@ -69,7 +70,8 @@ def add(db: Session, ctx: AuditContext, clinic: Organization, jwks: dict[str, An
     client_id = client_id or f"{re.sub(r'[^a-z0-9]+', '-', clinic.name.lower()).strip('-')[:60]}-" \
                             f"{secrets.token_hex(4)}"
     if not CLIENT_ID.match(client_id):
-        raise ClientError("A client id is 3 to 100 letters, digits, dots, dashes or underscores.", "client_id")
+        raise ClientError("A client id is 3 to 100 letters, digits, dots, dashes or underscores.",
+                          "client_id")
     if db.scalar(select(FhirClient.id).where(FhirClient.client_id == client_id)):
         raise ClientError(f"The client id {client_id} is taken: choose another.", "client_id")
     scope = " ".join((scope or DEFAULT_SCOPES).split())

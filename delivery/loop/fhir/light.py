@@ -84,7 +84,8 @@ class RemoteError(Exception):
 # --- the schedule (plain rules) ---------------------------------------------------------------
 
 
-def next_poll(now: dt.datetime, *, interval_minutes: int, hours: tuple[int, int], timezone: str) -> dt.datetime:
+def next_poll(now: dt.datetime, *, interval_minutes: int, hours: tuple[int, int],
+              timezone: str) -> dt.datetime:
     """When to poll next: `interval_minutes` on (at least 15), moved to the start of the next working
     hours (weekdays, `hours` start to end, program time zone) when it falls outside them."""
     zone = ZoneInfo(timezone)
@@ -100,7 +101,8 @@ def next_poll(now: dt.datetime, *, interval_minutes: int, hours: tuple[int, int]
     return at.astimezone(dt.UTC)
 
 
-def retry_at(now: dt.datetime, failures: int, retry_after: float | None, interval_minutes: int) -> dt.datetime:
+def retry_at(now: dt.datetime, failures: int, retry_after: float | None,
+             interval_minutes: int) -> dt.datetime:
     """After `failures` failed polls in a row: 1, 2, 4 … minutes, at most the interval; never before
     the server's Retry-After."""
     wait = min(FIRST_RETRY * 2 ** (failures - 1), dt.timedelta(minutes=max(interval_minutes,
@@ -125,9 +127,10 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
 # --- connections (admin) ----------------------------------------------------------------------
 
 
-def add_connection(db: Session, ctx: AuditContext, clinic: Organization, *, base_url: str, owner_reference: str,
-                   bearer_token: str | None = None, token_url: str | None = None, client_id: str | None = None,
-                   private_jwk: dict[str, Any] | None = None, scope: str | None = None,
+def add_connection(db: Session, ctx: AuditContext, clinic: Organization, *, base_url: str,
+                   owner_reference: str, bearer_token: str | None = None, token_url: str | None = None,
+                   client_id: str | None = None, private_jwk: dict[str, Any] | None = None,
+                   scope: str | None = None,
                    interval_minutes: int = DEFAULT_INTERVAL_MINUTES, hours: tuple[int, int] = (8, 18),
                    allow_loopback: bool = False, now: dt.datetime) -> FhirConnection:
     """Register a clinic's FHIR server and queue its first poll now."""
@@ -147,7 +150,8 @@ def add_connection(db: Session, ctx: AuditContext, clinic: Organization, *, base
         raise ConnectionRefused("SMART Backend Services needs the token URL, our client id there and our "
                                "private key (JWK).", "token_url")
     if smart == bool(bearer_token):
-        raise ConnectionRefused("Give either a bearer token or SMART Backend Services credentials.", "bearer_token")
+        raise ConnectionRefused("Give either a bearer token or SMART Backend Services credentials.",
+                                "bearer_token")
     if private_jwk is not None:
         try:
             if not import_key(private_jwk).is_private:
@@ -225,10 +229,12 @@ class Remote:
 
     def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> dict[str, Any]:
         try:
-            answer = self.http.request(method, url, headers=self.headers if auth else {"Accept": "application/json"},
+            answer = self.http.request(method, url,
+                                       headers=self.headers if auth else {"Accept": "application/json"},
                                        timeout=TIMEOUT_S, follow_redirects=False, **kwargs)
         except httpx.HTTPError as exc:
-            raise RemoteError(f"{method} {url}: the server could not be reached ({type(exc).__name__}).") from None
+            raise RemoteError(f"{method} {url}: the server could not be reached "
+                              f"({type(exc).__name__}).") from None
         if answer.status_code == 429 or answer.status_code >= 500:
             raise RemoteError(f"{method} {url}: HTTP {answer.status_code}.",
                               parse_retry_after(answer.headers.get("retry-after"), self.now))
@@ -264,7 +270,8 @@ class Remote:
                 return entries
             page = valid(self._send("GET", url), "Bundle")
             entries += [e["resource"] for e in page.get("entry") or [] if "resource" in e]
-            url = next((link["url"] for link in page.get("link") or [] if link.get("relation") == "next"), None)
+            url = next((link["url"] for link in page.get("link") or [] if link.get("relation") == "next"),
+                       None)
         raise RemoteError(f"The Task search ran over {MAX_PAGES} pages; a later poll goes on from there.")
 
     def update(self, resource: dict[str, Any]) -> dict[str, Any]:
@@ -365,7 +372,8 @@ def take(db: Session, connection: FhirConnection, found: Found, clock: Clock) ->
     Raises BundleError or FieldError when it cannot be made (the caller records the refusal)."""
     task = found.task
     row = FhirRemoteTask(connection_id=connection.id, remote_id=str(task["id"]),
-                         patient_reference=local((task.get("for") or {}).get("reference", ""), connection.base_url),
+                         patient_reference=local((task.get("for") or {}).get("reference", ""),
+                                                 connection.base_url),
                          request_reference=local((task.get("focus") or {}).get("reference", ""),
                                                  connection.base_url),
                          refusal=found.problem, procedures={})
