@@ -203,16 +203,15 @@ class Runner:
     def stop(self) -> None:
         self.stopping.set()
 
-    def run_once(self, *, settle: bool = False) -> bool:
-        """Recover stale claims, then claim due jobs of one kind and run them; False when none was due.
-        With `settle`, first wait the kind's `settle_s` (the loop does; tests stepping a FakeClock
-        do not)."""
+    def run_once(self, *, settle: bool = False) -> int:
+        """Recover stale claims, then claim due jobs of one kind and run them; how many were claimed
+        (0: none was due). With `settle`, first wait the kind's `settle_s` (the loop does; tests
+        stepping a FakeClock do not)."""
         self.recover_stale()
         claimed = self.claim(settle=settle)
-        if not claimed:
-            return False
-        self._run(claimed)
-        return True
+        if claimed:
+            self._run(claimed)
+        return len(claimed)
 
     def _due(self, now: dt.datetime, kinds: Iterable[str]) -> ColumnElement[bool]:
         return ((Job.state == JobState.queued) & Job.kind.in_(list(kinds))
