@@ -225,8 +225,8 @@ class Runner:
         if kind_name is None:
             return []
         kind = self.kinds[kind_name]
-        if settle and kind.settle_s > 0:
-            self.stopping.wait(kind.settle_s)
+        if settle and kind.settle_s > 0 and self.stopping.wait(kind.settle_s):
+            return []  # asked to stop while waiting: leave them queued for the next worker
         now = self.clock.now()
         with self.database.writer() as db:
             jobs = list(db.scalars(select(Job).where(self._due(now, [kind_name])).order_by(Job.id)
