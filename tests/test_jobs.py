@@ -260,17 +260,23 @@ def test_a_batch_kind_is_claimed_in_one_write_and_finished_in_one_and_idle_polls
 
 def test_a_batch_stopped_midway_puts_the_jobs_it_did_not_start_back_as_they_were(
         database: Database, settings: Settings) -> None:
+    """Those it never started are queued again with their attempt not counted; one whose work was
+    queued again meanwhile (same dedupe key) is cancelled instead: one queued job per key."""
     ran: list[int] = []
+    twin: list[int] = []
     runner: Runner
 
     def handler(ctx: JobContext) -> None:
         ran.append(ctx.job_id)
+        twin.append(queue(database, "batchy", dedupe_key="c"))  # asked again while claimed
         runner.stop()  # SIGTERM while the first one runs
 
     runner = Runner(database, settings, [Kind("batchy", handler, batch=10)], clock=FakeClock())
-    ids = [queue(database, "batchy") for _ in range(3)]
-    assert runner.run_once()
+    ids = [queue(database, "batchy", dedupe_key=key) for key in "abc"]
+    assert runner.run_once() == 3
     assert ran == ids[:1]
-    rows = [job_row(database, i) for i in ids]
+    rows = [job_row(database, i) for i in [*ids, *twin]]
     assert [(r.state, r.attempts, r.claimed_by) for r in rows] == [
-        (JobState.done, 1, runner.name), (JobState.queued, 0, None), (JobState.queued, 0, None)]
+        (JobState.done, 1, runner.name), (JobState.queued, 0, None), (JobState.cancelled, 1, runner.name),
+        (JobState.queued, 0, None)]
+    assert rows[2].last_error == f"superseded by job {twin[0]}"

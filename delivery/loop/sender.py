@@ -308,10 +308,10 @@ def next_due(db: Session) -> dt.datetime | None:
 
 def work_now(db: Session, now: dt.datetime) -> bool:
     """Whether a pass would do anything: a message not yet fanned out, or a delivery due."""
-    return (db.scalar(select(OutboxMessage.id).where(OutboxMessage.dispatched_at.is_(None)).limit(1)) is not None
-            or db.scalar(select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.pending,
-                                                          WebhookDelivery.next_attempt_at <= now).limit(1))
-            is not None)
+    new = select(OutboxMessage.id).where(OutboxMessage.dispatched_at.is_(None)).limit(1)
+    due = select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.pending,
+                                           WebhookDelivery.next_attempt_at <= now).limit(1)
+    return db.scalar(new) is not None or db.scalar(due) is not None
 
 
 def relay(database: Database, settings: Settings, *, now: Now = utcnow,

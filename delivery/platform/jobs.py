@@ -10,9 +10,9 @@
   write, and with `settle_s` the worker lets more arrive first: on SQLite every write waits for the
   one writer, so a worker that wrote three times per small job made the web app's writes wait.
   Polling writes nothing while nothing is due.
-- While handlers run, a heartbeat thread stamps `heartbeat_at` on the claimed jobs. A running job whose heartbeat is
-  older than `stale_after_s` lost its worker (killed, machine gone): any runner queues it again,
-  or marks it failed when that was its last attempt.
+- While handlers run, a heartbeat thread stamps `heartbeat_at` on the claimed jobs. A running job
+  whose heartbeat is older than `stale_after_s` lost its worker (killed, machine gone): any runner
+  queues it again, or marks it failed when that was its last attempt.
 - A handler that raises has failed one attempt: the job is queued again after `kind.backoff(n)`
   seconds (exponential with jitter, tenacity's `wait_exponential_jitter`), until `max_attempts`;
   then it is failed with its last error and `kind.on_give_up` runs in that same transaction.
@@ -282,14 +282,25 @@ class Runner:
                 job = jobs.get(job_id)
                 if job is None:  # another runner took it back meanwhile (we missed heartbeats): theirs now
                     log.warning("job %s ended here after its claim was taken back", job_id)
-                elif job_id not in errors:  # never started: queued again as it was
-                    job.state, job.attempts, job.heartbeat_at = JobState.queued, job.attempts - 1, None
-                    job.claimed_by, job.claimed_at = None, None
+                elif job_id not in errors:
+                    self._give_back(db, job, now)
                 elif errors[job_id] is None:
                     job.state, job.finished_at, job.heartbeat_at = JobState.done, now, None
                 else:
                     self._retry_or_give_up(db, job, errors[job_id] or "", now)
             db.commit()
+
+    def _give_back(self, db: Session, job: Job, now: dt.datetime) -> None:
+        """A claimed job never started (the worker is stopping): queued again as it was, unless the
+        same work was queued again meanwhile (one queued per dedupe key)."""
+        twin = _queued_twin(db, job.kind, job.dedupe_key) if job.dedupe_key is not None else None
+        if twin is not None:
+            job.state, job.finished_at = JobState.cancelled, now
+            job.last_error = f"superseded by job {twin.id}"
+        else:
+            job.state, job.claimed_by, job.claimed_at = JobState.queued, None, None
+            job.attempts -= 1
+        job.heartbeat_at = None
 
     def _attempt(self, ctx: JobContext) -> str | None:
         """Run one handler; its error as text, None when it succeeded."""
