@@ -48,8 +48,8 @@ def run_due_jobs(database: Database, settings: Settings, kinds: Iterable[Kind]) 
     queue), in this thread; returns how many ran."""
     runner = Runner(database, settings, kinds, poll_s=0)
     ran = 0
-    while runner.run_once():
-        ran += 1
+    while claimed := runner.run_once():
+        ran += claimed
     return ran
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
 from delivery.models import Job, JobState, PlanJob
 from delivery.platform import jobs
@@ -84,7 +84,7 @@ def test_a_job_whose_worker_stopped_beating_is_taken_back_and_finished(
     twice = queue(database, "sync", {"what": "twice"}, max_attempts=2)
     once = queue(database, "sync", {"what": "once"}, max_attempts=1)
 
-    assert lost.claim() is not None and lost.claim() is not None  # ... and then its process dies
+    assert len(lost.claim()) == len(lost.claim()) == 1  # ... and then its process dies
     clock.advance(29)
     assert not rescuer.run_once()  # both still counted as running
     clock.advance(2)
@@ -201,3 +201,82 @@ def test_runs_waiting_before_the_upgrade_get_a_job_each(tmp_path: Path) -> None:
         database.dispose()
     assert carried[1] is None
     assert {queued[carried[2]], queued[carried[3]]} == {2, 3}
+
+
+class WriteCounter:
+    """Counts the transactions that wrote (an INSERT, UPDATE or DELETE) on the database's writer."""
+
+    def __init__(self, database: Database) -> None:
+        self.writes = 0
+        self._wrote = False
+        engine = database.write_engine
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "rollback", self._rollback)
+
+    def _statement(self, conn, cursor, statement: str, *args: object) -> None:  # type: ignore[no-untyped-def]
+        self._wrote |= statement.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
+
+    def _commit(self, conn) -> None:  # type: ignore[no-untyped-def]
+        self.writes += self._wrote
+        self._wrote = False
+
+    def _rollback(self, conn) -> None:  # type: ignore[no-untyped-def]
+        self._wrote = False
+
+
+def test_a_batch_kind_is_claimed_in_one_write_and_finished_in_one_and_idle_polls_write_nothing(
+        database: Database, settings: Settings) -> None:
+    """Three due jobs of a kind with batch=10 are claimed together (each handler sees all three
+    running), finished together; the failing one alone waits its backoff, the others are done.
+    A runner with nothing due reads and never writes."""
+    seen_running: list[int] = []
+
+    def handler(ctx: JobContext) -> None:
+        with database.reader() as db:
+            seen_running.append(len(db.scalars(select(Job.id).where(Job.state == JobState.running)).all()))
+        if ctx.payload["fail"]:
+            raise RuntimeError("the stop's plan is locked")
+
+    kind = Kind("batchy", handler, backoff=lambda n: 30.0, batch=10)
+    clock = FakeClock()
+    runner = Runner(database, settings, [kind], clock=clock)
+    ids = [queue(database, "batchy", {"fail": fail}) for fail in (False, True, False)]
+    counter = WriteCounter(database)
+
+    assert runner.run_once()
+    assert counter.writes == 2  # one claim, one finish, for three jobs
+    assert seen_running == [3, 3, 3]
+    states = [(job_row(database, i).state, job_row(database, i).attempts) for i in ids]
+    assert states == [(JobState.done, 1), (JobState.queued, 1), (JobState.done, 1)]
+    assert job_row(database, ids[1]).run_after == clock.now() + dt.timedelta(seconds=30)
+
+    counter.writes = 0
+    assert not runner.run_once() and not runner.run_once()  # nothing due: polls only read
+    assert counter.writes == 0
+    clock.advance(30)
+    assert runner.run_once() and job_row(database, ids[1]).attempts == 2
+
+
+def test_a_batch_stopped_midway_puts_the_jobs_it_did_not_start_back_as_they_were(
+        database: Database, settings: Settings) -> None:
+    """Those it never started are queued again with their attempt not counted; one whose work was
+    queued again meanwhile (same dedupe key) is cancelled instead: one queued job per key."""
+    ran: list[int] = []
+    twin: list[int] = []
+    runner: Runner
+
+    def handler(ctx: JobContext) -> None:
+        ran.append(ctx.job_id)
+        twin.append(queue(database, "batchy", dedupe_key="c"))  # asked again while claimed
+        runner.stop()  # SIGTERM while the first one runs
+
+    runner = Runner(database, settings, [Kind("batchy", handler, batch=10)], clock=FakeClock())
+    ids = [queue(database, "batchy", dedupe_key=key) for key in "abc"]
+    assert runner.run_once() == 3
+    assert ran == ids[:1]
+    rows = [job_row(database, i) for i in [*ids, *twin]]
+    assert [(r.state, r.attempts, r.claimed_by) for r in rows] == [
+        (JobState.done, 1, runner.name), (JobState.queued, 0, None), (JobState.cancelled, 1, runner.name),
+        (JobState.queued, 0, None)]
+    assert rows[2].last_error == f"superseded by job {twin[0]}"

@@ -99,8 +99,12 @@ def run(ctx: jobs.JobContext) -> None:
 
 
 def job_kind() -> jobs.Kind:
-    """followup: retried after 5, 10, 20 … seconds (at most 5 minutes) if it fails."""
-    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=5.0, max_s=300.0))
+    """followup: retried after 5, 10, 20 … seconds (at most 5 minutes) if it fails. The follow-ups
+    of the confirmations of a moment are claimed and finished together (two worker writes, not two
+    per stop), each stop still in its own short transaction: one long one would hold the writer
+    the drivers' taps wait on."""
+    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=5.0, max_s=300.0),
+                     batch=50, settle_s=0.5)
 
 
 def after_attempt(db: Session, stop: Stop, *, actor_id: int | None) -> None:

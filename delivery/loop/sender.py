@@ -306,12 +306,23 @@ def next_due(db: Session) -> dt.datetime | None:
     return min((t for t in (delivery, message) if t is not None), default=None)
 
 
+def work_now(db: Session, now: dt.datetime) -> bool:
+    """Whether a pass would do anything: a message not yet fanned out, or a delivery due."""
+    new = select(OutboxMessage.id).where(OutboxMessage.dispatched_at.is_(None)).limit(1)
+    due = select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.pending,
+                                           WebhookDelivery.next_attempt_at <= now).limit(1)
+    return db.scalar(new) is not None or db.scalar(due) is not None
+
+
 def relay(database: Database, settings: Settings, *, now: Now = utcnow,
           should_stop: Callable[[], bool] = lambda: False) -> dt.datetime | None:
     """Deliver everything due, pass after pass, until nothing is due now; returns when the next
     delivery falls due (None: nothing pending)."""
     with http_client(settings) as client, ThreadPoolExecutor(settings.webhook_concurrency) as pool:
         while not should_stop():
+            with database.reader() as db:  # the writer only when there is something to do
+                if not work_now(db, now()):
+                    break
             done = relay_once(database, settings, client, pool, now=now)
             if not done.sent and not done.dispatched:
                 break
@@ -329,6 +340,9 @@ def run(ctx: jobs.JobContext) -> None:
 
 
 GIVE_UP_PAUSE = dt.timedelta(minutes=5)
+SETTLE_S = 0.25
+"""A new message waits this long for the worker, so one run sends the messages of many
+confirmations: each run writes, and on SQLite the drivers' taps wait for every write."""
 
 
 def _queue_again(db: Session, job: Job) -> None:
@@ -340,7 +354,8 @@ def _queue_again(db: Session, job: Job) -> None:
 def job_kind() -> jobs.Kind:
     """outbox: a failed run (not a failed request: those are retried per delivery) is tried again
     after 1, 2, 4 … seconds, then every five minutes."""
-    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=1.0, max_s=60.0), on_give_up=_queue_again)
+    return jobs.Kind(KIND, run, backoff=jobs.exponential(first_s=1.0, max_s=60.0), on_give_up=_queue_again,
+                     settle_s=SETTLE_S)
 
 
 # --- an endpoint's page: resend and a test event -------------------------------------------------

@@ -3,12 +3,16 @@
 - `enqueue(db, kind, payload)` adds a `jobs` row in the caller's transaction: the job exists exactly
   when the change that asked for it was committed. With a `dedupe_key` there is at most one queued
   job per (kind, key) (a partial unique index), so "geocode what is pending" is asked once.
-- `Runner` is what `delivery worker` runs: it claims one due job at a time (`FOR UPDATE SKIP LOCKED`
+- `Runner` is what `delivery worker` runs: it claims due jobs of one kind (`FOR UPDATE SKIP LOCKED`
   on PostgreSQL, so any number of workers share the table; on SQLite the single writer's BEGIN
-  IMMEDIATE makes the claim atomic across processes), runs the kind's handler and records the end.
-- While a handler runs, a heartbeat thread stamps `heartbeat_at`. A running job whose heartbeat is
-  older than `stale_after_s` lost its worker (killed, machine gone): any runner queues it again,
-  or marks it failed when that was its last attempt.
+  IMMEDIATE makes the claim atomic across processes), runs the kind's handler for each and records
+  the ends. A kind with `batch` > 1 has up to that many claimed in one write and finished in one
+  write, and with `settle_s` the worker lets more arrive first: on SQLite every write waits for the
+  one writer, so a worker that wrote three times per small job made the web app's writes wait.
+  Polling writes nothing while nothing is due.
+- While handlers run, a heartbeat thread stamps `heartbeat_at` on the claimed jobs. A running job
+  whose heartbeat is older than `stale_after_s` lost its worker (killed, machine gone): any runner
+  queues it again, or marks it failed when that was its last attempt.
 - A handler that raises has failed one attempt: the job is queued again after `kind.backoff(n)`
   seconds (exponential with jitter, tenacity's `wait_exponential_jitter`), until `max_attempts`;
   then it is failed with its last error and `kind.on_give_up` runs in that same transaction.
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import tenacity
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -96,6 +100,11 @@ class Kind:
     backoff: Backoff = field(default_factory=lambda: exponential(first_s=5.0, max_s=3600.0))
     on_give_up: Callable[[Session, Job], None] | None = None
     """Called in the transaction that marks the job failed for good (e.g. tell the plan it failed)."""
+    batch: int = 1
+    """How many due jobs of this kind one claim takes (run one after another, finished together)."""
+    settle_s: float = 0.0
+    """When one is due, the worker waits this long before claiming, so jobs queued meanwhile (each
+    confirmation queues one) share its claim and finish writes."""
 
 
 # --- the table API (in the caller's transaction; services never commit) ----------------------------
@@ -184,7 +193,7 @@ class Runner:
         log.info("worker %s runs %s", self.name, ", ".join(self.claimable))
         while not self.stopping.is_set():
             try:
-                ran = self.run_once()
+                ran = self.run_once(settle=True)
             except SQLAlchemyError:  # the database went away for a moment: try again at the next poll
                 log.exception("worker %s could not reach the database", self.name)
                 ran = False
@@ -194,34 +203,41 @@ class Runner:
     def stop(self) -> None:
         self.stopping.set()
 
-    def run_once(self) -> bool:
-        """Recover stale claims, then claim one due job and run it; False when none was due."""
+    def run_once(self, *, settle: bool = False) -> int:
+        """Recover stale claims, then claim due jobs of one kind and run them; how many were claimed
+        (0: none was due). With `settle`, first wait the kind's `settle_s` (the loop does; tests
+        stepping a FakeClock do not)."""
         self.recover_stale()
-        ctx = self.claim()
-        if ctx is None:
-            return False
-        self._run(ctx)
-        return True
+        claimed = self.claim(settle=settle)
+        if claimed:
+            self._run(claimed)
+        return len(claimed)
 
-    def claim(self) -> JobContext | None:
-        now = self.clock.now()
-        due = ((Job.state == JobState.queued) & Job.kind.in_(self.claimable)
-               & (Job.run_after.is_(None) | (Job.run_after <= now)))
+    def _due(self, now: dt.datetime, kinds: Iterable[str]) -> ColumnElement[bool]:
+        return ((Job.state == JobState.queued) & Job.kind.in_(list(kinds))
+                & (Job.run_after.is_(None) | (Job.run_after <= now)))
+
+    def claim(self, *, settle: bool = False) -> list[JobContext]:
+        """Claim up to the kind's `batch` due jobs of the kind of the oldest due job (none: [])."""
         with self.database.reader() as db:  # a cheap look first: an idle worker never takes the writer
-            if db.scalar(select(Job.id).where(due).limit(1)) is None:
-                return None
+            kind_name = db.scalar(select(Job.kind).where(self._due(self.clock.now(), self.claimable))
+                                  .order_by(Job.id).limit(1))
+        if kind_name is None:
+            return []
+        kind = self.kinds[kind_name]
+        if settle and kind.settle_s > 0 and self.stopping.wait(kind.settle_s):
+            return []  # asked to stop while waiting: leave them queued for the next worker
+        now = self.clock.now()
         with self.database.writer() as db:
-            job = db.scalar(select(Job).where(due).order_by(Job.id).limit(1)
-                            .with_for_update(skip_locked=True))
-            if job is None:
-                db.commit()
-                return None
-            job.state, job.attempts = JobState.running, job.attempts + 1
-            job.claimed_by, job.claimed_at, job.heartbeat_at = self.name, now, now
+            jobs = list(db.scalars(select(Job).where(self._due(now, [kind_name])).order_by(Job.id)
+                                   .limit(kind.batch).with_for_update(skip_locked=True)))
+            for job in jobs:
+                job.state, job.attempts = JobState.running, job.attempts + 1
+                job.claimed_by, job.claimed_at, job.heartbeat_at = self.name, now, now
             db.commit()
-            return JobContext(job_id=job.id, kind=job.kind, payload=dict(job.payload), attempt=job.attempts,
-                              database=self.database, settings=self.settings, clock=self.clock,
-                              stopping=self.stopping)
+            return [JobContext(job_id=job.id, kind=job.kind, payload=dict(job.payload), attempt=job.attempts,
+                               database=self.database, settings=self.settings, clock=self.clock,
+                               stopping=self.stopping) for job in jobs]
 
     def recover_stale(self) -> int:
         """Queue again (or fail, after their last attempt) running jobs whose worker stopped beating."""
@@ -242,35 +258,58 @@ class Runner:
             db.commit()
         return len(jobs)
 
-    def _run(self, ctx: JobContext) -> None:
-        kind = self.kinds[ctx.kind]
+    def _run(self, claimed: list[JobContext]) -> None:
+        ids = [ctx.job_id for ctx in claimed]
         beating = threading.Event()
-        heart = threading.Thread(target=self._beat, args=(ctx.job_id, beating), daemon=True,
-                                 name=f"job-{ctx.job_id}-heartbeat")
+        heart = threading.Thread(target=self._beat, args=(ids, beating), daemon=True,
+                                 name=f"job-{ids[0]}-heartbeat")
         heart.start()
+        errors: dict[int, str | None] = {}
         try:
-            kind.run(ctx)
-        except Exception as exc:
-            log.exception("job %s (%s) attempt %s failed", ctx.job_id, ctx.kind, ctx.attempt)
-            error: str | None = f"{type(exc).__name__}: {exc}"
-        else:
-            error = None
+            for ctx in claimed:
+                if self.stopping.is_set() and errors:  # asked to stop: the rest go back untouched
+                    break
+                errors[ctx.job_id] = self._attempt(ctx)
         finally:
             beating.set()
             heart.join()
         with self.database.writer() as db:
-            job = db.scalar(select(Job).where(Job.id == ctx.job_id, Job.claimed_by == self.name,
-                                              Job.state == JobState.running).with_for_update())
-            if job is None:  # another runner took it back meanwhile (we missed heartbeats): theirs now
-                log.warning("job %s ended here after its claim was taken back", ctx.job_id)
-                db.commit()
-                return
+            jobs = {job.id: job for job in db.scalars(
+                select(Job).where(Job.id.in_(ids), Job.claimed_by == self.name,
+                                  Job.state == JobState.running).with_for_update())}
             now = self.clock.now()
-            if error is None:
-                job.state, job.finished_at, job.heartbeat_at = JobState.done, now, None
-            else:
-                self._retry_or_give_up(db, job, error, now)
+            for job_id in ids:
+                job = jobs.get(job_id)
+                if job is None:  # another runner took it back meanwhile (we missed heartbeats): theirs now
+                    log.warning("job %s ended here after its claim was taken back", job_id)
+                elif job_id not in errors:
+                    self._give_back(db, job, now)
+                elif errors[job_id] is None:
+                    job.state, job.finished_at, job.heartbeat_at = JobState.done, now, None
+                else:
+                    self._retry_or_give_up(db, job, errors[job_id] or "", now)
             db.commit()
+
+    def _give_back(self, db: Session, job: Job, now: dt.datetime) -> None:
+        """A claimed job never started (the worker is stopping): queued again as it was, unless the
+        same work was queued again meanwhile (one queued per dedupe key)."""
+        twin = _queued_twin(db, job.kind, job.dedupe_key) if job.dedupe_key is not None else None
+        if twin is not None:
+            job.state, job.finished_at = JobState.cancelled, now
+            job.last_error = f"superseded by job {twin.id}"
+        else:
+            job.state, job.claimed_by, job.claimed_at = JobState.queued, None, None
+            job.attempts -= 1
+        job.heartbeat_at = None
+
+    def _attempt(self, ctx: JobContext) -> str | None:
+        """Run one handler; its error as text, None when it succeeded."""
+        try:
+            self.kinds[ctx.kind].run(ctx)
+        except Exception as exc:
+            log.exception("job %s (%s) attempt %s failed", ctx.job_id, ctx.kind, ctx.attempt)
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _retry_or_give_up(self, db: Session, job: Job, error: str, now: dt.datetime, *,
                           delay_s: float | None = None) -> None:
@@ -292,13 +331,13 @@ class Runner:
         job.state, job.claimed_by, job.claimed_at = JobState.queued, None, None
         job.run_after = now + dt.timedelta(seconds=delay_s)
 
-    def _beat(self, job_id: int, done: threading.Event) -> None:
+    def _beat(self, job_ids: list[int], done: threading.Event) -> None:
         while not done.wait(self.heartbeat_s):
             try:
                 with self.database.writer() as db:
-                    db.execute(update(Job).where(Job.id == job_id, Job.claimed_by == self.name,
+                    db.execute(update(Job).where(Job.id.in_(job_ids), Job.claimed_by == self.name,
                                                  Job.state == JobState.running)
                                .values(heartbeat_at=self.clock.now()))
                     db.commit()
             except SQLAlchemyError:  # a missed beat or two is what stale_after_s allows for
-                log.warning("job %s: heartbeat not written", job_id, exc_info=True)
+                log.warning("jobs %s: heartbeat not written", job_ids, exc_info=True)
