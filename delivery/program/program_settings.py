@@ -121,6 +121,19 @@ LEND_HELP = ("A clinic past its weekly referral allocation may use what other cl
              "week, instead of its referral waiting on the waitlist.")
 
 
+YES_NO = {True: "yes", False: "no"}
+
+
+def _switch(food_bank: Organization, name: str, wanted: bool | None, said: str,
+            words: dict[bool, str] = YES_NO) -> str | None:
+    """A yes/no choice set as wanted, and the change in words (None: not given, or unchanged)."""
+    before = getattr(food_bank, name)
+    if wanted is None or wanted == before:
+        return None
+    setattr(food_bank, name, wanted)
+    return f"{said}{words[before]} → {words[wanted]}"
+
+
 def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, values: dict[str, int], *,
                    require_upstairs: bool, box_types: list[str],
                    lend_allocation: bool | None = None, waitlisted_is_rejected: bool | None = None
@@ -139,21 +152,13 @@ def update_choices(db: Session, ctx: AuditContext, food_bank: Organization, valu
         if value != before:
             changes.append(f"{choice.label.lower()} {before} → {value} {choice.unit}")
             setattr(food_bank, choice.name, value)
-    if require_upstairs != food_bank.require_upstairs:
-        words = {True: "yes", False: "no"}
-        changes.append("upstairs stops need a driver who carries upstairs: "
-                       f"{words[food_bank.require_upstairs]} → {words[require_upstairs]}")
-        food_bank.require_upstairs = require_upstairs
-    if lend_allocation is not None and lend_allocation != food_bank.lend_allocation:
-        words = {True: "yes", False: "no"}
-        changes.append("lend clinics' unused allocation: "
-                       f"{words[food_bank.lend_allocation]} → {words[lend_allocation]}")
-        food_bank.lend_allocation = lend_allocation
-    if waitlisted_is_rejected is not None and waitlisted_is_rejected != food_bank.waitlisted_is_rejected:
-        words = {True: "rejected (no capacity)", False: "accepted (waitlisted)"}
-        changes.append("a waitlisted FHIR referral is "
-                       f"{words[food_bank.waitlisted_is_rejected]} → {words[waitlisted_is_rejected]}")
-        food_bank.waitlisted_is_rejected = waitlisted_is_rejected
+    changes += [said for said in (
+        _switch(food_bank, "require_upstairs", require_upstairs,
+                "upstairs stops need a driver who carries upstairs: "),
+        _switch(food_bank, "lend_allocation", lend_allocation, "lend clinics' unused allocation: "),
+        _switch(food_bank, "waitlisted_is_rejected", waitlisted_is_rejected, "a waitlisted FHIR referral is ",
+                {True: "rejected (no capacity)", False: "accepted (waitlisted)"}),
+    ) if said]
     offered = sorted({BoxType(b).value for b in box_types})
     if not offered:
         raise ProgramError("Offer at least one box type.", "box_types")

@@ -179,6 +179,12 @@ class BoardController(Controller):
                     routes=routes, exceptions=exceptions, reports=reports_, totals=totals, states=states,
                     updated=now.strftime("%H:%M:%S"), tz=tz)
 
+    def _after_handling(self, request: Request, db: DB, plan_id: int) -> Response | Template:
+        """What marking something handled answers: the live part of the board for htmx, else the board."""
+        if request.headers.get("hx-request"):
+            return self._board(request, db, plan_id, block="live")
+        return Redirect(f"/coordinator/plans/{plan_id}/board")
+
     @get("/board", opt=POLICY, sync_to_thread=True)
     def board(self, request: Request, db: DB, plan_id: PathId) -> Template:
         """The whole board; htmx's poll gets only its `live` block."""
@@ -194,9 +200,7 @@ class BoardController(Controller):
             raise NotFoundException("No such exception on this plan.")
         confirmations.mark_handled(db, row, user_id=principal(request).user_id)
         db.commit()
-        if request.headers.get("hx-request"):
-            return self._board(request, db, plan_id, block="live")
-        return Redirect(f"/coordinator/plans/{plan_id}/board")
+        return self._after_handling(request, db, plan_id)
 
     @get("/confirmations/{confirmation_id:int}/photo", opt={**POLICY, "phi": ("R", "photo")},
          sync_to_thread=True)
@@ -226,6 +230,4 @@ class BoardController(Controller):
             raise NotFoundException("No such report on this plan.")
         reports.mark_handled(db, row, user_id=principal(request).user_id)
         db.commit()
-        if request.headers.get("hx-request"):
-            return self._board(request, db, plan_id, block="live")
-        return Redirect(f"/coordinator/plans/{plan_id}/board")
+        return self._after_handling(request, db, plan_id)
